@@ -1,0 +1,86 @@
+//! The `sigil` command line. Every command reads the same configuration as the server, so the
+//! CLI and a running server see the same database.
+
+pub mod clients;
+pub mod keys;
+pub mod users;
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::bootstrap::Core;
+use crate::config::Settings;
+
+#[derive(Debug, Parser)]
+#[command(name = "sigil", version, about = "Sigil, an OpenID Connect identity provider")]
+pub struct Cli {
+    /// Configuration file (default: sigil.toml when present; also SIGIL_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the identity provider (migrates the database and creates signing keys on first start).
+    Serve,
+    /// Apply pending database migrations and prepare signing keys, then exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(users::UserCommand),
+    /// Manage OAuth clients (RFC 7591 metadata).
+    #[command(subcommand)]
+    Client(clients::ClientCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+}
+
+/// A failure the user can act on; printed without a backtrace, exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl Cli {
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let file = self
+            .config
+            .clone()
+            .or_else(|| std::env::var_os("SIGIL_CONFIG").map(PathBuf::from));
+        Ok(Settings::load(file.as_deref())?)
+    }
+}
+
+/// Opens the database (migrating it) for a management command.
+pub fn open(settings: &Settings) -> anyhow::Result<Core> {
+    Core::open(settings)
+}
+
+/// Reads all of standard input and drops one trailing newline.
+pub fn read_stdin_secret() -> anyhow::Result<String> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text)?;
+    if let Some(stripped) = text.strip_suffix('\n') {
+        text = stripped.strip_suffix('\r').unwrap_or(stripped).to_string();
+    }
+    Ok(text)
+}
+
+/// Reads a file, or standard input for `-`.
+pub fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf)?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+pub fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}

@@ -1,0 +1,161 @@
+//! `sigil user …`
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde_json::{Map, Value};
+
+use super::{open, print_json, read_input, read_stdin_secret, UsageError};
+use crate::admin::users::{self as admin, NewUser, UserError};
+use crate::clock::{rfc3339, Clock};
+use crate::config::Settings;
+use crate::crypto::password;
+use crate::storage::{users, StorageError};
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input. Prints the user as JSON.
+    Add {
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        email_verified: bool,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        admin: bool,
+        /// A JSON object of further standard claims (given_name, locale, address, …).
+        #[arg(long, value_name = "FILE")]
+        claims: Option<PathBuf>,
+        /// Read the password from standard input (required).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Set a new password, read from standard input.
+    Passwd {
+        username: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Refuse sign-in for a user.
+    Disable { username: String },
+    /// Allow sign-in again.
+    Enable { username: String },
+    /// Invalidate every token and session issued to the user before now.
+    LogoutEverywhere { username: String },
+    /// List users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one user as JSON.
+    Show { username: String },
+    /// Delete a user.
+    Remove { username: String },
+}
+
+fn user_error(e: UserError) -> anyhow::Error {
+    match e {
+        UserError::Invalid(m) => UsageError(m).into(),
+        UserError::Storage(s) => storage_error(s),
+    }
+}
+
+pub(crate) fn storage_error(e: StorageError) -> anyhow::Error {
+    match e {
+        StorageError::NotFound(m) | StorageError::Conflict(m) => UsageError(m).into(),
+        other => other.into(),
+    }
+}
+
+pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
+    let core = open(settings)?;
+    let now = Clock::system().now();
+    let with = |f: &dyn Fn(&mut crate::storage::AnyConnection) -> Result<(), StorageError>| {
+        core.db.with_conn(|c| f(c)).map_err(storage_error)
+    };
+    match cmd {
+        UserCommand::Add {
+            username,
+            email,
+            email_verified,
+            name,
+            admin,
+            claims,
+            password_stdin: _,
+        } => {
+            let claims: Map<String, Value> = match claims {
+                Some(path) => serde_json::from_slice(&read_input(&path)?)
+                    .map_err(|e| UsageError(format!("--claims must be a JSON object: {e}")))?,
+                None => Map::new(),
+            };
+            let new = NewUser {
+                username,
+                email,
+                email_verified,
+                name,
+                admin,
+                claims,
+            };
+            let secret = read_stdin_secret()?;
+            admin::prepare(&new, &secret).map_err(user_error)?;
+            let hash = password::hash(&secret);
+            let row = core
+                .db
+                .with_conn(|c| admin::insert(c, new, hash, now))
+                .map_err(user_error)?;
+            print_json(&admin::describe(&row));
+        }
+        UserCommand::Passwd { username, .. } => {
+            let secret = read_stdin_secret()?;
+            core.db
+                .with_conn(|c| admin::set_password(c, &username, &secret, now))
+                .map_err(user_error)?;
+            eprintln!("password of {username} changed");
+        }
+        UserCommand::Disable { username } => {
+            with(&|c| users::set_disabled(c, &username, true, now))?;
+            eprintln!("{username} disabled");
+        }
+        UserCommand::Enable { username } => {
+            with(&|c| users::set_disabled(c, &username, false, now))?;
+            eprintln!("{username} enabled");
+        }
+        UserCommand::LogoutEverywhere { username } => {
+            with(&|c| users::set_tokens_valid_after(c, &username, now))?;
+            eprintln!("tokens and sessions of {username} issued before {} are no longer valid", rfc3339(now));
+        }
+        UserCommand::List { json } => {
+            let rows = core.db.with_conn(users::all).map_err(storage_error)?;
+            if json {
+                print_json(&Value::Array(rows.iter().map(admin::describe).collect()));
+            } else {
+                println!("{:<24} {:<32} {:<6} {:<8} CREATED", "USERNAME", "EMAIL", "ADMIN", "DISABLED");
+                for r in rows {
+                    println!(
+                        "{:<24} {:<32} {:<6} {:<8} {}",
+                        r.username,
+                        r.email.as_deref().unwrap_or("-"),
+                        r.is_admin,
+                        r.disabled,
+                        rfc3339(r.created_at)
+                    );
+                }
+            }
+        }
+        UserCommand::Show { username } => {
+            let row = core
+                .db
+                .with_conn(|c| users::by_username(c, &username))
+                .map_err(storage_error)?
+                .ok_or_else(|| UsageError(format!("no user {username:?}")))?;
+            print_json(&admin::describe(&row));
+        }
+        UserCommand::Remove { username } => {
+            with(&|c| users::remove(c, &username))?;
+            eprintln!("{username} removed");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,394 @@
+//! Typed settings: `sigil.toml` (or `--config` / `SIGIL_CONFIG`), then `SIGIL_*` environment
+//! variables with `__` for nesting. Unknown keys and invalid values fail at start, before any
+//! port is bound.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize};
+use url::Url;
+
+use crate::crypto::keys::SigningAlg;
+
+pub const DEFAULT_CONFIG_FILE: &str = "sigil.toml";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The issuer identifier (OIDC Core §2); every URL Sigil publishes starts with it.
+    pub issuer: Url,
+    /// The address the HTTP listener binds; port 0 picks a free one.
+    pub bind: String,
+    /// `sqlite://PATH` (embedded, the default) or `postgres://…`.
+    pub database_url: Secret,
+    /// The base64 master key (32 bytes) that encrypts private keys and client secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_key: Option<Secret>,
+    /// A file holding the base64 master key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls: TlsSettings,
+    #[serde(default)]
+    pub tokens: TokenSettings,
+    #[serde(default)]
+    pub keys: KeySettings,
+    #[serde(default)]
+    pub database: DatabaseSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+    #[serde(default)]
+    pub http: HttpSettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    /// Access token lifetime (RFC 9068 tokens; 5–15 minutes).
+    pub access_ttl: DurationSetting,
+    /// Algorithm of the JWT access tokens: RS256, PS256, ES256 or EdDSA.
+    pub access_token_alg: SigningAlg,
+    /// The longest lifetime of any token Sigil signs; a retiring key stays published this long.
+    pub id_token_ttl: DurationSetting,
+    /// Allowed clock difference with relying parties, added to every retirement delay.
+    pub clock_skew: DurationSetting,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            access_ttl: DurationSetting::from_secs(600),
+            access_token_alg: SigningAlg::RS256,
+            id_token_ttl: DurationSetting::from_secs(3600),
+            clock_skew: DurationSetting::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeySettings {
+    /// `Cache-Control: max-age` of the JWKS.
+    pub jwks_max_age: DurationSetting,
+    /// How often a node reloads the signing keys from the database.
+    pub refresh_interval: DurationSetting,
+    /// How often each algorithm's key is rotated.
+    pub rotation_period: DurationSetting,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self {
+            jwks_max_age: DurationSetting::from_secs(300),
+            refresh_interval: DurationSetting::from_secs(10),
+            rotation_period: DurationSetting::from_secs(30 * 86_400),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// Connections in the pool (SQLite readers share the file in WAL mode).
+    pub max_connections: u32,
+    /// How long a SQLite writer waits for the lock before failing.
+    pub busy_timeout: DurationSetting,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            busy_timeout: DurationSetting::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `sigil=debug,actix_web=info`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Largest request body accepted at the form endpoints.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_timeout: DurationSetting,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            max_body_bytes: 16 * 1024,
+            shutdown_timeout: DurationSetting::from_secs(10),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            issuer: Url::parse("http://127.0.0.1:8080").expect("static URL"),
+            bind: "127.0.0.1:8080".into(),
+            database_url: Secret::new("sqlite://sigil.db"),
+            master_key: None,
+            master_key_file: None,
+            tls: TlsSettings::default(),
+            tokens: TokenSettings::default(),
+            keys: KeySettings::default(),
+            database: DatabaseSettings::default(),
+            log: LogSettings::default(),
+            http: HttpSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Defaults, then the file (when given, or `sigil.toml` when present), then `SIGIL_*`.
+    pub fn load(explicit_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match explicit_file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.into())),
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE))
+            }
+            None => {}
+        }
+        // SIGIL_CONFIG names the file and SIGIL_TEST_* belong to the test suite: neither is a key.
+        let env = Env::prefixed("SIGIL_")
+            .split("__")
+            .filter(|key| key != "config" && !key.as_str().starts_with("test_"));
+        let settings: Settings = figment.merge(env).extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Cross-field rules, checked before anything is opened or bound.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if !matches!(self.issuer.scheme(), "https" | "http") {
+            return invalid(format!("issuer {} must be an http(s) URL", self.issuer));
+        }
+        // OIDC Discovery §3: the issuer has no query or fragment.
+        if self.issuer.query().is_some() || self.issuer.fragment().is_some() {
+            return invalid("issuer must not have a query or fragment".into());
+        }
+        if self.issuer.scheme() == "http" && !is_loopback_host(&self.issuer) {
+            return invalid(format!(
+                "issuer {} must use https (plain http is allowed only on loopback)",
+                self.issuer
+            ));
+        }
+        if self.master_key.is_some() && self.master_key_file.is_some() {
+            return invalid("set master_key or master_key_file, not both".into());
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return invalid("tls.cert and tls.key go together".into());
+        }
+        let access = self.tokens.access_ttl.as_secs();
+        if !(300..=900).contains(&access) {
+            return invalid(format!(
+                "tokens.access_ttl must be between 5m and 15m, not {}",
+                self.tokens.access_ttl
+            ));
+        }
+        if self.tokens.id_token_ttl.as_secs() < 60 {
+            return invalid("tokens.id_token_ttl must be at least 1m".into());
+        }
+        if self.keys.refresh_interval.0.is_zero() {
+            return invalid("keys.refresh_interval must be above zero".into());
+        }
+        if self.keys.rotation_period.as_secs() < 3600 {
+            return invalid("keys.rotation_period must be at least 1h".into());
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections must be at least 1".into());
+        }
+        if self.http.max_body_bytes < 1024 {
+            return invalid("http.max_body_bytes must be at least 1024".into());
+        }
+        crate::storage::DatabaseUrl::parse(self.database_url.expose())
+            .map_err(ConfigError::Invalid)?;
+        Ok(())
+    }
+
+    /// The issuer without a trailing slash, as it appears in `iss` claims.
+    pub fn issuer_str(&self) -> &str {
+        self.issuer.as_str().trim_end_matches('/')
+    }
+
+    /// An absolute URL under the issuer for one of Sigil's paths.
+    pub fn endpoint_url(&self, path: &str) -> String {
+        format!("{}{}", self.issuer_str(), path)
+    }
+
+    /// The longest lifetime of any token Sigil signs, plus the allowed clock skew: how long a
+    /// key must stay published after it stops signing.
+    pub fn retirement_delay(&self) -> Duration {
+        self.tokens.access_ttl.0.max(self.tokens.id_token_ttl.0) + self.tokens.clock_skew.0
+    }
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// A duration written `90s`, `10m`, `12h` or `30d`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DurationSetting(pub Duration);
+
+impl DurationSetting {
+    pub const fn from_secs(secs: u64) -> Self {
+        Self(Duration::from_secs(secs))
+    }
+    pub fn as_secs(&self) -> u64 {
+        self.0.as_secs()
+    }
+}
+
+impl fmt::Display for DurationSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.as_secs();
+        let ms = self.0.subsec_millis();
+        match () {
+            _ if ms != 0 => write!(f, "{}ms", self.0.as_millis()),
+            _ if s != 0 && s % 86_400 == 0 => write!(f, "{}d", s / 86_400),
+            _ if s != 0 && s % 3600 == 0 => write!(f, "{}h", s / 3600),
+            _ if s != 0 && s % 60 == 0 => write!(f, "{}m", s / 60),
+            _ => write!(f, "{s}s"),
+        }
+    }
+}
+
+impl fmt::Debug for DurationSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::str::FromStr for DurationSetting {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s.trim())
+            .map(Self)
+            .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. 90s, 10m, 12h, 30d"))
+    }
+}
+
+impl Serialize for DurationSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A configuration value that must not appear in logs or `Debug` output.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_print() {
+        for (text, secs) in [("90s", 90), ("10m", 600), ("12h", 43_200), ("30d", 2_592_000)] {
+            let d: DurationSetting = text.parse().unwrap();
+            assert_eq!(d.as_secs(), secs);
+            assert_eq!(d.to_string(), text);
+        }
+        assert!("ten minutes".parse::<DurationSetting>().is_err());
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn plain_http_issuer_is_refused_off_loopback() {
+        let mut s = Settings::default();
+        s.issuer = Url::parse("http://id.example.com").unwrap();
+        assert!(s.validate().is_err());
+        s.issuer = Url::parse("https://id.example.com").unwrap();
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+    }
+}

@@ -1,0 +1,21 @@
+//! Keys, signatures, encryption at rest, password hashing and randomness.
+
+
+pub mod keyring;
+pub mod keys;
+pub mod master_key;
+pub mod rotation;
+pub mod password;
+pub mod random;
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let digest = openssl::sha::sha256(data);
+    digest
+}
+
+/// base64url without padding (RFC 7515 §2).
+pub fn b64url(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}

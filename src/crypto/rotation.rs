@@ -1,0 +1,229 @@
+//! The key lifecycle in the database: first keys, rotation and retirement. Each change is one
+//! transaction that first takes the `signing_keys` lock row, so nodes and CLI runs that change
+//! keys at the same moment take turns and see each other's result.
+
+use diesel::Connection;
+
+use super::keys::{self, GeneratedKey, KeyState, SigningAlg};
+use super::master_key::MasterKey;
+use crate::config::Settings;
+use crate::storage::signing_keys::{self, KeyRow};
+use crate::storage::{self, AnyConnection, Database, StorageError};
+
+const LOCK: &str = "signing_keys";
+
+/// The timing rules of DESIGN.md "Keys and rotation".
+#[derive(Debug, Clone, Copy)]
+pub struct Lifecycle {
+    /// A `next` key must have been published this long before it may sign (2 × JWKS max-age).
+    pub min_publication: i64,
+    /// A retiring key stays published this long (longest token lifetime + clock skew).
+    pub retirement_delay: i64,
+}
+
+impl Lifecycle {
+    pub fn from_settings(s: &Settings) -> Self {
+        Self {
+            min_publication: 2 * s.keys.jwks_max_age.as_secs() as i64,
+            retirement_delay: s.retirement_delay().as_secs() as i64,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "the next {alg} key {kid} has been published for {published}s, less than the {required}s \
+         (2 × keys.jwks_max_age) that clients may cache the JWKS; rotate again later, or pass \
+         --force if the active key is compromised"
+    )]
+    TooEarly {
+        alg: SigningAlg,
+        kid: String,
+        published: i64,
+        required: i64,
+    },
+    #[error("there is no next {0} key to activate; restart Sigil or run `sigil migrate` to prepare one")]
+    NoNextKey(SigningAlg),
+    #[error("no key {0}")]
+    UnknownKey(String),
+    #[error("key {0} is active: rotate it out first (`sigil keys rotate --alg ALG`)")]
+    RetireActive(String),
+    #[error("key {0} is already retired")]
+    AlreadyRetired(String),
+    #[error("key generation failed: {0}")]
+    Generate(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<diesel::result::Error> for KeyError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Storage(e.into())
+    }
+}
+
+/// What one rotation did for one algorithm.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rotation {
+    pub alg: SigningAlg,
+    pub activated: String,
+    pub retiring: Option<String>,
+    pub next: String,
+}
+
+fn generate(alg: SigningAlg) -> Result<GeneratedKey, KeyError> {
+    keys::generate(alg).map_err(|e| KeyError::Generate(e.to_string()))
+}
+
+fn row(key: &GeneratedKey, state: KeyState, master: &MasterKey, now: i64) -> Result<KeyRow, KeyError> {
+    let sealed = master
+        .seal(&key.private_der, key.kid.as_bytes())
+        .map_err(|e| KeyError::Generate(e.to_string()))?;
+    Ok(KeyRow {
+        kid: key.kid.clone(),
+        alg: key.alg.as_str().into(),
+        state: state.as_str().into(),
+        public_jwk: serde_json::Value::Object(key.public_jwk.clone()).to_string(),
+        private_sealed: sealed,
+        created_at: now,
+        activated_at: (state == KeyState::Active).then_some(now),
+        retiring_at: None,
+        retire_after: None,
+        retired_at: None,
+    })
+}
+
+fn count(conn: &mut AnyConnection, alg: SigningAlg, state: KeyState) -> Result<usize, StorageError> {
+    Ok(signing_keys::with_state(conn, alg.as_str(), state.as_str())?.len())
+}
+
+/// At start: makes sure each algorithm has an active and a next key. Returns the new kids.
+/// Keys are generated outside the transaction (RSA takes a while); the transaction re-checks
+/// under the lock, so two nodes starting together still end with one active key each.
+pub fn ensure_keys(db: &Database, master: &MasterKey, now: i64) -> Result<Vec<String>, KeyError> {
+    let missing = db.with_conn(|conn| -> Result<_, StorageError> {
+        let mut missing = Vec::new();
+        for alg in SigningAlg::ALL {
+            for state in [KeyState::Active, KeyState::Next] {
+                if count(conn, alg, state)? == 0 {
+                    missing.push((alg, state));
+                }
+            }
+        }
+        Ok(missing)
+    })?;
+    if missing.is_empty() {
+        return Ok(vec![]);
+    }
+    let generated = missing
+        .iter()
+        .map(|(alg, state)| Ok((*state, generate(*alg)?)))
+        .collect::<Result<Vec<_>, KeyError>>()?;
+    Ok(db.with_conn(|conn| -> Result<_, StorageError> {
+        conn.transaction::<_, StorageError, _>(|conn| {
+            storage::lock(conn, LOCK, now)?;
+            let mut created = Vec::new();
+            for (state, key) in &generated {
+                if count(conn, key.alg, *state)? == 0 {
+                    let row = row(key, *state, master, now).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                    signing_keys::insert(conn, &row)?;
+                    created.push(key.kid.clone());
+                }
+            }
+            Ok(created)
+        })
+    })?)
+}
+
+/// `next` → `active`, `active` → `retiring`, and a new `next`, for each algorithm given, all in
+/// one transaction. Refuses a `next` key published for less than `min_publication` unless
+/// `force`.
+pub fn rotate(
+    db: &Database,
+    master: &MasterKey,
+    lifecycle: Lifecycle,
+    algs: &[SigningAlg],
+    force: bool,
+    now: i64,
+) -> Result<Vec<Rotation>, KeyError> {
+    let fresh = algs
+        .iter()
+        .map(|alg| generate(*alg))
+        .collect::<Result<Vec<_>, _>>()?;
+    db.with_conn(|conn| conn.transaction::<_, KeyError, _>(|conn| {
+        storage::lock(conn, LOCK, now)?;
+        let mut done = Vec::new();
+        for new_next in &fresh {
+            let alg = new_next.alg;
+            let next = signing_keys::with_state(conn, alg.as_str(), "next")?
+                .into_iter()
+                .next()
+                .ok_or(KeyError::NoNextKey(alg))?;
+            let published = now - next.created_at;
+            if published < lifecycle.min_publication && !force {
+                return Err(KeyError::TooEarly {
+                    alg,
+                    kid: next.kid,
+                    published,
+                    required: lifecycle.min_publication,
+                });
+            }
+            let mut retiring = None;
+            for old in signing_keys::with_state(conn, alg.as_str(), "active")? {
+                signing_keys::start_retiring(conn, &old.kid, now, now + lifecycle.retirement_delay)?;
+                retiring = Some(old.kid);
+            }
+            signing_keys::activate(conn, &next.kid, now)?;
+            signing_keys::insert(conn, &row(new_next, KeyState::Next, master, now)?)?;
+            done.push(Rotation {
+                alg,
+                activated: next.kid,
+                retiring,
+                next: new_next.kid.clone(),
+            });
+        }
+        Ok(done)
+    }))
+}
+
+/// Takes a `next` or `retiring` key out of the JWKS at once. A retired `next` key is replaced
+/// by a fresh one in the same transaction, so the algorithm always has a key to rotate to.
+pub fn retire(db: &Database, master: &MasterKey, kid: &str, now: i64) -> Result<KeyRow, KeyError> {
+    let existing = db
+        .with_conn(|conn| -> Result<_, StorageError> { signing_keys::get(conn, kid) })?
+        .ok_or_else(|| KeyError::UnknownKey(kid.into()))?;
+    let alg: SigningAlg = existing
+        .alg
+        .parse()
+        .map_err(|e: String| KeyError::Storage(StorageError::Corrupt(e)))?;
+    let replacement = if existing.state == "next" {
+        Some(generate(alg)?)
+    } else {
+        None
+    };
+    db.with_conn(|conn| conn.transaction::<_, KeyError, _>(|conn| {
+        storage::lock(conn, LOCK, now)?;
+        let current = signing_keys::get(conn, kid)?.ok_or_else(|| KeyError::UnknownKey(kid.into()))?;
+        match current.state.as_str() {
+            "active" => return Err(KeyError::RetireActive(kid.into())),
+            "retired" => return Err(KeyError::AlreadyRetired(kid.into())),
+            _ => {}
+        }
+        signing_keys::retire(conn, kid, now)?;
+        if let (Some(key), "next") = (&replacement, current.state.as_str()) {
+            signing_keys::insert(conn, &row(key, KeyState::Next, master, now)?)?;
+        }
+        signing_keys::get(conn, kid)?.ok_or_else(|| KeyError::UnknownKey(kid.into()))
+    }))
+}
+
+/// Retires the `retiring` keys whose tokens have all expired.
+pub fn retire_expired(db: &Database, now: i64) -> Result<usize, StorageError> {
+    db.with_conn(|conn| -> Result<_, StorageError> {
+        conn.transaction::<_, StorageError, _>(|conn| {
+            storage::lock(conn, LOCK, now)?;
+            signing_keys::retire_expired(conn, now)
+        })
+    })
+}

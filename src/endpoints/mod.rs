@@ -1,0 +1,59 @@
+//! Thin actix handlers, one file per endpoint. Each extracts plain values from the request,
+//! calls into the protocol, storage and token code, and renders the answer.
+
+pub mod authorize;
+pub mod discovery;
+pub mod health;
+pub mod jwks;
+pub mod pages;
+pub mod token;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::oauth::{ErrorCode, OAuthError};
+
+/// The paths Sigil serves; the route table and the discovery document both read them.
+pub mod paths {
+    pub const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
+    pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
+    pub const JWKS: &str = "/jwks";
+    pub const TOKEN: &str = "/token";
+    pub const AUTHORIZE: &str = "/authorize";
+    pub const HEALTHZ: &str = "/healthz";
+    pub const READYZ: &str = "/readyz";
+    pub const STYLESHEET: &str = "/static/sigil.css";
+}
+
+/// RFC 6749 §5.2 JSON errors. The status is decided here, where the error is rendered.
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response
+            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+        match self.code {
+            // RFC 6749 §5.2: 401 with a challenge for the scheme the client may use.
+            ErrorCode::InvalidClient => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"sigil\""),
+                ));
+            }
+            // RFC 6750 §3.
+            ErrorCode::InvalidToken => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                ));
+            }
+            _ => {}
+        }
+        response.json(self.to_json())
+    }
+}

@@ -1,0 +1,16 @@
+//! Sigil: an OpenID Connect identity provider.
+
+pub mod admin;
+pub mod bootstrap;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod endpoints;
+pub mod oauth;
+pub mod published;
+pub mod startup;
+pub mod state;
+pub mod storage;
+pub mod telemetry;
+pub mod tokens;
+pub mod cli;

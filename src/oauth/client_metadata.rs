@@ -1,0 +1,402 @@
+//! Client registration metadata (RFC 7591 §2 and OpenID Connect Dynamic Client Registration
+//! §2): parsed from JSON, checked, and kept in normalised form. Unknown names are ignored.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use url::Url;
+
+use super::client_auth::ClientSecret;
+use super::scope::Scope;
+use super::{ErrorCode, OAuthError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, OAuthError> {
+        match s {
+            "authorization_code" => Ok(Self::AuthorizationCode),
+            "refresh_token" => Ok(Self::RefreshToken),
+            "client_credentials" => Ok(Self::ClientCredentials),
+            // Implicit and password are deliberately absent (RFC 9700 §2.1.2, §2.4).
+            other => Err(bad(format!("grant type {other:?} is not supported"))),
+        }
+    }
+}
+
+/// Token endpoint authentication methods Sigil accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    None,
+}
+
+impl AuthMethod {
+    pub const SUPPORTED: [&'static str; 3] = ["client_secret_basic", "client_secret_post", "none"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::None => "none",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, OAuthError> {
+        match s {
+            "client_secret_basic" => Ok(Self::ClientSecretBasic),
+            "client_secret_post" => Ok(Self::ClientSecretPost),
+            "none" => Ok(Self::None),
+            other => Err(bad(format!(
+                "token_endpoint_auth_method {other:?} is not supported (one of {})",
+                Self::SUPPORTED.join(", ")
+            ))),
+        }
+    }
+
+    pub fn is_confidential(self) -> bool {
+        !matches!(self, Self::None)
+    }
+}
+
+/// Signing algorithms a client may ask for its ID tokens and UserInfo.
+pub const CLIENT_SIGNING_ALGS: [&str; 5] = ["RS256", "PS256", "ES256", "EdDSA", "HS256"];
+
+/// Metadata as submitted; every member optional, unknown members ignored (RFC 7591 §2).
+#[derive(Debug, Default, Deserialize)]
+struct Submitted {
+    redirect_uris: Option<Vec<String>>,
+    post_logout_redirect_uris: Option<Vec<String>>,
+    grant_types: Option<Vec<String>>,
+    response_types: Option<Vec<String>>,
+    token_endpoint_auth_method: Option<String>,
+    scope: Option<String>,
+    jwks: Option<Value>,
+    jwks_uri: Option<String>,
+    id_token_signed_response_alg: Option<String>,
+    id_token_encrypted_response_alg: Option<String>,
+    id_token_encrypted_response_enc: Option<String>,
+    userinfo_signed_response_alg: Option<String>,
+    userinfo_encrypted_response_alg: Option<String>,
+    userinfo_encrypted_response_enc: Option<String>,
+    backchannel_logout_uri: Option<String>,
+    client_name: Option<String>,
+    skip_consent: Option<bool>,
+}
+
+/// Checked metadata, with defaults filled in; this is what is stored and shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientMetadata {
+    pub redirect_uris: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub response_types: Vec<String>,
+    pub token_endpoint_auth_method: AuthMethod,
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    pub id_token_signed_response_alg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_signed_response_alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    #[serde(default)]
+    pub skip_consent: bool,
+}
+
+/// A registered client as the protocol sees it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub metadata: ClientMetadata,
+    pub secret: Option<ClientSecret>,
+}
+
+impl Client {
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.metadata.grant_types.contains(&grant)
+    }
+
+    pub fn registered_scope(&self) -> Scope {
+        Scope::parse(&self.metadata.scope).unwrap_or_default()
+    }
+}
+
+fn bad(description: impl Into<String>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidClientMetadata, description.into())
+}
+
+fn bad_redirect(description: impl Into<String>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidRedirectUri, description.into())
+}
+
+impl ClientMetadata {
+    /// Parses and checks submitted metadata JSON.
+    pub fn from_json(json: &[u8]) -> Result<Self, OAuthError> {
+        let value: Value = serde_json::from_slice(json)
+            .map_err(|e| bad(format!("metadata is not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(bad("metadata must be a JSON object"));
+        }
+        let submitted: Submitted =
+            serde_json::from_value(value).map_err(|e| bad(format!("metadata: {e}")))?;
+        Self::check(submitted)
+    }
+
+    fn check(s: Submitted) -> Result<Self, OAuthError> {
+        let token_endpoint_auth_method = match s.token_endpoint_auth_method.as_deref() {
+            None => AuthMethod::ClientSecretBasic,
+            Some(m) => AuthMethod::parse(m)?,
+        };
+        let grant_types = match s.grant_types {
+            // RFC 7591 §2: the default is ["authorization_code"].
+            None => vec![GrantType::AuthorizationCode],
+            Some(list) if list.is_empty() => return Err(bad("grant_types must not be empty")),
+            Some(list) => {
+                let mut out = Vec::new();
+                for g in &list {
+                    let g = GrantType::parse(g)?;
+                    if !out.contains(&g) {
+                        out.push(g);
+                    }
+                }
+                out
+            }
+        };
+        let uses_code = grant_types.contains(&GrantType::AuthorizationCode);
+        let response_types = match s.response_types {
+            None if uses_code => vec!["code".to_string()],
+            None => vec![],
+            Some(list) => {
+                if let Some(other) = list.iter().find(|r| r.as_str() != "code") {
+                    return Err(bad(format!(
+                        "response_type {other:?} is not supported (only \"code\")"
+                    )));
+                }
+                list.into_iter().take(1).collect()
+            }
+        };
+        // RFC 7591 §2.1: grant_types and response_types must agree.
+        if uses_code != !response_types.is_empty() {
+            return Err(bad(
+                "response_types \"code\" goes with grant_types \"authorization_code\", and only with it",
+            ));
+        }
+        if grant_types.contains(&GrantType::RefreshToken) && !uses_code {
+            return Err(bad("refresh_token needs the authorization_code grant"));
+        }
+        if grant_types.contains(&GrantType::ClientCredentials) && !token_endpoint_auth_method.is_confidential() {
+            return Err(bad("client_credentials needs a confidential client (a secret)"));
+        }
+
+        let redirect_uris = s.redirect_uris.unwrap_or_default();
+        if uses_code && redirect_uris.is_empty() {
+            return Err(bad_redirect("redirect_uris is required for the authorization_code grant"));
+        }
+        for uri in &redirect_uris {
+            check_uri(uri).map_err(|e| bad_redirect(format!("redirect_uri {uri:?}: {e}")))?;
+        }
+        let post_logout_redirect_uris = s.post_logout_redirect_uris.unwrap_or_default();
+        for uri in &post_logout_redirect_uris {
+            check_uri(uri).map_err(|e| bad(format!("post_logout_redirect_uri {uri:?}: {e}")))?;
+        }
+        if let Some(uri) = &s.backchannel_logout_uri {
+            check_uri(uri).map_err(|e| bad(format!("backchannel_logout_uri {uri:?}: {e}")))?;
+        }
+
+        let scope = match &s.scope {
+            Some(text) => Scope::parse(text).map_err(bad)?,
+            None if uses_code => Scope::parse("openid").expect("static scope"),
+            None => Scope::default(),
+        };
+
+        if s.jwks.is_some() && s.jwks_uri.is_some() {
+            // RFC 7591 §2: "MUST NOT both be present".
+            return Err(bad("jwks and jwks_uri must not both be present"));
+        }
+        if let Some(jwks) = &s.jwks {
+            check_jwks(jwks)?;
+        }
+        if let Some(uri) = &s.jwks_uri {
+            let url = Url::parse(uri).map_err(|e| bad(format!("jwks_uri {uri:?}: {e}")))?;
+            if !matches!(url.scheme(), "https" | "http") || url.fragment().is_some() {
+                return Err(bad("jwks_uri must be an http(s) URL without a fragment"));
+            }
+        }
+
+        let check_alg = |name: &str, alg: &str| -> Result<(), OAuthError> {
+            if !CLIENT_SIGNING_ALGS.contains(&alg) {
+                return Err(bad(format!(
+                    "{name} {alg:?} is not supported (one of {})",
+                    CLIENT_SIGNING_ALGS.join(", ")
+                )));
+            }
+            // OIDC Core §10.1: HMAC is keyed with the client secret; public clients have none.
+            if alg == "HS256" && !token_endpoint_auth_method.is_confidential() {
+                return Err(bad(format!("{name} HS256 needs a client secret")));
+            }
+            Ok(())
+        };
+        let id_token_signed_response_alg = s
+            .id_token_signed_response_alg
+            .unwrap_or_else(|| "RS256".into());
+        check_alg("id_token_signed_response_alg", &id_token_signed_response_alg)?;
+        if let Some(alg) = &s.userinfo_signed_response_alg {
+            check_alg("userinfo_signed_response_alg", alg)?;
+        }
+        for (name, value) in [
+            ("id_token_encrypted_response_alg", &s.id_token_encrypted_response_alg),
+            ("id_token_encrypted_response_enc", &s.id_token_encrypted_response_enc),
+            ("userinfo_encrypted_response_alg", &s.userinfo_encrypted_response_alg),
+            ("userinfo_encrypted_response_enc", &s.userinfo_encrypted_response_enc),
+        ] {
+            if value.is_some() {
+                return Err(bad(format!("{name}: encrypted responses are not supported yet")));
+            }
+        }
+        if let Some(name) = &s.client_name {
+            if name.chars().count() > 200 || name.chars().any(char::is_control) {
+                return Err(bad("client_name must be at most 200 printable characters"));
+            }
+        }
+
+        Ok(Self {
+            redirect_uris,
+            post_logout_redirect_uris,
+            grant_types,
+            response_types,
+            token_endpoint_auth_method,
+            scope: scope.to_string(),
+            jwks: s.jwks,
+            jwks_uri: s.jwks_uri,
+            id_token_signed_response_alg,
+            userinfo_signed_response_alg: s.userinfo_signed_response_alg,
+            backchannel_logout_uri: s.backchannel_logout_uri,
+            client_name: s.client_name,
+            skip_consent: s.skip_consent.unwrap_or(false),
+        })
+    }
+}
+
+/// Absolute, no fragment (RFC 6749 §3.1.2), and not a scheme that runs code.
+fn check_uri(uri: &str) -> Result<(), String> {
+    let url = Url::parse(uri).map_err(|e| format!("not an absolute URI ({e})"))?;
+    if url.fragment().is_some() || uri.contains('#') {
+        return Err("must not contain a fragment".into());
+    }
+    if matches!(url.scheme(), "javascript" | "data" | "vbscript" | "file") {
+        return Err(format!("scheme {:?} is not allowed", url.scheme()));
+    }
+    if matches!(url.scheme(), "http" | "https") && url.host_str().unwrap_or("").is_empty() {
+        return Err("needs a host".into());
+    }
+    Ok(())
+}
+
+/// A JWK Set of public keys only (RFC 7517 §5).
+fn check_jwks(jwks: &Value) -> Result<(), OAuthError> {
+    const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+    let keys = jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("jwks must be an object with a \"keys\" array"))?;
+    if keys.is_empty() {
+        return Err(bad("jwks has no keys"));
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let map = key
+            .as_object()
+            .ok_or_else(|| bad(format!("jwks key {i} is not an object")))?;
+        if let Some(m) = PRIVATE_MEMBERS.iter().find(|m| map.contains_key(**m)) {
+            return Err(bad(format!(
+                "jwks key {i} has the private member {m:?}: register public keys only"
+            )));
+        }
+        josekit::jwk::Jwk::from_map(map.clone())
+            .map_err(|e| bad(format!("jwks key {i} is not a valid JWK: {e}")))?;
+        let usable = match map.get("kty").and_then(Value::as_str) {
+            Some("RSA") => map.contains_key("n") && map.contains_key("e"),
+            Some("EC") => ["crv", "x", "y"].iter().all(|m| map.contains_key(*m)),
+            Some("OKP") => ["crv", "x"].iter().all(|m| map.contains_key(*m)),
+            _ => false,
+        };
+        if !usable {
+            return Err(bad(format!(
+                "jwks key {i} is not a complete RSA, EC or OKP public key"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<ClientMetadata, OAuthError> {
+        ClientMetadata::from_json(json.as_bytes())
+    }
+
+    #[test]
+    fn defaults_follow_rfc7591() {
+        let m = parse(r#"{"redirect_uris":["https://app.example/cb"],"unknown":1}"#).unwrap();
+        assert_eq!(m.grant_types, vec![GrantType::AuthorizationCode]);
+        assert_eq!(m.response_types, vec!["code"]);
+        assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
+        assert_eq!(m.id_token_signed_response_alg, "RS256");
+    }
+
+    #[test]
+    fn redirect_uris_must_be_absolute_without_fragment() {
+        for uri in ["/cb", "https://app.example/cb#x", "javascript:alert(1)", "cb"] {
+            let err = parse(&format!(r#"{{"redirect_uris":["{uri}"]}}"#)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRedirectUri, "{uri}");
+        }
+        let err = parse(r#"{}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRedirectUri);
+    }
+
+    #[test]
+    fn unknown_grants_and_methods_are_refused() {
+        assert!(parse(r#"{"grant_types":["password"]}"#).is_err());
+        assert!(parse(r#"{"grant_types":["client_credentials"],"token_endpoint_auth_method":"magic"}"#).is_err());
+        assert!(parse(r#"{"grant_types":["client_credentials"],"token_endpoint_auth_method":"none"}"#).is_err());
+        assert!(parse(r#"{"grant_types":["client_credentials"]}"#).is_ok());
+    }
+
+    #[test]
+    fn jwks_must_hold_public_keys() {
+        let cc = r#""grant_types":["client_credentials"]"#;
+        assert!(parse(&format!(r#"{{{cc},"jwks":{{"keys":[{{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}}]}}}}"#)).is_ok());
+        assert!(parse(&format!(r#"{{{cc},"jwks":{{"keys":[{{"kty":"oct","k":"AAAA"}}]}}}}"#)).is_err());
+        assert!(parse(&format!(r#"{{{cc},"jwks":{{"nokeys":[]}}}}"#)).is_err());
+        assert!(parse(&format!(r#"{{{cc},"jwks":{{"keys":[{{"kty":"RSA"}}]}}}}"#)).is_err());
+    }
+
+    #[test]
+    fn wrong_json_types_are_refused() {
+        assert!(parse(r#"{"redirect_uris":"https://app.example/cb"}"#).is_err());
+        assert!(parse(r#"[1]"#).is_err());
+        assert!(parse(r#"{"skip_consent":"yes"}"#).is_err());
+    }
+}

@@ -1,0 +1,208 @@
+//! `Application::build(settings)`: opens storage, prepares keys and documents, binds the
+//! listener (port 0 picks a free one) and holds the one route table.
+
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, Service};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, App, HttpServer};
+
+use crate::bootstrap::Core;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::crypto::keyring::{KeySnapshot, Keyring};
+use crate::crypto::master_key::MasterKey;
+use crate::crypto::rotation;
+use crate::endpoints::{authorize, discovery, health, jwks, pages, paths, token};
+use crate::published::Published;
+use crate::state::AppState;
+use crate::storage::{signing_keys, Database};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    refresher: KeyRefresher,
+}
+
+impl Application {
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Clock::system())
+    }
+
+    pub fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let core = Core::open(&settings)?;
+        let created = rotation::ensure_keys(&core.db, &core.master, clock.now())?;
+        if !created.is_empty() {
+            tracing::info!(keys = ?created, "created signing keys");
+        }
+        let snapshot = load_snapshot(&core.db, &core.master)?;
+        let keyring = Arc::new(Keyring::new(snapshot));
+        let discovery = Published::new(serde_json::to_vec(&discovery::document(&settings))?);
+        let max_age = settings.keys.jwks_max_age.as_secs();
+        let state = web::Data::new(AppState {
+            db: core.db.clone(),
+            master: core.master.clone(),
+            keyring: keyring.clone(),
+            clock: clock.clone(),
+            discovery,
+            discovery_cache_control: format!("public, max-age={max_age}"),
+            jwks_cache_control: format!("public, max-age={max_age}"),
+            settings: Arc::new(settings),
+        });
+        let listener = TcpListener::bind(&state.settings.bind)?;
+        let port = listener.local_addr()?.port();
+        let server = serve(listener, state.clone())?;
+        let refresher = KeyRefresher::start(
+            core.db,
+            core.master,
+            keyring,
+            clock,
+            state.settings.keys.refresh_interval.0,
+        );
+        tracing::info!(
+            issuer = %state.settings.issuer_str(),
+            bind = %state.settings.bind,
+            port,
+            database = ?state.db.url(),
+            "sigil is listening"
+        );
+        Ok(Self {
+            port,
+            server,
+            state,
+            refresher,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state, for tests that move the clock or inspect keys.
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGTERM / SIGINT (graceful: in-flight requests finish).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let _refresher = self.refresher;
+        self.server.await
+    }
+}
+
+fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Server> {
+    let settings = state.settings.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
+            .wrap_fn(|req, srv| {
+                let method = req.method().clone();
+                let path = req.path().to_owned();
+                let started = std::time::Instant::now();
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await?;
+                    let status = res.status().as_u16();
+                    let ms = started.elapsed().as_secs_f64() * 1e3;
+                    // Paths only: query strings can carry codes and tokens.
+                    if status >= 500 {
+                        tracing::warn!(%method, %path, status, ms, "request");
+                    } else {
+                        tracing::debug!(%method, %path, status, ms, "request");
+                    }
+                    Ok(res)
+                }
+            })
+            .configure(routes)
+    })
+    .shutdown_timeout(settings.http.shutdown_timeout.as_secs());
+    if settings.http.workers > 0 {
+        server = server.workers(settings.http.workers);
+    }
+    let server = match (&settings.tls.cert, &settings.tls.key) {
+        (Some(cert), Some(key)) => server.listen_openssl(listener, tls_acceptor(cert, key)?)?,
+        _ => server.listen(listener)?,
+    };
+    Ok(server.run())
+}
+
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<openssl::ssl::SslAcceptorBuilder> {
+    use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
+    builder.set_private_key_file(key, SslFiletype::PEM)?;
+    builder.set_certificate_chain_file(cert)?;
+    builder.check_private_key()?;
+    Ok(builder)
+}
+
+/// The one route table.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource(paths::OPENID_CONFIGURATION).route(web::get().to(discovery::openid_configuration)))
+        .service(web::resource(paths::OAUTH_METADATA).route(web::get().to(discovery::openid_configuration)))
+        .service(web::resource(paths::JWKS).route(web::get().to(jwks::jwks)))
+        .service(web::resource(paths::TOKEN).route(web::post().to(token::token)))
+        .service(
+            web::resource(paths::AUTHORIZE)
+                .route(web::get().to(authorize::get))
+                .route(web::post().to(authorize::post)),
+        )
+        .service(web::resource(paths::HEALTHZ).route(web::get().to(health::healthz)))
+        .service(web::resource(paths::READYZ).route(web::get().to(health::readyz)))
+        .service(web::resource(paths::STYLESHEET).route(web::get().to(pages::stylesheet)));
+}
+
+pub fn load_snapshot(db: &Database, master: &MasterKey) -> anyhow::Result<KeySnapshot> {
+    let rows = db.with_conn(signing_keys::published)?;
+    Ok(KeySnapshot::build(&rows, master)?)
+}
+
+/// A thread that re-reads the key table every `keys.refresh_interval` and swaps in a new
+/// snapshot when it changed (another node or the CLI rotated), and retires keys whose tokens
+/// have all expired. It stops when the application is dropped.
+struct KeyRefresher {
+    _stop: mpsc::Sender<()>,
+}
+
+impl KeyRefresher {
+    fn start(db: Database, master: MasterKey, keyring: Arc<Keyring>, clock: Clock, every: Duration) -> Self {
+        let (stop, stopped) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sigil-keys".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    if let Err(e) = refresh(&db, &master, &keyring, &clock) {
+                        tracing::warn!(error = %e, "key refresh failed; keeping the current keys");
+                    }
+                }
+            })
+            .expect("spawn the key refresh thread");
+        Self { _stop: stop }
+    }
+}
+
+fn refresh(db: &Database, master: &MasterKey, keyring: &Keyring, clock: &Clock) -> anyhow::Result<()> {
+    let current = keyring.current();
+    let now = clock.now();
+    if current.next_retirement.is_some_and(|t| t <= now) {
+        let n = rotation::retire_expired(db, now)?;
+        if n > 0 {
+            tracing::info!(count = n, "retired keys whose tokens have all expired");
+        }
+    }
+    let mut states = db.with_conn(signing_keys::published_states)?;
+    states.sort();
+    if states != current.fingerprint {
+        keyring.replace(load_snapshot(db, master)?);
+        tracing::info!("signing keys changed; JWKS updated");
+    }
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! Client rows: the RFC 7591 metadata as JSON, and the client secret sealed under the master
+//! key (a later grant, `client_secret_jwt`, needs the secret itself, so it cannot be a hash).
+
+use diesel::prelude::*;
+
+use super::schema::clients::dsl;
+use super::{conflict_on_unique, AnyConnection, StorageError};
+
+#[derive(Debug, Clone, Queryable, Insertable)]
+#[diesel(table_name = super::schema::clients)]
+pub struct ClientRow {
+    pub client_id: String,
+    pub secret_sealed: Option<Vec<u8>>,
+    pub metadata: String,
+    pub created_at: i64,
+}
+
+pub fn insert(conn: &mut AnyConnection, row: &ClientRow) -> Result<(), StorageError> {
+    diesel::insert_into(dsl::clients)
+        .values(row)
+        .execute(conn)
+        .map_err(|e| conflict_on_unique(e, || format!("client {:?} already exists", row.client_id)))?;
+    Ok(())
+}
+
+pub fn get(conn: &mut AnyConnection, client_id: &str) -> Result<Option<ClientRow>, StorageError> {
+    Ok(dsl::clients
+        .filter(dsl::client_id.eq(client_id))
+        .first(conn)
+        .optional()?)
+}
+
+pub fn all(conn: &mut AnyConnection) -> Result<Vec<ClientRow>, StorageError> {
+    Ok(dsl::clients.order(dsl::client_id.asc()).load(conn)?)
+}
+
+pub fn remove(conn: &mut AnyConnection, client_id: &str) -> Result<(), StorageError> {
+    let n = diesel::delete(dsl::clients.filter(dsl::client_id.eq(client_id))).execute(conn)?;
+    if n == 0 {
+        return Err(StorageError::NotFound(format!("no client {client_id:?}")));
+    }
+    Ok(())
+}
+
+/// Replaces the sealed secret (master key rotation).
+pub fn reseal(conn: &mut AnyConnection, client_id: &str, sealed: &[u8]) -> Result<(), StorageError> {
+    diesel::update(dsl::clients.filter(dsl::client_id.eq(client_id)))
+        .set(dsl::secret_sealed.eq(sealed))
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! User rows. Passwords are stored only as argon2id PHC strings.
+
+use diesel::prelude::*;
+
+use super::schema::users::dsl;
+use super::{conflict_on_unique, AnyConnection, StorageError};
+
+#[derive(Debug, Clone, Queryable, Insertable)]
+#[diesel(table_name = super::schema::users)]
+pub struct UserRow {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub claims: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub tokens_valid_after: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub fn insert(conn: &mut AnyConnection, row: &UserRow) -> Result<(), StorageError> {
+    diesel::insert_into(dsl::users)
+        .values(row)
+        .execute(conn)
+        .map_err(|e| conflict_on_unique(e, || format!("user {:?} already exists", row.username)))?;
+    Ok(())
+}
+
+pub fn by_username(conn: &mut AnyConnection, username: &str) -> Result<Option<UserRow>, StorageError> {
+    Ok(dsl::users
+        .filter(dsl::username.eq(username))
+        .first(conn)
+        .optional()?)
+}
+
+pub fn all(conn: &mut AnyConnection) -> Result<Vec<UserRow>, StorageError> {
+    Ok(dsl::users.order(dsl::username.asc()).load(conn)?)
+}
+
+pub fn set_password(conn: &mut AnyConnection, username: &str, hash: &str, now: i64) -> Result<(), StorageError> {
+    let n = diesel::update(dsl::users.filter(dsl::username.eq(username)))
+        .set((dsl::password_hash.eq(hash), dsl::updated_at.eq(now)))
+        .execute(conn)?;
+    found(n, username)
+}
+
+pub fn set_disabled(conn: &mut AnyConnection, username: &str, disabled: bool, now: i64) -> Result<(), StorageError> {
+    let n = diesel::update(dsl::users.filter(dsl::username.eq(username)))
+        .set((dsl::disabled.eq(disabled), dsl::updated_at.eq(now)))
+        .execute(conn)?;
+    found(n, username)
+}
+
+/// "Log out everywhere": tokens issued before `now` stop being accepted.
+pub fn set_tokens_valid_after(conn: &mut AnyConnection, username: &str, now: i64) -> Result<(), StorageError> {
+    let n = diesel::update(dsl::users.filter(dsl::username.eq(username)))
+        .set((dsl::tokens_valid_after.eq(now), dsl::updated_at.eq(now)))
+        .execute(conn)?;
+    found(n, username)
+}
+
+pub fn remove(conn: &mut AnyConnection, username: &str) -> Result<(), StorageError> {
+    let n = diesel::delete(dsl::users.filter(dsl::username.eq(username))).execute(conn)?;
+    found(n, username)
+}
+
+fn found(n: usize, username: &str) -> Result<(), StorageError> {
+    if n == 0 {
+        Err(StorageError::NotFound(format!("no user {username:?}")))
+    } else {
+        Ok(())
+    }
+}

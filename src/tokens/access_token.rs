@@ -1,0 +1,46 @@
+//! JWT access tokens (RFC 9068): `typ: at+jwt`, signed by the active key of the configured
+//! algorithm.
+
+use josekit::jws::JwsHeader;
+use serde::Serialize;
+
+use crate::crypto::keyring::ActiveKey;
+use crate::crypto::random;
+
+/// RFC 9068 §2.2 claims.
+#[derive(Debug, Serialize)]
+pub struct AccessTokenClaims<'a> {
+    pub iss: &'a str,
+    pub sub: &'a str,
+    pub aud: &'a str,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<&'a str>,
+}
+
+impl<'a> AccessTokenClaims<'a> {
+    pub fn new(iss: &'a str, sub: &'a str, aud: &'a str, client_id: &'a str, now: i64, ttl: i64) -> Self {
+        Self {
+            iss,
+            sub,
+            aud,
+            exp: now + ttl,
+            iat: now,
+            jti: random::id_128(),
+            client_id,
+            scope: None,
+        }
+    }
+}
+
+pub fn mint(key: &ActiveKey, claims: &AccessTokenClaims<'_>) -> Result<String, josekit::JoseError> {
+    let mut header = JwsHeader::new();
+    // RFC 9068 §2.1: "at+jwt", so that no other kind of JWT passes for an access token.
+    header.set_token_type("at+jwt");
+    header.set_key_id(&key.kid);
+    let payload = serde_json::to_vec(claims).map_err(|e| josekit::JoseError::InvalidJson(e.into()))?;
+    josekit::jws::serialize_compact(&payload, &header, key.signer.as_ref())
+}

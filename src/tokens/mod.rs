@@ -1,0 +1,3 @@
+//! Tokens Sigil mints.
+
+pub mod access_token;
