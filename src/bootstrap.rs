@@ -15,12 +15,23 @@ pub struct Core {
 }
 
 impl Core {
+    /// For the server: one connection kept ready.
     pub fn open(settings: &Settings) -> anyhow::Result<Self> {
+        Self::open_with(settings, 1)
+    }
+
+    /// For a one-shot command: connections opened on demand only.
+    pub fn open_for_command(settings: &Settings) -> anyhow::Result<Self> {
+        Self::open_with(settings, 0)
+    }
+
+    fn open_with(settings: &Settings, min_idle: u32) -> anyhow::Result<Self> {
         let url = DatabaseUrl::parse(settings.database_url.expose()).map_err(anyhow::Error::msg)?;
         let master = master_key(settings, &url)?;
         let db = Database::connect(
             &url,
             settings.database.max_connections,
+            min_idle,
             settings.database.busy_timeout.0,
         )?;
         let applied = db.migrate()?;

@@ -200,9 +200,9 @@ impl Settings {
             None => {}
         }
         // SIGIL_CONFIG names the file and SIGIL_TEST_* belong to the test suite: neither is a key.
-        let env = Env::prefixed("SIGIL_")
-            .split("__")
-            .filter(|key| key != "config" && !key.as_str().starts_with("test_"));
+        let env = Env::prefixed("SIGIL_").split("__").filter(|key| {
+            key != "config" && !key.as_str().to_ascii_lowercase().starts_with("test_")
+        });
         let settings: Settings = figment.merge(env).extract().map_err(Box::new)?;
         settings.validate()?;
         Ok(settings)
@@ -302,9 +302,9 @@ impl fmt::Display for DurationSetting {
         let ms = self.0.subsec_millis();
         match () {
             _ if ms != 0 => write!(f, "{}ms", self.0.as_millis()),
-            _ if s != 0 && s % 86_400 == 0 => write!(f, "{}d", s / 86_400),
-            _ if s != 0 && s % 3600 == 0 => write!(f, "{}h", s / 3600),
-            _ if s != 0 && s % 60 == 0 => write!(f, "{}m", s / 60),
+            _ if s != 0 && s.is_multiple_of(86_400) => write!(f, "{}d", s / 86_400),
+            _ if s != 0 && s.is_multiple_of(3600) => write!(f, "{}h", s / 3600),
+            _ if s != 0 && s.is_multiple_of(60) => write!(f, "{}m", s / 60),
             _ => write!(f, "{s}s"),
         }
     }
@@ -364,7 +364,12 @@ mod tests {
 
     #[test]
     fn durations_parse_and_print() {
-        for (text, secs) in [("90s", 90), ("10m", 600), ("12h", 43_200), ("30d", 2_592_000)] {
+        for (text, secs) in [
+            ("90s", 90),
+            ("10m", 600),
+            ("12h", 43_200),
+            ("30d", 2_592_000),
+        ] {
             let d: DurationSetting = text.parse().unwrap();
             assert_eq!(d.as_secs(), secs);
             assert_eq!(d.to_string(), text);
@@ -379,8 +384,10 @@ mod tests {
 
     #[test]
     fn plain_http_issuer_is_refused_off_loopback() {
-        let mut s = Settings::default();
-        s.issuer = Url::parse("http://id.example.com").unwrap();
+        let mut s = Settings {
+            issuer: Url::parse("http://id.example.com").unwrap(),
+            ..Settings::default()
+        };
         assert!(s.validate().is_err());
         s.issuer = Url::parse("https://id.example.com").unwrap();
         s.validate().unwrap();

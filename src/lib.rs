@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -13,4 +14,3 @@ pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod tokens;
-pub mod cli;

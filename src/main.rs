@@ -49,8 +49,12 @@ fn manage(command: Command, settings: &Settings) -> anyhow::Result<()> {
         Command::Serve => unreachable!("handled by run"),
         Command::Migrate => {
             let core = cli::open(settings)?;
-            let created = rotation::ensure_keys(&core.db, &core.master, sigil::clock::Clock::system().now())?;
-            eprintln!("database is up to date; {} signing keys created", created.len());
+            let created =
+                rotation::ensure_keys(&core.db, &core.master, sigil::clock::Clock::system().now())?;
+            eprintln!(
+                "database is up to date; {} signing keys created",
+                created.len()
+            );
             Ok(())
         }
         Command::User(cmd) => cli::users::run(cmd, settings),

@@ -30,10 +30,17 @@ pub struct Application {
 
 impl Application {
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
-        Self::build_with_clock(settings, Clock::system())
+        let listener = TcpListener::bind(&settings.bind)?;
+        Self::build_with(settings, Clock::system(), listener)
     }
 
-    pub fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+    /// Builds on a listener bound by the caller (tests bind port 0 first, so that the issuer
+    /// can name the real port) with the given clock.
+    pub fn build_with(
+        settings: Settings,
+        clock: Clock,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
         settings.validate()?;
         let core = Core::open(&settings)?;
         let created = rotation::ensure_keys(&core.db, &core.master, clock.now())?;
@@ -54,7 +61,6 @@ impl Application {
             jwks_cache_control: format!("public, max-age={max_age}"),
             settings: Arc::new(settings),
         });
-        let listener = TcpListener::bind(&state.settings.bind)?;
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone())?;
         let refresher = KeyRefresher::start(
@@ -146,18 +152,23 @@ fn tls_acceptor(
 
 /// The one route table.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource(paths::OPENID_CONFIGURATION).route(web::get().to(discovery::openid_configuration)))
-        .service(web::resource(paths::OAUTH_METADATA).route(web::get().to(discovery::openid_configuration)))
-        .service(web::resource(paths::JWKS).route(web::get().to(jwks::jwks)))
-        .service(web::resource(paths::TOKEN).route(web::post().to(token::token)))
-        .service(
-            web::resource(paths::AUTHORIZE)
-                .route(web::get().to(authorize::get))
-                .route(web::post().to(authorize::post)),
-        )
-        .service(web::resource(paths::HEALTHZ).route(web::get().to(health::healthz)))
-        .service(web::resource(paths::READYZ).route(web::get().to(health::readyz)))
-        .service(web::resource(paths::STYLESHEET).route(web::get().to(pages::stylesheet)));
+    cfg.service(
+        web::resource(paths::OPENID_CONFIGURATION)
+            .route(web::get().to(discovery::openid_configuration)),
+    )
+    .service(
+        web::resource(paths::OAUTH_METADATA).route(web::get().to(discovery::openid_configuration)),
+    )
+    .service(web::resource(paths::JWKS).route(web::get().to(jwks::jwks)))
+    .service(web::resource(paths::TOKEN).route(web::post().to(token::token)))
+    .service(
+        web::resource(paths::AUTHORIZE)
+            .route(web::get().to(authorize::get))
+            .route(web::post().to(authorize::post)),
+    )
+    .service(web::resource(paths::HEALTHZ).route(web::get().to(health::healthz)))
+    .service(web::resource(paths::READYZ).route(web::get().to(health::readyz)))
+    .service(web::resource(paths::STYLESHEET).route(web::get().to(pages::stylesheet)));
 }
 
 pub fn load_snapshot(db: &Database, master: &MasterKey) -> anyhow::Result<KeySnapshot> {
@@ -173,7 +184,13 @@ struct KeyRefresher {
 }
 
 impl KeyRefresher {
-    fn start(db: Database, master: MasterKey, keyring: Arc<Keyring>, clock: Clock, every: Duration) -> Self {
+    fn start(
+        db: Database,
+        master: MasterKey,
+        keyring: Arc<Keyring>,
+        clock: Clock,
+        every: Duration,
+    ) -> Self {
         let (stop, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("sigil-keys".into())
@@ -189,7 +206,12 @@ impl KeyRefresher {
     }
 }
 
-fn refresh(db: &Database, master: &MasterKey, keyring: &Keyring, clock: &Clock) -> anyhow::Result<()> {
+fn refresh(
+    db: &Database,
+    master: &MasterKey,
+    keyring: &Keyring,
+    clock: &Clock,
+) -> anyhow::Result<()> {
     let current = keyring.current();
     let now = clock.now();
     if current.next_retirement.is_some_and(|t| t <= now) {

@@ -26,7 +26,9 @@ impl ClientError {
             Self::Storage(StorageError::Conflict(m)) => {
                 json!({"error": ErrorCode::InvalidClientMetadata, "error_description": m})
             }
-            Self::Storage(e) => json!({"error": "server_error", "error_description": e.to_string()}),
+            Self::Storage(e) => {
+                json!({"error": "server_error", "error_description": e.to_string()})
+            }
         }
     }
 }
@@ -35,7 +37,9 @@ impl ClientError {
 fn check_client_id(id: &str) -> Result<(), ClientError> {
     let ok = !id.is_empty()
         && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~:".contains(&b));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~:".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -69,7 +73,8 @@ pub fn register(
     let row = ClientRow {
         client_id: client_id.clone(),
         secret_sealed,
-        metadata: serde_json::to_string(&metadata).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+        metadata: serde_json::to_string(&metadata)
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?,
         created_at: now,
     };
     clients::insert(conn, &row)?;
@@ -97,7 +102,11 @@ pub fn metadata_of(row: &ClientRow) -> Result<ClientMetadata, StorageError> {
 }
 
 /// Loads a client with its secret opened, for authentication.
-pub fn load(conn: &mut AnyConnection, master: &MasterKey, client_id: &str) -> Result<Option<Client>, StorageError> {
+pub fn load(
+    conn: &mut AnyConnection,
+    master: &MasterKey,
+    client_id: &str,
+) -> Result<Option<Client>, StorageError> {
     let Some(row) = clients::get(conn, client_id)? else {
         return Ok(None);
     };
@@ -110,8 +119,9 @@ pub fn load(conn: &mut AnyConnection, master: &MasterKey, client_id: &str) -> Re
                 .open(sealed, row.client_id.as_bytes())
                 .map_err(|e| StorageError::Corrupt(format!("client {}: {e}", row.client_id)))
                 .and_then(|plain| {
-                    String::from_utf8(plain)
-                        .map_err(|_| StorageError::Corrupt(format!("client {}: secret", row.client_id)))
+                    String::from_utf8(plain).map_err(|_| {
+                        StorageError::Corrupt(format!("client {}: secret", row.client_id))
+                    })
                 })
                 .map(ClientSecret::new)
         })

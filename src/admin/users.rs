@@ -45,7 +45,9 @@ pub enum UserError {
 pub fn check_username(username: &str) -> Result<(), UserError> {
     let ok = !username.is_empty()
         && username.chars().count() <= 64
-        && !username.chars().any(|c| c.is_whitespace() || c.is_control());
+        && !username
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control());
     if ok {
         Ok(())
     } else {
@@ -59,7 +61,9 @@ pub fn check_password(password: &str) -> Result<(), UserError> {
     // NIST SP 800-63B §5.1.1.2: at least 8 characters; long passphrases welcome.
     let n = password.chars().count();
     if !(8..=1024).contains(&n) {
-        return Err(UserError::Invalid("password must be 8–1024 characters".into()));
+        return Err(UserError::Invalid(
+            "password must be 8–1024 characters".into(),
+        ));
     }
     Ok(())
 }
@@ -72,11 +76,19 @@ fn check_claims(claims: &Map<String, Value>) -> Result<(), UserError> {
                 EXTRA_CLAIMS.join(", ")
             )));
         }
-        let ok = if k == "address" { v.is_object() } else { v.is_string() };
+        let ok = if k == "address" {
+            v.is_object()
+        } else {
+            v.is_string()
+        };
         if !ok {
             return Err(UserError::Invalid(format!(
                 "claim {k:?} must be {}",
-                if k == "address" { "an object" } else { "a string" }
+                if k == "address" {
+                    "an object"
+                } else {
+                    "a string"
+                }
             )));
         }
     }
@@ -90,13 +102,20 @@ pub fn prepare(new: &NewUser, password: &str) -> Result<(), UserError> {
     check_claims(&new.claims)?;
     if let Some(email) = &new.email {
         if !email.contains('@') || email.chars().any(char::is_whitespace) {
-            return Err(UserError::Invalid(format!("{email:?} is not an email address")));
+            return Err(UserError::Invalid(format!(
+                "{email:?} is not an email address"
+            )));
         }
     }
     Ok(())
 }
 
-pub fn insert(conn: &mut AnyConnection, new: NewUser, password_hash: String, now: i64) -> Result<UserRow, UserError> {
+pub fn insert(
+    conn: &mut AnyConnection,
+    new: NewUser,
+    password_hash: String,
+    now: i64,
+) -> Result<UserRow, UserError> {
     let row = UserRow {
         id: uuid::Uuid::new_v4().to_string(),
         username: new.username,
@@ -138,7 +157,12 @@ pub fn describe(row: &UserRow) -> Value {
     v
 }
 
-pub fn set_password(conn: &mut AnyConnection, username: &str, password: &str, now: i64) -> Result<(), UserError> {
+pub fn set_password(
+    conn: &mut AnyConnection,
+    username: &str,
+    password: &str,
+    now: i64,
+) -> Result<(), UserError> {
     check_password(password)?;
     if users::by_username(conn, username)?.is_none() {
         return Err(StorageError::NotFound(format!("no user {username:?}")).into());

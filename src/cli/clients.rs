@@ -37,12 +37,20 @@ pub enum ClientCommand {
 pub fn run(cmd: ClientCommand, settings: &Settings) -> anyhow::Result<()> {
     let core = open(settings)?;
     match cmd {
-        ClientCommand::Add { client_id, metadata } => {
+        ClientCommand::Add {
+            client_id,
+            metadata,
+        } => {
             let json = read_input(&metadata)?;
             let now = Clock::system().now();
-            match core.db.with_conn(|c| admin::register(c, &core.master, &json, client_id, now)) {
+            match core
+                .db
+                .with_conn(|c| admin::register(c, &core.master, &json, client_id, now))
+            {
                 Ok(response) => print_json(&response),
-                Err(ClientError::Storage(e @ crate::storage::StorageError::Query(_))) => return Err(e.into()),
+                Err(ClientError::Storage(e @ crate::storage::StorageError::Query(_))) => {
+                    return Err(e.into())
+                }
                 Err(e) => {
                     eprintln!("{}", e.to_json());
                     return Err(UsageError(e.to_string()).into());
@@ -58,7 +66,10 @@ pub fn run(cmd: ClientCommand, settings: &Settings) -> anyhow::Result<()> {
             if json {
                 print_json(&Value::Array(described));
             } else {
-                println!("{:<28} {:<24} {:<20} GRANT TYPES", "CLIENT ID", "NAME", "AUTH METHOD");
+                println!(
+                    "{:<28} {:<24} {:<20} GRANT TYPES",
+                    "CLIENT ID", "NAME", "AUTH METHOD"
+                );
                 for d in described {
                     let grants: Vec<&str> = d["grant_types"]
                         .as_array()

@@ -60,11 +60,17 @@ pub fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
     rotation::ensure_keys(&core.db, &core.master, now).map_err(key_error)?;
     match cmd {
         KeysCommand::List { json } => {
-            let rows = core.db.with_conn(signing_keys::all).map_err(storage_error)?;
+            let rows = core
+                .db
+                .with_conn(signing_keys::all)
+                .map_err(storage_error)?;
             if json {
                 print_json(&Value::Array(rows.iter().map(describe).collect()));
             } else {
-                println!("{:<44} {:<6} {:<9} {:<21} {:<21} RETIRE AFTER", "KID", "ALG", "STATE", "CREATED", "ACTIVATED");
+                println!(
+                    "{:<44} {:<6} {:<9} {:<21} {:<21} RETIRE AFTER",
+                    "KID", "ALG", "STATE", "CREATED", "ACTIVATED"
+                );
                 for r in rows {
                     println!(
                         "{:<44} {:<6} {:<9} {:<21} {:<21} {}",
@@ -79,9 +85,18 @@ pub fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Rotate { alg, force } => {
-            let algs: Vec<SigningAlg> = alg.map(|a| vec![a]).unwrap_or_else(|| SigningAlg::ALL.to_vec());
-            let done = rotation::rotate(&core.db, &core.master, Lifecycle::from_settings(settings), &algs, force, now)
-                .map_err(key_error)?;
+            let algs: Vec<SigningAlg> = alg
+                .map(|a| vec![a])
+                .unwrap_or_else(|| SigningAlg::ALL.to_vec());
+            let done = rotation::rotate(
+                &core.db,
+                &core.master,
+                Lifecycle::from_settings(settings),
+                &algs,
+                force,
+                now,
+            )
+            .map_err(key_error)?;
             for r in &done {
                 tracing::info!(alg = %r.alg, activated = %r.activated, retiring = ?r.retiring, next = %r.next, "rotated signing key");
             }

@@ -14,7 +14,11 @@ use crate::bootstrap::Core;
 use crate::config::Settings;
 
 #[derive(Debug, Parser)]
-#[command(name = "sigil", version, about = "Sigil, an OpenID Connect identity provider")]
+#[command(
+    name = "sigil",
+    version,
+    about = "Sigil, an OpenID Connect identity provider"
+)]
 pub struct Cli {
     /// Configuration file (default: sigil.toml when present; also SIGIL_CONFIG).
     #[arg(long, global = true, value_name = "FILE")]
@@ -57,7 +61,7 @@ impl Cli {
 
 /// Opens the database (migrating it) for a management command.
 pub fn open(settings: &Settings) -> anyhow::Result<Core> {
-    Core::open(settings)
+    Core::open_for_command(settings)
 }
 
 /// Reads all of standard input and drops one trailing newline.
@@ -82,5 +86,8 @@ pub fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 }
 
 pub fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }

@@ -124,14 +124,20 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
         }
         UserCommand::LogoutEverywhere { username } => {
             with(&|c| users::set_tokens_valid_after(c, &username, now))?;
-            eprintln!("tokens and sessions of {username} issued before {} are no longer valid", rfc3339(now));
+            eprintln!(
+                "tokens and sessions of {username} issued before {} are no longer valid",
+                rfc3339(now)
+            );
         }
         UserCommand::List { json } => {
             let rows = core.db.with_conn(users::all).map_err(storage_error)?;
             if json {
                 print_json(&Value::Array(rows.iter().map(admin::describe).collect()));
             } else {
-                println!("{:<24} {:<32} {:<6} {:<8} CREATED", "USERNAME", "EMAIL", "ADMIN", "DISABLED");
+                println!(
+                    "{:<24} {:<32} {:<6} {:<8} CREATED",
+                    "USERNAME", "EMAIL", "ADMIN", "DISABLED"
+                );
                 for r in rows {
                     println!(
                         "{:<24} {:<32} {:<6} {:<8} {}",

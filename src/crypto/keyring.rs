@@ -41,7 +41,8 @@ pub struct KeySnapshot {
 impl KeySnapshot {
     /// Builds signers for active keys and verifiers for every published key.
     pub fn build(rows: &[KeyRow], master: &MasterKey) -> Result<Self, StorageError> {
-        let corrupt = |kid: &str, what: String| StorageError::Corrupt(format!("signing key {kid}: {what}"));
+        let corrupt =
+            |kid: &str, what: String| StorageError::Corrupt(format!("signing key {kid}: {what}"));
         let mut active = HashMap::new();
         let mut public = HashMap::new();
         let mut jwks_keys = Vec::new();
@@ -55,13 +56,25 @@ impl KeySnapshot {
             }
             let jwk: Map<String, Value> = serde_json::from_str(&row.public_jwk)
                 .map_err(|e| corrupt(&row.kid, e.to_string()))?;
-            let verifier = keys::verifier(alg, &jwk).map_err(|e| corrupt(&row.kid, e.to_string()))?;
+            let verifier =
+                keys::verifier(alg, &jwk).map_err(|e| corrupt(&row.kid, e.to_string()))?;
             if state == KeyState::Active {
                 let der = master
                     .open(&row.private_sealed, row.kid.as_bytes())
                     .map_err(|e| corrupt(&row.kid, e.to_string()))?;
-                let signer = keys::signer(alg, &der, &row.kid).map_err(|e| corrupt(&row.kid, e.to_string()))?;
-                if active.insert(alg, ActiveKey { kid: row.kid.clone(), alg, signer }).is_some() {
+                let signer = keys::signer(alg, &der, &row.kid)
+                    .map_err(|e| corrupt(&row.kid, e.to_string()))?;
+                if active
+                    .insert(
+                        alg,
+                        ActiveKey {
+                            kid: row.kid.clone(),
+                            alg,
+                            signer,
+                        },
+                    )
+                    .is_some()
+                {
                     return Err(corrupt(&row.kid, format!("a second active {alg} key")));
                 }
             }
@@ -70,7 +83,14 @@ impl KeySnapshot {
                     next_retirement = Some(next_retirement.map_or(t, |n| n.min(t)));
                 }
             }
-            public.insert(row.kid.clone(), PublicKey { alg, state, verifier });
+            public.insert(
+                row.kid.clone(),
+                PublicKey {
+                    alg,
+                    state,
+                    verifier,
+                },
+            );
             fingerprint.push((row.kid.clone(), row.state.clone()));
             jwks_keys.push(Value::Object(jwk));
         }
@@ -108,7 +128,10 @@ impl Keyring {
     }
 
     pub fn current(&self) -> Arc<KeySnapshot> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn replace(&self, snapshot: KeySnapshot) {

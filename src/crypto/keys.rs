@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use josekit::jwk::Jwk;
-use josekit::jws::{JwsSigner, JwsVerifier, EdDSA, ES256, PS256, RS256};
+use josekit::jws::{EdDSA, JwsSigner, JwsVerifier, ES256, PS256, RS256};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -170,8 +170,16 @@ pub fn thumbprint(jwk: &Map<String, Value>) -> String {
 }
 
 /// A signer for the private key, made once when the key is loaded.
-pub fn signer(alg: SigningAlg, der: &[u8], kid: &str) -> Result<Box<dyn JwsSigner>, josekit::JoseError> {
-    fn with_kid<S: JwsSigner + 'static>(mut s: S, set: fn(&mut S, String), kid: &str) -> Box<dyn JwsSigner> {
+pub fn signer(
+    alg: SigningAlg,
+    der: &[u8],
+    kid: &str,
+) -> Result<Box<dyn JwsSigner>, josekit::JoseError> {
+    fn with_kid<S: JwsSigner + 'static>(
+        mut s: S,
+        set: fn(&mut S, String),
+        kid: &str,
+    ) -> Box<dyn JwsSigner> {
         set(&mut s, kid.to_string());
         Box::new(s)
     }
@@ -184,7 +192,10 @@ pub fn signer(alg: SigningAlg, der: &[u8], kid: &str) -> Result<Box<dyn JwsSigne
 }
 
 /// A verifier for a published key, made once when the key is loaded.
-pub fn verifier(alg: SigningAlg, jwk: &Map<String, Value>) -> Result<Box<dyn JwsVerifier>, josekit::JoseError> {
+pub fn verifier(
+    alg: SigningAlg,
+    jwk: &Map<String, Value>,
+) -> Result<Box<dyn JwsVerifier>, josekit::JoseError> {
     let jwk = Jwk::from_map(jwk.clone())?;
     Ok(match alg {
         SigningAlg::RS256 => Box::new(RS256.verifier_from_jwk(&jwk)?),
@@ -203,7 +214,10 @@ mod tests {
         for alg in SigningAlg::ALL {
             let key = generate(alg).unwrap();
             assert_eq!(key.public_jwk["kid"], key.kid.as_str());
-            assert!(!key.public_jwk.contains_key("d"), "{alg}: private member in JWK");
+            assert!(
+                !key.public_jwk.contains_key("d"),
+                "{alg}: private member in JWK"
+            );
             let s = signer(alg, &key.private_der, &key.kid).unwrap();
             let v = verifier(alg, &key.public_jwk).unwrap();
             let sig = s.sign(b"message").unwrap();
@@ -216,7 +230,10 @@ mod tests {
     fn rfc7638_thumbprint_example() {
         // RFC 7638 §3.1.
         let jwk: Map<String, Value> = serde_json::from_str(r#"{"kty":"RSA","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw","e":"AQAB","alg":"RS256","kid":"2011-04-29"}"#).unwrap();
-        assert_eq!(thumbprint(&jwk), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            thumbprint(&jwk),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]

@@ -1,17 +1,15 @@
 //! Keys, signatures, encryption at rest, password hashing and randomness.
 
-
 pub mod keyring;
 pub mod keys;
 pub mod master_key;
-pub mod rotation;
 pub mod password;
 pub mod random;
+pub mod rotation;
 
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
-    let digest = openssl::sha::sha256(data);
-    digest
+    openssl::sha::sha256(data)
 }
 
 /// base64url without padding (RFC 7515 §2).

@@ -43,7 +43,9 @@ pub enum KeyError {
         published: i64,
         required: i64,
     },
-    #[error("there is no next {0} key to activate; restart Sigil or run `sigil migrate` to prepare one")]
+    #[error(
+        "there is no next {0} key to activate; restart Sigil or run `sigil migrate` to prepare one"
+    )]
     NoNextKey(SigningAlg),
     #[error("no key {0}")]
     UnknownKey(String),
@@ -76,7 +78,12 @@ fn generate(alg: SigningAlg) -> Result<GeneratedKey, KeyError> {
     keys::generate(alg).map_err(|e| KeyError::Generate(e.to_string()))
 }
 
-fn row(key: &GeneratedKey, state: KeyState, master: &MasterKey, now: i64) -> Result<KeyRow, KeyError> {
+fn row(
+    key: &GeneratedKey,
+    state: KeyState,
+    master: &MasterKey,
+    now: i64,
+) -> Result<KeyRow, KeyError> {
     let sealed = master
         .seal(&key.private_der, key.kid.as_bytes())
         .map_err(|e| KeyError::Generate(e.to_string()))?;
@@ -94,7 +101,11 @@ fn row(key: &GeneratedKey, state: KeyState, master: &MasterKey, now: i64) -> Res
     })
 }
 
-fn count(conn: &mut AnyConnection, alg: SigningAlg, state: KeyState) -> Result<usize, StorageError> {
+fn count(
+    conn: &mut AnyConnection,
+    alg: SigningAlg,
+    state: KeyState,
+) -> Result<usize, StorageError> {
     Ok(signing_keys::with_state(conn, alg.as_str(), state.as_str())?.len())
 }
 
@@ -126,7 +137,8 @@ pub fn ensure_keys(db: &Database, master: &MasterKey, now: i64) -> Result<Vec<St
             let mut created = Vec::new();
             for (state, key) in &generated {
                 if count(conn, key.alg, *state)? == 0 {
-                    let row = row(key, *state, master, now).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                    let row = row(key, *state, master, now)
+                        .map_err(|e| StorageError::Corrupt(e.to_string()))?;
                     signing_keys::insert(conn, &row)?;
                     created.push(key.kid.clone());
                 }
@@ -151,40 +163,47 @@ pub fn rotate(
         .iter()
         .map(|alg| generate(*alg))
         .collect::<Result<Vec<_>, _>>()?;
-    db.with_conn(|conn| conn.transaction::<_, KeyError, _>(|conn| {
-        storage::lock(conn, LOCK, now)?;
-        let mut done = Vec::new();
-        for new_next in &fresh {
-            let alg = new_next.alg;
-            let next = signing_keys::with_state(conn, alg.as_str(), "next")?
-                .into_iter()
-                .next()
-                .ok_or(KeyError::NoNextKey(alg))?;
-            let published = now - next.created_at;
-            if published < lifecycle.min_publication && !force {
-                return Err(KeyError::TooEarly {
+    db.with_conn(|conn| {
+        conn.transaction::<_, KeyError, _>(|conn| {
+            storage::lock(conn, LOCK, now)?;
+            let mut done = Vec::new();
+            for new_next in &fresh {
+                let alg = new_next.alg;
+                let next = signing_keys::with_state(conn, alg.as_str(), "next")?
+                    .into_iter()
+                    .next()
+                    .ok_or(KeyError::NoNextKey(alg))?;
+                let published = now - next.created_at;
+                if published < lifecycle.min_publication && !force {
+                    return Err(KeyError::TooEarly {
+                        alg,
+                        kid: next.kid,
+                        published,
+                        required: lifecycle.min_publication,
+                    });
+                }
+                let mut retiring = None;
+                for old in signing_keys::with_state(conn, alg.as_str(), "active")? {
+                    signing_keys::start_retiring(
+                        conn,
+                        &old.kid,
+                        now,
+                        now + lifecycle.retirement_delay,
+                    )?;
+                    retiring = Some(old.kid);
+                }
+                signing_keys::activate(conn, &next.kid, now)?;
+                signing_keys::insert(conn, &row(new_next, KeyState::Next, master, now)?)?;
+                done.push(Rotation {
                     alg,
-                    kid: next.kid,
-                    published,
-                    required: lifecycle.min_publication,
+                    activated: next.kid,
+                    retiring,
+                    next: new_next.kid.clone(),
                 });
             }
-            let mut retiring = None;
-            for old in signing_keys::with_state(conn, alg.as_str(), "active")? {
-                signing_keys::start_retiring(conn, &old.kid, now, now + lifecycle.retirement_delay)?;
-                retiring = Some(old.kid);
-            }
-            signing_keys::activate(conn, &next.kid, now)?;
-            signing_keys::insert(conn, &row(new_next, KeyState::Next, master, now)?)?;
-            done.push(Rotation {
-                alg,
-                activated: next.kid,
-                retiring,
-                next: new_next.kid.clone(),
-            });
-        }
-        Ok(done)
-    }))
+            Ok(done)
+        })
+    })
 }
 
 /// Takes a `next` or `retiring` key out of the JWKS at once. A retired `next` key is replaced
@@ -202,20 +221,23 @@ pub fn retire(db: &Database, master: &MasterKey, kid: &str, now: i64) -> Result<
     } else {
         None
     };
-    db.with_conn(|conn| conn.transaction::<_, KeyError, _>(|conn| {
-        storage::lock(conn, LOCK, now)?;
-        let current = signing_keys::get(conn, kid)?.ok_or_else(|| KeyError::UnknownKey(kid.into()))?;
-        match current.state.as_str() {
-            "active" => return Err(KeyError::RetireActive(kid.into())),
-            "retired" => return Err(KeyError::AlreadyRetired(kid.into())),
-            _ => {}
-        }
-        signing_keys::retire(conn, kid, now)?;
-        if let (Some(key), "next") = (&replacement, current.state.as_str()) {
-            signing_keys::insert(conn, &row(key, KeyState::Next, master, now)?)?;
-        }
-        signing_keys::get(conn, kid)?.ok_or_else(|| KeyError::UnknownKey(kid.into()))
-    }))
+    db.with_conn(|conn| {
+        conn.transaction::<_, KeyError, _>(|conn| {
+            storage::lock(conn, LOCK, now)?;
+            let current =
+                signing_keys::get(conn, kid)?.ok_or_else(|| KeyError::UnknownKey(kid.into()))?;
+            match current.state.as_str() {
+                "active" => return Err(KeyError::RetireActive(kid.into())),
+                "retired" => return Err(KeyError::AlreadyRetired(kid.into())),
+                _ => {}
+            }
+            signing_keys::retire(conn, kid, now)?;
+            if let (Some(key), "next") = (&replacement, current.state.as_str()) {
+                signing_keys::insert(conn, &row(key, KeyState::Next, master, now)?)?;
+            }
+            signing_keys::get(conn, kid)?.ok_or_else(|| KeyError::UnknownKey(kid.into()))
+        })
+    })
 }
 
 /// Retires the `retiring` keys whose tokens have all expired.

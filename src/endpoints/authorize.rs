@@ -39,7 +39,12 @@ async fn authorize(params: Result<Params, OAuthError>, state: &AppState) -> Http
             "interactive sign-in is not available on this server yet",
         ),
     };
-    redirect_error(&redirect_uri, &error, params.get("state"), state.settings.issuer_str())
+    redirect_error(
+        &redirect_uri,
+        &error,
+        params.get("state"),
+        state.settings.issuer_str(),
+    )
 }
 
 /// RFC 6749 §4.1.1 / OIDC Core §3.1.2.1: a known client, and a redirect_uri that is one of its
@@ -53,7 +58,9 @@ async fn check_client_and_redirect(
         .db
         .run(move |conn| clients::get(conn, &client_id))
         .await?
-        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidClient, "unknown client").with_status(400))?;
+        .ok_or_else(|| {
+            OAuthError::new(ErrorCode::InvalidClient, "unknown client").with_status(400)
+        })?;
     let metadata = metadata_of(&row)?;
     let redirect_uri = params.required("redirect_uri")?;
     if !metadata.redirect_uris.iter().any(|r| r == redirect_uri) {
@@ -61,7 +68,8 @@ async fn check_client_and_redirect(
             "redirect_uri is not registered for this client",
         ));
     }
-    let url = Url::parse(redirect_uri).map_err(|_| OAuthError::invalid_request("redirect_uri is not a URL"))?;
+    let url = Url::parse(redirect_uri)
+        .map_err(|_| OAuthError::invalid_request("redirect_uri is not a URL"))?;
     Ok((metadata, url))
 }
 
@@ -79,13 +87,26 @@ fn check_response_type(params: &Params, metadata: &ClientMetadata) -> Result<(),
 
 fn page(e: &OAuthError) -> HttpResponse {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    let status = if status.is_server_error() { status } else { StatusCode::BAD_REQUEST };
-    error_page(status, e.code.as_str(), e.description.as_deref().unwrap_or(""))
+    let status = if status.is_server_error() {
+        status
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    error_page(
+        status,
+        e.code.as_str(),
+        e.description.as_deref().unwrap_or(""),
+    )
 }
 
 /// The error goes back to the client on its redirect_uri, keeping the registered query, with
 /// `state` and `iss` (RFC 9207).
-fn redirect_error(redirect_uri: &Url, e: &OAuthError, state: Option<&str>, issuer: &str) -> HttpResponse {
+fn redirect_error(
+    redirect_uri: &Url,
+    e: &OAuthError,
+    state: Option<&str>,
+    issuer: &str,
+) -> HttpResponse {
     let mut url = redirect_uri.clone();
     {
         let mut q = url.query_pairs_mut();

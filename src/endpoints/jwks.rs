@@ -17,7 +17,10 @@ pub fn cached_json(req: &HttpRequest, doc: &Published, cache_control: &str) -> H
         .headers()
         .get(actix_web::http::header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == doc.etag || tag.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|tag| tag.trim() == doc.etag || tag.trim() == "*")
+        });
     let mut response = if not_modified {
         HttpResponse::NotModified()
     } else {

@@ -14,17 +14,26 @@ use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 use crate::tokens::access_token::{self, AccessTokenClaims};
 
-pub async fn token(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+pub async fn token(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
     // RFC 6749 §4.4.2: parameters arrive as application/x-www-form-urlencoded.
     use actix_web::HttpMessage;
-    let form = req.content_type().eq_ignore_ascii_case("application/x-www-form-urlencoded");
+    let form = req
+        .content_type()
+        .eq_ignore_ascii_case("application/x-www-form-urlencoded");
     if !form {
         return Err(OAuthError::invalid_request(
             "the body must be application/x-www-form-urlencoded",
         ));
     }
     let limit = state.settings.http.max_body_bytes;
-    let too_large = || OAuthError::invalid_request(format!("the body is larger than {limit} bytes")).with_status(413);
+    let too_large = || {
+        OAuthError::invalid_request(format!("the body is larger than {limit} bytes"))
+            .with_status(413)
+    };
     let body = match body.to_bytes_limited(limit).await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(_)) => return Err(OAuthError::invalid_request("the body could not be read")),
@@ -51,7 +60,11 @@ pub async fn token(req: HttpRequest, body: web::Payload, state: web::Data<AppSta
 }
 
 /// RFC 6749 §4.4: a token for the client itself, within its registered scopes.
-fn client_credentials(state: &AppState, client: &Client, requested: Option<Scope>) -> Result<HttpResponse, OAuthError> {
+fn client_credentials(
+    state: &AppState,
+    client: &Client,
+    requested: Option<Scope>,
+) -> Result<HttpResponse, OAuthError> {
     if !client.allows_grant(GrantType::ClientCredentials) {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -80,7 +93,14 @@ fn client_credentials(state: &AppState, client: &Client, requested: Option<Scope
     let ttl = settings.tokens.access_ttl.as_secs() as i64;
     let issuer = settings.issuer_str();
     let scope_text = scope.to_string();
-    let mut claims = AccessTokenClaims::new(issuer, &client.client_id, issuer, &client.client_id, now, ttl);
+    let mut claims = AccessTokenClaims::new(
+        issuer,
+        &client.client_id,
+        issuer,
+        &client.client_id,
+        now,
+        ttl,
+    );
     claims.scope = (!scope.is_empty()).then_some(scope_text.as_str());
     let token = access_token::mint(key, &claims).map_err(OAuthError::server_error)?;
     let mut body = json!({

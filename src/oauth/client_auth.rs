@@ -36,15 +36,25 @@ impl fmt::Debug for ClientSecret {
 /// What the request presented, before anything is looked up.
 #[derive(Debug)]
 pub enum Presented {
-    Basic { client_id: String, secret: ClientSecret },
-    Post { client_id: String, secret: ClientSecret },
-    None { client_id: String },
+    Basic {
+        client_id: String,
+        secret: ClientSecret,
+    },
+    Post {
+        client_id: String,
+        secret: ClientSecret,
+    },
+    None {
+        client_id: String,
+    },
 }
 
 impl Presented {
     pub fn client_id(&self) -> &str {
         match self {
-            Self::Basic { client_id, .. } | Self::Post { client_id, .. } | Self::None { client_id } => client_id,
+            Self::Basic { client_id, .. }
+            | Self::Post { client_id, .. }
+            | Self::None { client_id } => client_id,
         }
     }
 
@@ -167,7 +177,10 @@ mod tests {
     #[test]
     fn two_methods_at_once_are_refused() {
         let params = Params::parse(b"client_secret=x").unwrap();
-        let header = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("a:b"));
+        let header = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("a:b")
+        );
         let err = extract(Some(&header), &params).unwrap_err();
         assert_eq!(err.code, super::super::ErrorCode::InvalidRequest);
     }

@@ -197,7 +197,7 @@ impl ClientMetadata {
             }
         };
         // RFC 7591 §2.1: grant_types and response_types must agree.
-        if uses_code != !response_types.is_empty() {
+        if uses_code == response_types.is_empty() {
             return Err(bad(
                 "response_types \"code\" goes with grant_types \"authorization_code\", and only with it",
             ));
@@ -205,13 +205,19 @@ impl ClientMetadata {
         if grant_types.contains(&GrantType::RefreshToken) && !uses_code {
             return Err(bad("refresh_token needs the authorization_code grant"));
         }
-        if grant_types.contains(&GrantType::ClientCredentials) && !token_endpoint_auth_method.is_confidential() {
-            return Err(bad("client_credentials needs a confidential client (a secret)"));
+        if grant_types.contains(&GrantType::ClientCredentials)
+            && !token_endpoint_auth_method.is_confidential()
+        {
+            return Err(bad(
+                "client_credentials needs a confidential client (a secret)",
+            ));
         }
 
         let redirect_uris = s.redirect_uris.unwrap_or_default();
         if uses_code && redirect_uris.is_empty() {
-            return Err(bad_redirect("redirect_uris is required for the authorization_code grant"));
+            return Err(bad_redirect(
+                "redirect_uris is required for the authorization_code grant",
+            ));
         }
         for uri in &redirect_uris {
             check_uri(uri).map_err(|e| bad_redirect(format!("redirect_uri {uri:?}: {e}")))?;
@@ -260,18 +266,35 @@ impl ClientMetadata {
         let id_token_signed_response_alg = s
             .id_token_signed_response_alg
             .unwrap_or_else(|| "RS256".into());
-        check_alg("id_token_signed_response_alg", &id_token_signed_response_alg)?;
+        check_alg(
+            "id_token_signed_response_alg",
+            &id_token_signed_response_alg,
+        )?;
         if let Some(alg) = &s.userinfo_signed_response_alg {
             check_alg("userinfo_signed_response_alg", alg)?;
         }
         for (name, value) in [
-            ("id_token_encrypted_response_alg", &s.id_token_encrypted_response_alg),
-            ("id_token_encrypted_response_enc", &s.id_token_encrypted_response_enc),
-            ("userinfo_encrypted_response_alg", &s.userinfo_encrypted_response_alg),
-            ("userinfo_encrypted_response_enc", &s.userinfo_encrypted_response_enc),
+            (
+                "id_token_encrypted_response_alg",
+                &s.id_token_encrypted_response_alg,
+            ),
+            (
+                "id_token_encrypted_response_enc",
+                &s.id_token_encrypted_response_enc,
+            ),
+            (
+                "userinfo_encrypted_response_alg",
+                &s.userinfo_encrypted_response_alg,
+            ),
+            (
+                "userinfo_encrypted_response_enc",
+                &s.userinfo_encrypted_response_enc,
+            ),
         ] {
             if value.is_some() {
-                return Err(bad(format!("{name}: encrypted responses are not supported yet")));
+                return Err(bad(format!(
+                    "{name}: encrypted responses are not supported yet"
+                )));
             }
         }
         if let Some(name) = &s.client_name {
@@ -368,7 +391,12 @@ mod tests {
 
     #[test]
     fn redirect_uris_must_be_absolute_without_fragment() {
-        for uri in ["/cb", "https://app.example/cb#x", "javascript:alert(1)", "cb"] {
+        for uri in [
+            "/cb",
+            "https://app.example/cb#x",
+            "javascript:alert(1)",
+            "cb",
+        ] {
             let err = parse(&format!(r#"{{"redirect_uris":["{uri}"]}}"#)).unwrap_err();
             assert_eq!(err.code, ErrorCode::InvalidRedirectUri, "{uri}");
         }
@@ -379,8 +407,14 @@ mod tests {
     #[test]
     fn unknown_grants_and_methods_are_refused() {
         assert!(parse(r#"{"grant_types":["password"]}"#).is_err());
-        assert!(parse(r#"{"grant_types":["client_credentials"],"token_endpoint_auth_method":"magic"}"#).is_err());
-        assert!(parse(r#"{"grant_types":["client_credentials"],"token_endpoint_auth_method":"none"}"#).is_err());
+        assert!(parse(
+            r#"{"grant_types":["client_credentials"],"token_endpoint_auth_method":"magic"}"#
+        )
+        .is_err());
+        assert!(parse(
+            r#"{"grant_types":["client_credentials"],"token_endpoint_auth_method":"none"}"#
+        )
+        .is_err());
         assert!(parse(r#"{"grant_types":["client_credentials"]}"#).is_ok());
     }
 
@@ -388,7 +422,10 @@ mod tests {
     fn jwks_must_hold_public_keys() {
         let cc = r#""grant_types":["client_credentials"]"#;
         assert!(parse(&format!(r#"{{{cc},"jwks":{{"keys":[{{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}}]}}}}"#)).is_ok());
-        assert!(parse(&format!(r#"{{{cc},"jwks":{{"keys":[{{"kty":"oct","k":"AAAA"}}]}}}}"#)).is_err());
+        assert!(parse(&format!(
+            r#"{{{cc},"jwks":{{"keys":[{{"kty":"oct","k":"AAAA"}}]}}}}"#
+        ))
+        .is_err());
         assert!(parse(&format!(r#"{{{cc},"jwks":{{"nokeys":[]}}}}"#)).is_err());
         assert!(parse(&format!(r#"{{{cc},"jwks":{{"keys":[{{"kty":"RSA"}}]}}}}"#)).is_err());
     }

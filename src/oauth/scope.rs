@@ -15,7 +15,9 @@ impl Scope {
                 .bytes()
                 .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
             if !valid {
-                return Err(format!("scope token {token:?} has characters RFC 6749 §3.3 does not allow"));
+                return Err(format!(
+                    "scope token {token:?} has characters RFC 6749 §3.3 does not allow"
+                ));
             }
             set.insert(token.to_string());
         }
@@ -64,6 +66,8 @@ mod tests {
         assert!(Scope::parse("a\"b").is_err());
         assert!(Scope::parse("a\\b").is_err());
         assert!(Scope::parse("caf\u{e9}").is_err());
-        assert!(Scope::parse("api:read").unwrap().is_subset(&Scope::parse("api:read openid").unwrap()));
+        assert!(Scope::parse("api:read")
+            .unwrap()
+            .is_subset(&Scope::parse("api:read openid").unwrap()));
     }
 }

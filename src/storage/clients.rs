@@ -19,7 +19,9 @@ pub fn insert(conn: &mut AnyConnection, row: &ClientRow) -> Result<(), StorageEr
     diesel::insert_into(dsl::clients)
         .values(row)
         .execute(conn)
-        .map_err(|e| conflict_on_unique(e, || format!("client {:?} already exists", row.client_id)))?;
+        .map_err(|e| {
+            conflict_on_unique(e, || format!("client {:?} already exists", row.client_id))
+        })?;
     Ok(())
 }
 
@@ -43,7 +45,11 @@ pub fn remove(conn: &mut AnyConnection, client_id: &str) -> Result<(), StorageEr
 }
 
 /// Replaces the sealed secret (master key rotation).
-pub fn reseal(conn: &mut AnyConnection, client_id: &str, sealed: &[u8]) -> Result<(), StorageError> {
+pub fn reseal(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    sealed: &[u8],
+) -> Result<(), StorageError> {
     diesel::update(dsl::clients.filter(dsl::client_id.eq(client_id)))
         .set(dsl::secret_sealed.eq(sealed))
         .execute(conn)?;

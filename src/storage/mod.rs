@@ -70,9 +70,7 @@ impl DatabaseUrl {
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
-            .ok_or_else(|| {
-                "database_url must start with sqlite:// or postgres://".to_string()
-            })?;
+            .ok_or_else(|| "database_url must start with sqlite:// or postgres://".to_string())?;
         if path.is_empty() || path.contains(":memory:") {
             return Err("database_url: SQLite needs a file path (sqlite://sigil.db)".into());
         }
@@ -112,7 +110,8 @@ impl ManageConnection for Manager {
     }
 
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
@@ -130,14 +129,21 @@ pub struct Database {
 }
 
 impl Database {
-    pub fn connect(url: &DatabaseUrl, max_connections: u32, busy_timeout: Duration) -> Result<Self, StorageError> {
+    /// `min_idle` connections are kept open; the CLI keeps none, so that no connection is
+    /// being opened in the pool's background thread while the process exits.
+    pub fn connect(
+        url: &DatabaseUrl,
+        max_connections: u32,
+        min_idle: u32,
+        busy_timeout: Duration,
+    ) -> Result<Self, StorageError> {
         let manager = Manager {
             url: url.clone(),
             busy_timeout,
         };
         let pool = r2d2::Pool::builder()
             .max_size(max_connections)
-            .min_idle(Some(1))
+            .min_idle(Some(min_idle.min(max_connections)))
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
         Ok(Self {
@@ -207,17 +213,23 @@ pub fn lock(conn: &mut AnyConnection, name: &str, now: i64) -> Result<(), Storag
         .set(dsl::touched_at.eq(now))
         .execute(conn)?;
     if n != 1 {
-        return Err(StorageError::Corrupt(format!("lock row {name:?} is missing")));
+        return Err(StorageError::Corrupt(format!(
+            "lock row {name:?} is missing"
+        )));
     }
     Ok(())
 }
 
 /// Unique-constraint violations become a clear conflict message.
-pub(crate) fn conflict_on_unique(e: diesel::result::Error, what: impl FnOnce() -> String) -> StorageError {
+pub(crate) fn conflict_on_unique(
+    e: diesel::result::Error,
+    what: impl FnOnce() -> String,
+) -> StorageError {
     match e {
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
-            StorageError::Conflict(what())
-        }
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        ) => StorageError::Conflict(what()),
         other => StorageError::Query(other),
     }
 }
@@ -243,7 +255,10 @@ mod tests {
         assert!(DatabaseUrl::parse("mysql://x").is_err());
         assert!(DatabaseUrl::parse("sqlite::memory:").is_err());
         assert_eq!(
-            format!("{:?}", DatabaseUrl::parse("postgres://u:secret@db/sigil").unwrap()),
+            format!(
+                "{:?}",
+                DatabaseUrl::parse("postgres://u:secret@db/sigil").unwrap()
+            ),
             "postgres://[redacted]"
         );
     }

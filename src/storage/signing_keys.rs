@@ -51,7 +51,11 @@ pub fn published_states(conn: &mut AnyConnection) -> Result<Vec<(String, String)
         .load(conn)?)
 }
 
-pub fn with_state(conn: &mut AnyConnection, alg: &str, state: &str) -> Result<Vec<KeyRow>, StorageError> {
+pub fn with_state(
+    conn: &mut AnyConnection,
+    alg: &str,
+    state: &str,
+) -> Result<Vec<KeyRow>, StorageError> {
     Ok(dsl::signing_keys
         .filter(dsl::alg.eq(alg))
         .filter(dsl::state.eq(state))
@@ -68,21 +72,34 @@ pub fn get(conn: &mut AnyConnection, kid: &str) -> Result<Option<KeyRow>, Storag
 
 /// `next` → `active`.
 pub fn activate(conn: &mut AnyConnection, kid: &str, now: i64) -> Result<(), StorageError> {
-    let n = diesel::update(dsl::signing_keys.filter(dsl::kid.eq(kid)).filter(dsl::state.eq("next")))
-        .set((dsl::state.eq("active"), dsl::activated_at.eq(now)))
-        .execute(conn)?;
+    let n = diesel::update(
+        dsl::signing_keys
+            .filter(dsl::kid.eq(kid))
+            .filter(dsl::state.eq("next")),
+    )
+    .set((dsl::state.eq("active"), dsl::activated_at.eq(now)))
+    .execute(conn)?;
     expect_one(n, kid)
 }
 
 /// `active` → `retiring`, published until `retire_after`.
-pub fn start_retiring(conn: &mut AnyConnection, kid: &str, now: i64, retire_after: i64) -> Result<(), StorageError> {
-    let n = diesel::update(dsl::signing_keys.filter(dsl::kid.eq(kid)).filter(dsl::state.eq("active")))
-        .set((
-            dsl::state.eq("retiring"),
-            dsl::retiring_at.eq(now),
-            dsl::retire_after.eq(retire_after),
-        ))
-        .execute(conn)?;
+pub fn start_retiring(
+    conn: &mut AnyConnection,
+    kid: &str,
+    now: i64,
+    retire_after: i64,
+) -> Result<(), StorageError> {
+    let n = diesel::update(
+        dsl::signing_keys
+            .filter(dsl::kid.eq(kid))
+            .filter(dsl::state.eq("active")),
+    )
+    .set((
+        dsl::state.eq("retiring"),
+        dsl::retiring_at.eq(now),
+        dsl::retire_after.eq(retire_after),
+    ))
+    .execute(conn)?;
     expect_one(n, kid)
 }
 

@@ -30,7 +30,10 @@ pub fn insert(conn: &mut AnyConnection, row: &UserRow) -> Result<(), StorageErro
     Ok(())
 }
 
-pub fn by_username(conn: &mut AnyConnection, username: &str) -> Result<Option<UserRow>, StorageError> {
+pub fn by_username(
+    conn: &mut AnyConnection,
+    username: &str,
+) -> Result<Option<UserRow>, StorageError> {
     Ok(dsl::users
         .filter(dsl::username.eq(username))
         .first(conn)
@@ -41,14 +44,24 @@ pub fn all(conn: &mut AnyConnection) -> Result<Vec<UserRow>, StorageError> {
     Ok(dsl::users.order(dsl::username.asc()).load(conn)?)
 }
 
-pub fn set_password(conn: &mut AnyConnection, username: &str, hash: &str, now: i64) -> Result<(), StorageError> {
+pub fn set_password(
+    conn: &mut AnyConnection,
+    username: &str,
+    hash: &str,
+    now: i64,
+) -> Result<(), StorageError> {
     let n = diesel::update(dsl::users.filter(dsl::username.eq(username)))
         .set((dsl::password_hash.eq(hash), dsl::updated_at.eq(now)))
         .execute(conn)?;
     found(n, username)
 }
 
-pub fn set_disabled(conn: &mut AnyConnection, username: &str, disabled: bool, now: i64) -> Result<(), StorageError> {
+pub fn set_disabled(
+    conn: &mut AnyConnection,
+    username: &str,
+    disabled: bool,
+    now: i64,
+) -> Result<(), StorageError> {
     let n = diesel::update(dsl::users.filter(dsl::username.eq(username)))
         .set((dsl::disabled.eq(disabled), dsl::updated_at.eq(now)))
         .execute(conn)?;
@@ -56,7 +69,11 @@ pub fn set_disabled(conn: &mut AnyConnection, username: &str, disabled: bool, no
 }
 
 /// "Log out everywhere": tokens issued before `now` stop being accepted.
-pub fn set_tokens_valid_after(conn: &mut AnyConnection, username: &str, now: i64) -> Result<(), StorageError> {
+pub fn set_tokens_valid_after(
+    conn: &mut AnyConnection,
+    username: &str,
+    now: i64,
+) -> Result<(), StorageError> {
     let n = diesel::update(dsl::users.filter(dsl::username.eq(username)))
         .set((dsl::tokens_valid_after.eq(now), dsl::updated_at.eq(now)))
         .execute(conn)?;

@@ -22,7 +22,14 @@ pub struct AccessTokenClaims<'a> {
 }
 
 impl<'a> AccessTokenClaims<'a> {
-    pub fn new(iss: &'a str, sub: &'a str, aud: &'a str, client_id: &'a str, now: i64, ttl: i64) -> Self {
+    pub fn new(
+        iss: &'a str,
+        sub: &'a str,
+        aud: &'a str,
+        client_id: &'a str,
+        now: i64,
+        ttl: i64,
+    ) -> Self {
         Self {
             iss,
             sub,
@@ -41,6 +48,7 @@ pub fn mint(key: &ActiveKey, claims: &AccessTokenClaims<'_>) -> Result<String, j
     // RFC 9068 §2.1: "at+jwt", so that no other kind of JWT passes for an access token.
     header.set_token_type("at+jwt");
     header.set_key_id(&key.kid);
-    let payload = serde_json::to_vec(claims).map_err(|e| josekit::JoseError::InvalidJson(e.into()))?;
+    let payload =
+        serde_json::to_vec(claims).map_err(|e| josekit::JoseError::InvalidJson(e.into()))?;
     josekit::jws::serialize_compact(&payload, &header, key.signer.as_ref())
 }

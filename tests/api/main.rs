@@ -1,1 +1,14 @@
+//! Integration tests: the real application over real HTTP, a fresh database per test, on
+//! SQLite and PostgreSQL.
 
+mod helpers;
+
+mod authorize;
+mod cli;
+mod discovery;
+mod health;
+mod jwks;
+mod keys;
+mod migrations;
+mod secrets_at_rest;
+mod token;
