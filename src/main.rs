@@ -27,26 +27,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Ok(s) => s,
         Err(e) => return Err(UsageError(format!("{e:#}")).into()),
     };
+    let log = match cli.command {
+        Command::Serve => settings.log.clone(),
+        // Management commands log warnings only (such as a newly created master key).
+        _ => LogSettings {
+            level: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            ..settings.log.clone()
+        },
+    };
+    sigil::telemetry::init(&log);
+    let settings = &settings;
     match cli.command {
-        Command::Serve => {
-            sigil::telemetry::init(&settings.log);
-            serve(settings)
-        }
-        command => {
-            // Management commands log warnings only (such as a newly created master key).
-            let quiet = LogSettings {
-                level: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-                ..settings.log.clone()
-            };
-            sigil::telemetry::init(&quiet);
-            manage(command, &settings)
-        }
-    }
-}
-
-fn manage(command: Command, settings: &Settings) -> anyhow::Result<()> {
-    match command {
-        Command::Serve => unreachable!("handled by run"),
+        Command::Serve => serve(settings.clone()),
         Command::Migrate => {
             let core = cli::open(settings)?;
             let created =
