@@ -42,6 +42,46 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default)]
     pub http: HttpSettings,
+    #[serde(default)]
+    pub login: LoginSettings,
+    #[serde(default)]
+    pub sessions: SessionSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginSettings {
+    /// Failed sign-ins per account and per client address before further attempts get 429.
+    pub max_failures: u32,
+    /// The window failures are counted in; the lockout starts at one window and doubles.
+    pub window: DurationSetting,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            window: DurationSetting::from_secs(15 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// A session unused this long ends.
+    pub idle_timeout: DurationSetting,
+    /// A session ends this long after sign-in, used or not.
+    pub lifetime: DurationSetting,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout: DurationSetting::from_secs(8 * 3600),
+            lifetime: DurationSetting::from_secs(7 * 86_400),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -62,6 +102,8 @@ pub struct TokenSettings {
     pub id_token_ttl: DurationSetting,
     /// Allowed clock difference with relying parties, added to every retirement delay.
     pub clock_skew: DurationSetting,
+    /// Refresh token lifetime (each use rotates the token and restarts it).
+    pub refresh_ttl: DurationSetting,
 }
 
 impl Default for TokenSettings {
@@ -71,6 +113,7 @@ impl Default for TokenSettings {
             access_token_alg: SigningAlg::RS256,
             id_token_ttl: DurationSetting::from_secs(3600),
             clock_skew: DurationSetting::from_secs(60),
+            refresh_ttl: DurationSetting::from_secs(30 * 86_400),
         }
     }
 }
@@ -173,6 +216,8 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             log: LogSettings::default(),
             http: HttpSettings::default(),
+            login: LoginSettings::default(),
+            sessions: SessionSettings::default(),
         }
     }
 }
@@ -249,6 +294,19 @@ impl Settings {
         if self.database.max_connections == 0 {
             return invalid("database.max_connections must be at least 1".into());
         }
+        if self.login.max_failures == 0 || self.login.window.as_secs() == 0 {
+            return invalid("login.max_failures and login.window must be above zero".into());
+        }
+        if self.sessions.idle_timeout.as_secs() < 60
+            || self.sessions.lifetime < self.sessions.idle_timeout
+        {
+            return invalid(
+                "sessions.idle_timeout must be at least 1m and at most sessions.lifetime".into(),
+            );
+        }
+        if self.tokens.refresh_ttl.as_secs() < 3600 {
+            return invalid("tokens.refresh_ttl must be at least 1h".into());
+        }
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes must be at least 1024".into());
         }
@@ -260,6 +318,11 @@ impl Settings {
     /// The issuer without a trailing slash, as it appears in `iss` claims.
     pub fn issuer_str(&self) -> &str {
         self.issuer.as_str().trim_end_matches('/')
+    }
+
+    /// True when the issuer is HTTPS: cookies get `Secure` and the `__Host-` prefix.
+    pub fn is_https(&self) -> bool {
+        self.issuer.scheme() == "https"
     }
 
     /// An absolute URL under the issuer for one of Sigil's paths.
@@ -284,7 +347,7 @@ fn is_loopback_host(url: &Url) -> bool {
 }
 
 /// A duration written `90s`, `10m`, `12h` or `30d`.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DurationSetting(pub Duration);
 
 impl DurationSetting {

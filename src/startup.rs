@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, Service};
+use actix_web::http::header::HeaderValue;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 
@@ -16,10 +17,11 @@ use crate::config::Settings;
 use crate::crypto::keyring::{KeySnapshot, Keyring};
 use crate::crypto::master_key::MasterKey;
 use crate::crypto::rotation;
-use crate::endpoints::{authorize, discovery, health, jwks, pages, paths, token};
+use crate::endpoints::{authorize, discovery, health, jwks, pages, paths, token, userinfo};
 use crate::published::Published;
 use crate::state::AppState;
 use crate::storage::{signing_keys, Database};
+use crate::web::{consent, login};
 
 pub struct Application {
     port: u16,
@@ -57,9 +59,10 @@ impl Application {
             keyring: keyring.clone(),
             clock: clock.clone(),
             discovery,
-            discovery_cache_control: format!("public, max-age={max_age}"),
-            jwks_cache_control: format!("public, max-age={max_age}"),
+            discovery_cache_control: HeaderValue::from_str(&format!("public, max-age={max_age}"))?,
+            jwks_cache_control: HeaderValue::from_str(&format!("public, max-age={max_age}"))?,
             settings: Arc::new(settings),
+            dummy_password_hash: Default::default(),
         });
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone())?;
@@ -108,19 +111,20 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Se
             .app_data(state.clone())
             .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
             .wrap_fn(|req, srv| {
-                let method = req.method().clone();
-                let path = req.path().to_owned();
                 let started = std::time::Instant::now();
                 let fut = srv.call(req);
                 async move {
                     let res = fut.await?;
                     let status = res.status().as_u16();
-                    let ms = started.elapsed().as_secs_f64() * 1e3;
-                    // Paths only: query strings can carry codes and tokens.
-                    if status >= 500 {
-                        tracing::warn!(%method, %path, status, ms, "request");
-                    } else {
-                        tracing::debug!(%method, %path, status, ms, "request");
+                    if status >= 500 || tracing::enabled!(tracing::Level::DEBUG) {
+                        let (method, path) = (res.request().method(), res.request().path());
+                        let ms = started.elapsed().as_secs_f64() * 1e3;
+                        // Paths only: query strings can carry codes and tokens.
+                        if status >= 500 {
+                            tracing::warn!(%method, %path, status, ms, "request");
+                        } else {
+                            tracing::debug!(%method, %path, status, ms, "request");
+                        }
                     }
                     Ok(res)
                 }
@@ -168,7 +172,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource(paths::HEALTHZ).route(web::get().to(health::healthz)))
     .service(web::resource(paths::READYZ).route(web::get().to(health::readyz)))
-    .service(web::resource(paths::STYLESHEET).route(web::get().to(pages::stylesheet)));
+    .service(web::resource(paths::AUTHORIZE_RESUME).route(web::get().to(authorize::resume)))
+    .service(
+        web::resource(paths::LOGIN)
+            .route(web::get().to(login::show))
+            .route(web::post().to(login::submit)),
+    )
+    .service(
+        web::resource(paths::CONSENT)
+            .route(web::get().to(consent::show))
+            .route(web::post().to(consent::submit)),
+    )
+    .service(
+        web::resource(paths::USERINFO)
+            .route(web::get().to(userinfo::get))
+            .route(web::post().to(userinfo::post)),
+    )
+    .service(web::resource(paths::STYLESHEET).route(web::get().to(pages::stylesheet)))
+    .service(web::resource(paths::FORM_POST_SCRIPT).route(web::get().to(pages::form_post_script)));
 }
 
 pub fn load_snapshot(db: &Database, master: &MasterKey) -> anyhow::Result<KeySnapshot> {

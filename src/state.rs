@@ -17,6 +17,7 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     pub clock: Clock,
     pub discovery: Published,
-    pub discovery_cache_control: String,
-    pub jwks_cache_control: String,
+    pub discovery_cache_control: actix_web::http::header::HeaderValue,
+    pub jwks_cache_control: actix_web::http::header::HeaderValue,
+    pub dummy_password_hash: crate::crypto::password::DummyHash,
 }

@@ -17,7 +17,7 @@ pub enum ClientCommand {
     /// Register a client from RFC 7591 metadata JSON; prints the RFC 7591 response, with the
     /// client_secret of a confidential client (shown this once).
     Add {
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         client_id: Option<String>,
         /// Metadata file, or - for standard input (the default).
         #[arg(long, value_name = "FILE|-", default_value = "-")]
@@ -29,9 +29,15 @@ pub enum ClientCommand {
         json: bool,
     },
     /// Show one client's registered metadata as JSON (never its secret).
-    Show { client_id: String },
+    Show {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
     /// Delete a client.
-    Remove { client_id: String },
+    Remove {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
 }
 
 pub fn run(cmd: ClientCommand, settings: &Settings) -> anyhow::Result<()> {

@@ -29,7 +29,11 @@ pub enum KeysCommand {
         force: bool,
     },
     /// Remove a next or retiring key from the JWKS now.
-    Retire { kid: String },
+    Retire {
+        /// The key id (it may start with "-").
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 fn describe(row: &KeyRow) -> Value {

@@ -29,6 +29,18 @@ pub fn verify(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A hash of a random password, verified when the username is unknown so that the answer and
+/// its timing match a wrong password. Made on first use (argon2 takes tens of milliseconds,
+/// which start-up should not pay).
+#[derive(Clone, Default)]
+pub struct DummyHash(std::sync::Arc<std::sync::OnceLock<String>>);
+
+impl DummyHash {
+    pub fn get(&self) -> &str {
+        self.0.get_or_init(|| hash(&super::random::secret_256()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -1,91 +1,142 @@
-//! The authorization endpoint (RFC 6749 §3.1, OIDC Core §3.1.2). Checks run in the spec's
-//! order; until the client and redirect_uri are known good, errors are an HTML page and never a
-//! redirect (RFC 6749 §4.1.2.1). The sign-in and consent pages are not built yet, so a request
-//! that passes every check is answered `temporarily_unavailable` by redirect.
+//! The authorization endpoint (RFC 6749 §3.1, OIDC Core §3.1.2), GET and POST. Checks run in
+//! the spec's order; until the client and redirect_uri are known good, errors are an HTML page
+//! and never a redirect (RFC 6749 §4.1.2.1). After that every answer, errors included, goes to
+//! the client's redirect_uri with `state` and `iss`.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use url::Url;
 
 use super::pages::error_page;
-use crate::admin::clients::metadata_of;
-use crate::oauth::client_metadata::ClientMetadata;
+use crate::admin::clients;
+use crate::oauth::authorize_request::{self, ReplyTo, ResponseMode};
+use crate::oauth::client_metadata::Client;
 use crate::oauth::form::Params;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
-use crate::storage::clients;
+use crate::tokens::id_token;
+use crate::web::{cookies, flow, session};
 
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    authorize(Params::parse(req.query_string().as_bytes()), &state).await
+    authorize(&req, &state, Params::parse(req.query_string().as_bytes())).await
 }
 
-pub async fn post(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    authorize(Params::parse(&body), &state).await
+pub async fn post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+    authorize(&req, &state, Params::parse(&body)).await
 }
 
-async fn authorize(params: Result<Params, OAuthError>, state: &AppState) -> HttpResponse {
+async fn authorize(
+    req: &HttpRequest,
+    state: &AppState,
+    params: Result<Params, OAuthError>,
+) -> HttpResponse {
     let params = match params {
         Ok(p) => p,
         Err(e) => return page(&e),
     };
-    let (metadata, redirect_uri) = match check_client_and_redirect(&params, state).await {
-        Ok(ok) => ok,
+    let client = match known_client(state, params.get("client_id")).await {
+        Ok(c) => c,
         Err(e) => return page(&e),
     };
-    let error = match check_response_type(&params, &metadata) {
-        Err(e) => e,
-        Ok(()) => OAuthError::new(
-            ErrorCode::TemporarilyUnavailable,
-            "interactive sign-in is not available on this server yet",
-        ),
+    let redirect_uri = match authorize_request::check_redirect_uri(&params, &client) {
+        Ok(uri) => uri.to_string(),
+        Err(e) => return page(&e),
     };
-    redirect_error(
-        &redirect_uri,
-        &error,
-        params.get("state"),
-        state.settings.issuer_str(),
+    // From here on, errors go back to the client.
+    let mut reply_to = ReplyTo {
+        redirect_uri: redirect_uri.clone(),
+        response_mode: ResponseMode::Query,
+        state: params.get("state").map(str::to_string),
+    };
+    let result = authorize_request::check_response_mode(&params).and_then(|mode| {
+        reply_to.response_mode = mode;
+        authorize_request::check(&params, &client, &redirect_uri, mode)
+    });
+    let request = match result {
+        Ok(r) => r,
+        Err(e) => return flow::reply(state, &reply_to, Err(e)),
+    };
+    let hint_sub = match hint_subject(state, &request.id_token_hint, &client) {
+        Ok(sub) => sub,
+        Err(e) => return flow::reply(state, &reply_to, Err(e)),
+    };
+    let session = match session::current(req, state).await {
+        Ok(s) => s,
+        Err(e) => return flow::reply(state, &reply_to, Err(e.into())),
+    };
+    flow::proceed(req, state, &client, request, session, None, hint_sub).await
+}
+
+/// After the login page: picks the parked request up again.
+pub async fn resume(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let Ok(params) = Params::parse(req.query_string().as_bytes()) else {
+        return expired();
+    };
+    let csrf = cookies::read(&req, &state.settings, cookies::CSRF);
+    let parked =
+        match flow::find_parked(&state, params.get("request").unwrap_or(""), csrf.as_deref()).await
+        {
+            Ok(Some(p)) => p,
+            Ok(None) => return expired(),
+            Err(e) => return page(&e.into()),
+        };
+    let client = match known_client(&state, Some(&parked.request.client_id)).await {
+        Ok(c) => c,
+        Err(e) => return page(&e),
+    };
+    let reply_to = parked.request.reply_to();
+    let hint_sub = match hint_subject(&state, &parked.request.id_token_hint, &client) {
+        Ok(sub) => sub,
+        Err(e) => return flow::reply(&state, &reply_to, Err(e)),
+    };
+    let session = match session::current(&req, &state).await {
+        Ok(s) => s,
+        Err(e) => return flow::reply(&state, &reply_to, Err(e.into())),
+    };
+    flow::proceed(
+        &req,
+        &state,
+        &client,
+        parked.request,
+        session,
+        Some((parked.id, parked.created_at)),
+        hint_sub,
+    )
+    .await
+}
+
+/// RFC 6749 §4.1.2.1: an unknown client is shown an error, never redirected.
+pub async fn known_client(state: &AppState, client_id: Option<&str>) -> Result<Client, OAuthError> {
+    let client_id = client_id
+        .ok_or_else(|| OAuthError::invalid_request("client_id is required"))?
+        .to_string();
+    let master = state.master.clone();
+    state
+        .db
+        .run(move |conn| clients::load(conn, &master, &client_id))
+        .await?
+        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidClient, "unknown client").with_status(400))
+}
+
+/// OIDC Core §3.1.2.1: an `id_token_hint` must be an ID token Sigil issued to this client.
+fn hint_subject(
+    state: &AppState,
+    hint: &Option<String>,
+    client: &Client,
+) -> Result<Option<String>, OAuthError> {
+    let Some(token) = hint else { return Ok(None) };
+    let keys = state.keyring.current();
+    id_token::verify_hint(&keys, token, state.settings.issuer_str(), &client.client_id).map(Some)
+}
+
+fn expired() -> HttpResponse {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "This sign-in request has expired or was started in another browser. Go back to the application and try again.",
     )
 }
 
-/// RFC 6749 §4.1.1 / OIDC Core §3.1.2.1: a known client, and a redirect_uri that is one of its
-/// registered URIs, compared as exact strings (RFC 9700 §4.1.3).
-async fn check_client_and_redirect(
-    params: &Params,
-    state: &AppState,
-) -> Result<(ClientMetadata, Url), OAuthError> {
-    let client_id = params.required("client_id")?.to_string();
-    let row = state
-        .db
-        .run(move |conn| clients::get(conn, &client_id))
-        .await?
-        .ok_or_else(|| {
-            OAuthError::new(ErrorCode::InvalidClient, "unknown client").with_status(400)
-        })?;
-    let metadata = metadata_of(&row)?;
-    let redirect_uri = params.required("redirect_uri")?;
-    if !metadata.redirect_uris.iter().any(|r| r == redirect_uri) {
-        return Err(OAuthError::invalid_request(
-            "redirect_uri is not registered for this client",
-        ));
-    }
-    let url = Url::parse(redirect_uri)
-        .map_err(|_| OAuthError::invalid_request("redirect_uri is not a URL"))?;
-    Ok((metadata, url))
-}
-
-/// RFC 6749 §3.1.1: response_type is required; Sigil serves `code` only.
-fn check_response_type(params: &Params, metadata: &ClientMetadata) -> Result<(), OAuthError> {
-    let response_type = params.required("response_type")?;
-    if response_type != "code" || !metadata.response_types.iter().any(|r| r == "code") {
-        return Err(OAuthError::new(
-            ErrorCode::UnsupportedResponseType,
-            "only response_type=code is supported",
-        ));
-    }
-    Ok(())
-}
-
-fn page(e: &OAuthError) -> HttpResponse {
+pub fn page(e: &OAuthError) -> HttpResponse {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     let status = if status.is_server_error() {
         status
@@ -97,30 +148,4 @@ fn page(e: &OAuthError) -> HttpResponse {
         e.code.as_str(),
         e.description.as_deref().unwrap_or(""),
     )
-}
-
-/// The error goes back to the client on its redirect_uri, keeping the registered query, with
-/// `state` and `iss` (RFC 9207).
-fn redirect_error(
-    redirect_uri: &Url,
-    e: &OAuthError,
-    state: Option<&str>,
-    issuer: &str,
-) -> HttpResponse {
-    let mut url = redirect_uri.clone();
-    {
-        let mut q = url.query_pairs_mut();
-        q.append_pair("error", e.code.as_str());
-        if let Some(d) = &e.description {
-            q.append_pair("error_description", d);
-        }
-        if let Some(s) = state {
-            q.append_pair("state", s);
-        }
-        q.append_pair("iss", issuer);
-    }
-    HttpResponse::SeeOther()
-        .insert_header(("Location", url.as_str()))
-        .insert_header(("Cache-Control", "no-store"))
-        .finish()
 }

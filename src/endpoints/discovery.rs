@@ -8,29 +8,36 @@ use serde_json::{json, Value};
 use super::jwks::cached_json;
 use super::paths;
 use crate::config::Settings;
-use crate::crypto::keys::SigningAlg;
-use crate::oauth::client_metadata::AuthMethod;
+use crate::oauth::client_metadata::{AuthMethod, CLIENT_SIGNING_ALGS};
 use crate::oauth::token_request::GRANT_TYPES_SUPPORTED;
 use crate::state::AppState;
 
 pub fn document(settings: &Settings) -> Value {
     let url = |path: &str| settings.endpoint_url(path);
-    let signing: Vec<&str> = SigningAlg::ALL.iter().map(|a| a.as_str()).collect();
-    let token_auth: Vec<&str> = AuthMethod::SUPPORTED
-        .into_iter()
-        .filter(|m| *m != "none")
-        .collect();
+    let token_auth: Vec<&str> = AuthMethod::SUPPORTED.to_vec();
+    let id_token_algs = CLIENT_SIGNING_ALGS;
     json!({
         "issuer": settings.issuer_str(),
         "authorization_endpoint": url(paths::AUTHORIZE),
         "token_endpoint": url(paths::TOKEN),
         "jwks_uri": url(paths::JWKS),
-        "scopes_supported": ["openid"],
+        "userinfo_endpoint": url(paths::USERINFO),
+        "scopes_supported": ["openid", "profile", "email", "address", "phone", "offline_access"],
+        "claims_supported": [
+            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid",
+            "at_hash", "name", "given_name", "family_name", "middle_name", "nickname",
+            "preferred_username", "profile", "picture", "website", "gender", "birthdate",
+            "zoneinfo", "locale", "updated_at", "email", "email_verified", "address",
+            "phone_number", "phone_number_verified"
+        ],
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": ["query", "form_post"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "code_challenge_methods_supported": ["S256"],
+        "acr_values_supported": [crate::web::session::ACR_PASSWORD],
         "grant_types_supported": GRANT_TYPES_SUPPORTED,
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": signing,
+        "id_token_signing_alg_values_supported": id_token_algs,
         "token_endpoint_auth_methods_supported": token_auth,
         "authorization_response_iss_parameter_supported": true,
         "claims_parameter_supported": false,

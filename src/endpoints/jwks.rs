@@ -1,6 +1,7 @@
 //! The JWKS (RFC 7517 §5): every `next`, `active` and `retiring` public key, served from bytes
 //! prepared when the keys last changed.
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::published::Published;
@@ -12,10 +13,14 @@ pub async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
 }
 
 /// A prepared document with `Cache-Control`, `ETag`, and 304 on a matching `If-None-Match`.
-pub fn cached_json(req: &HttpRequest, doc: &Published, cache_control: &str) -> HttpResponse {
+pub fn cached_json(
+    req: &HttpRequest,
+    doc: &Published,
+    cache_control: &HeaderValue,
+) -> HttpResponse {
     let not_modified = req
         .headers()
-        .get(actix_web::http::header::IF_NONE_MATCH)
+        .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.split(',')
@@ -27,12 +32,15 @@ pub fn cached_json(req: &HttpRequest, doc: &Published, cache_control: &str) -> H
         HttpResponse::Ok()
     };
     response
-        .insert_header(("Cache-Control", cache_control))
-        .insert_header(("ETag", doc.etag.as_str()));
+        .insert_header((header::CACHE_CONTROL, cache_control.clone()))
+        .insert_header((header::ETAG, doc.etag_header.clone()));
     if not_modified {
         return response.finish();
     }
     response
-        .content_type("application/json")
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
         .body(doc.body.clone())
 }

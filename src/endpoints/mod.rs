@@ -7,6 +7,7 @@ pub mod health;
 pub mod jwks;
 pub mod pages;
 pub mod token;
+pub mod userinfo;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -24,6 +25,11 @@ pub mod paths {
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";
     pub const STYLESHEET: &str = "/static/sigil.css";
+    pub const FORM_POST_SCRIPT: &str = "/static/form_post.js";
+    pub const LOGIN: &str = "/login";
+    pub const CONSENT: &str = "/consent";
+    pub const AUTHORIZE_RESUME: &str = "/authorize/resume";
+    pub const USERINFO: &str = "/userinfo";
 }
 
 /// RFC 6749 §5.2 JSON errors. The status is decided here, where the error is rendered.

@@ -9,9 +9,14 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; for
                        frame-ancestors 'none'; base-uri 'none'";
 
 pub fn html(status: StatusCode) -> HttpResponseBuilder {
+    html_with_csp(status, CSP)
+}
+
+/// Every HTML page: no framing, no referrer, no caching, and the given policy.
+pub fn html_with_csp(status: StatusCode, csp: &str) -> HttpResponseBuilder {
     let mut b = HttpResponse::build(status);
     b.content_type("text/html; charset=utf-8")
-        .insert_header(("Content-Security-Policy", CSP))
+        .insert_header(("Content-Security-Policy", csp))
         .insert_header(("X-Frame-Options", "DENY"))
         .insert_header(("Referrer-Policy", "no-referrer"))
         .insert_header(("Cache-Control", "no-store"));
@@ -33,18 +38,30 @@ pub fn error_page(status: StatusCode, code: &str, message: &str) -> HttpResponse
         message,
         code,
     };
-    match page.render() {
-        Ok(body) => html(status).body(body),
-        Err(e) => {
-            tracing::error!(error = %e, "error page did not render");
-            html(StatusCode::INTERNAL_SERVER_ERROR).body("internal error")
-        }
-    }
+    render(status, &page)
 }
 
 pub async fn stylesheet() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/css; charset=utf-8")
-        .insert_header(("Cache-Control", "public, max-age=86400"))
+        .insert_header(("Cache-Control", "public, max-age=3600"))
         .body(include_str!("../../static/sigil.css"))
+}
+
+pub async fn form_post_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header(("Cache-Control", "public, max-age=3600"))
+        .body(include_str!("../../static/form_post.js"))
+}
+
+/// Renders a page template with the strict headers, or a plain 500 if it fails.
+pub fn render<T: Template>(status: StatusCode, page: &T) -> HttpResponse {
+    match page.render() {
+        Ok(body) => html(status).body(body),
+        Err(e) => {
+            tracing::error!(error = %e, "page did not render");
+            html(StatusCode::INTERNAL_SERVER_ERROR).body("internal error")
+        }
+    }
 }

@@ -27,6 +27,8 @@ pub enum ErrorCode {
     InvalidClientMetadata,
     LoginRequired,
     ConsentRequired,
+    RequestNotSupported,
+    RequestUriNotSupported,
 }
 
 impl ErrorCode {
@@ -48,6 +50,8 @@ impl ErrorCode {
             Self::InvalidClientMetadata => "invalid_client_metadata",
             Self::LoginRequired => "login_required",
             Self::ConsentRequired => "consent_required",
+            Self::RequestNotSupported => "request_not_supported",
+            Self::RequestUriNotSupported => "request_uri_not_supported",
         }
     }
 
@@ -70,7 +74,7 @@ impl fmt::Display for ErrorCode {
 }
 
 /// An error as it goes back to the client: code, optional description, HTTP status.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthError {
     pub code: ErrorCode,
     pub description: Option<Cow<'static, str>>,

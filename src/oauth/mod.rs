@@ -1,10 +1,12 @@
 //! The protocol, free of actix and diesel: request parsing into typed values, the error type,
 //! scopes, client metadata and client authentication.
 
+pub mod authorize_request;
 pub mod client_auth;
 pub mod client_metadata;
 pub mod error;
 pub mod form;
+pub mod pkce;
 pub mod scope;
 pub mod token_request;
 

@@ -1,5 +1,4 @@
-//! The token request, tagged on `grant_type` (RFC 6749 §4.4.2 for now; the code and refresh
-//! grants join it later).
+//! The token request, tagged on `grant_type` (RFC 6749 §4.1.3, §4.4.2, §6).
 
 use super::form::Params;
 use super::scope::Scope;
@@ -7,16 +6,39 @@ use super::{ErrorCode, OAuthError};
 
 #[derive(Debug)]
 pub enum TokenRequest {
-    ClientCredentials { scope: Option<Scope> },
+    AuthorizationCode {
+        code: String,
+        redirect_uri: String,
+        code_verifier: Option<String>,
+    },
+    RefreshToken {
+        refresh_token: String,
+        scope: Option<Scope>,
+    },
+    ClientCredentials {
+        scope: Option<Scope>,
+    },
 }
 
 /// The grant types the token endpoint serves, as advertised in discovery.
-pub const GRANT_TYPES_SUPPORTED: [&str; 1] = ["client_credentials"];
+pub const GRANT_TYPES_SUPPORTED: [&str; 3] =
+    ["authorization_code", "refresh_token", "client_credentials"];
 
 impl TokenRequest {
     pub fn parse(params: &Params) -> Result<Self, OAuthError> {
         let grant_type = params.required("grant_type")?;
         match grant_type {
+            "authorization_code" => Ok(Self::AuthorizationCode {
+                code: params.required("code")?.to_string(),
+                // RFC 6749 §4.1.3: required when it was in the authorization request, which
+                // Sigil always requires.
+                redirect_uri: params.required("redirect_uri")?.to_string(),
+                code_verifier: params.get("code_verifier").map(str::to_string),
+            }),
+            "refresh_token" => Ok(Self::RefreshToken {
+                refresh_token: params.required("refresh_token")?.to_string(),
+                scope: optional_scope(params)?,
+            }),
             "client_credentials" => Ok(Self::ClientCredentials {
                 scope: optional_scope(params)?,
             }),

@@ -1,8 +1,13 @@
 //! Storage with diesel: SQLite (embedded, the default) or PostgreSQL, chosen by the URL scheme,
 //! behind one connection type so that every query is written once.
 
+pub mod auth_requests;
 pub mod clients;
+pub mod consents;
+pub mod grants;
+pub mod login_failures;
 pub mod schema;
+pub mod sessions;
 pub mod signing_keys;
 pub mod users;
 
@@ -166,18 +171,19 @@ impl Database {
     }
 
     /// Runs `f` on the blocking pool, never on an async worker.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, StorageError>
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&mut AnyConnection) -> Result<T, StorageError> + Send + 'static,
+        E: From<StorageError> + Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
     {
         let pool = self.pool.clone();
         actix_web::web::block(move || {
-            let mut conn = pool.get()?;
+            let mut conn = pool.get().map_err(StorageError::from)?;
             f(&mut conn)
         })
         .await
-        .map_err(|_| StorageError::Canceled)?
+        .map_err(|_| E::from(StorageError::Canceled))?
     }
 
     /// Applies pending migrations; several nodes starting at once take turns.
@@ -202,7 +208,8 @@ impl Database {
 
     /// `SELECT 1` for `/readyz`.
     pub async fn ping(&self) -> Result<(), StorageError> {
-        self.run(|conn| Ok(conn.batch_execute("SELECT 1")?)).await
+        self.run(|conn| -> Result<(), StorageError> { Ok(conn.batch_execute("SELECT 1")?) })
+            .await
     }
 }
 

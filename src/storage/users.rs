@@ -40,6 +40,10 @@ pub fn by_username(
         .optional()?)
 }
 
+pub fn by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<UserRow>, StorageError> {
+    Ok(dsl::users.filter(dsl::id.eq(id)).first(conn).optional()?)
+}
+
 pub fn all(conn: &mut AnyConnection) -> Result<Vec<UserRow>, StorageError> {
     Ok(dsl::users.order(dsl::username.asc()).load(conn)?)
 }

@@ -19,6 +19,12 @@ pub struct AccessTokenClaims<'a> {
     pub client_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<&'a str>,
+    /// RFC 9068 §2.2.1: when the user signed in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// The grant this token belongs to (tokens of a user); revoking the grant revokes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<&'a str>,
 }
 
 impl<'a> AccessTokenClaims<'a> {
@@ -39,6 +45,8 @@ impl<'a> AccessTokenClaims<'a> {
             jti: random::id_128(),
             client_id,
             scope: None,
+            auth_time: None,
+            gid: None,
         }
     }
 }

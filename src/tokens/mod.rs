@@ -1,3 +1,5 @@
 //! Tokens Sigil mints.
 
 pub mod access_token;
+pub mod claims;
+pub mod id_token;

@@ -31,12 +31,21 @@ async fn oidcc_discovery_parses_with_openidconnect_and_names_the_issuer(backend:
     assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
     assert_eq!(
         doc["grant_types_supported"],
-        serde_json::json!(["client_credentials"])
+        serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
     );
     assert_eq!(
         doc["token_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post"])
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
     );
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(
+        doc["response_modes_supported"],
+        serde_json::json!(["query", "form_post"])
+    );
+    assert!(doc["userinfo_endpoint"].as_str().is_some());
     let jwks = app.jwks().await;
     let set: openidconnect::core::CoreJsonWebKeySet =
         serde_json::from_value(jwks).expect("JWKS parses");

@@ -1,0 +1,116 @@
+//! UserInfo (OIDC Core §5.3), GET and POST. The bearer token comes in the Authorization
+//! header or, for POST, the form body (RFC 6750 §2.1–2.2). It must be a Sigil access token
+//! (`typ: at+jwt`, so an ID token is refused) for a user whose grant is still live.
+
+use actix_web::http::header;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use serde_json::Value;
+
+use crate::oauth::form::Params;
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::state::AppState;
+use crate::storage::{grants, users};
+use crate::tokens::{claims, id_token};
+
+fn invalid_token(why: &'static str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidToken, why)
+}
+
+pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+    let token = bearer(&req)?.ok_or_else(no_token)?;
+    userinfo(&state, token).await
+}
+
+pub async fn post(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let from_header = bearer(&req)?;
+    let from_body = if req
+        .content_type()
+        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    {
+        Params::parse(&body)?
+            .get("access_token")
+            .map(str::to_string)
+    } else {
+        None
+    };
+    let token = match (from_header, from_body) {
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "send the token in one place only",
+            ))
+        }
+        (Some(t), None) | (None, Some(t)) => t,
+        (None, None) => return Err(no_token()),
+    };
+    userinfo(&state, token).await
+}
+
+/// RFC 6750 §3.1: without credentials, a bare challenge.
+fn no_token() -> OAuthError {
+    invalid_token("an access token is required")
+}
+
+fn bearer(req: &HttpRequest) -> Result<Option<String>, OAuthError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| invalid_token("malformed Authorization header"))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim().to_string()))
+        }
+        _ => Err(invalid_token("use the Bearer scheme")),
+    }
+}
+
+async fn userinfo(state: &AppState, token: String) -> Result<HttpResponse, OAuthError> {
+    let keys = state.keyring.current();
+    let (header, c) = id_token::verify_own(&keys, &token)
+        .ok_or_else(|| invalid_token("the token is not valid"))?;
+    // RFC 9068 §4: only access tokens; an ID token used as a bearer token is refused.
+    if header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
+        return Err(invalid_token("not an access token"));
+    }
+    let issuer = state.settings.issuer_str();
+    let now = state.clock.now();
+    let claim_str = |name: &str| c.get(name).and_then(Value::as_str);
+    let claim_int = |name: &str| c.get(name).and_then(Value::as_i64);
+    if claim_str("iss") != Some(issuer) || claim_str("aud") != Some(issuer) {
+        return Err(invalid_token("the token is not for this server"));
+    }
+    let (Some(exp), Some(iat)) = (claim_int("exp"), claim_int("iat")) else {
+        return Err(invalid_token("the token is not valid"));
+    };
+    if exp <= now {
+        return Err(invalid_token("the token has expired"));
+    }
+    let (Some(gid), Some(sub)) = (claim_str("gid"), claim_str("sub")) else {
+        return Err(invalid_token("the token was not issued to a user"));
+    };
+    let scope = claim_str("scope").unwrap_or("").to_string();
+    let (gid, sub) = (gid.to_string(), sub.to_string());
+    let user = state
+        .db
+        .run(move |conn| {
+            let grant = grants::grant(conn, &gid)?;
+            if grant.is_none_or(|g| g.revoked_at.is_some() || g.user_id != sub) {
+                return Ok(None);
+            }
+            Ok::<_, OAuthError>(
+                users::by_id(conn, &sub)?.filter(|u| !u.disabled && iat >= u.tokens_valid_after),
+            )
+        })
+        .await?
+        .ok_or_else(|| invalid_token("the token was revoked"))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(claims::for_scope(&user, &scope)))
+}

@@ -1,0 +1,60 @@
+//! IdP sessions, keyed by the SHA-256 of the cookie's session id.
+
+use diesel::prelude::*;
+
+use super::schema::sessions::dsl;
+use super::{AnyConnection, StorageError};
+
+#[derive(Debug, Clone, Queryable, Insertable)]
+#[diesel(table_name = super::schema::sessions)]
+pub struct SessionRow {
+    pub id_hash: String,
+    pub sid: String,
+    pub user_id: String,
+    pub auth_time: i64,
+    pub amr: String,
+    pub acr: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+pub fn insert(conn: &mut AnyConnection, row: &SessionRow) -> Result<(), StorageError> {
+    diesel::insert_into(dsl::sessions)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A session that has not ended and has not passed its absolute lifetime.
+pub fn live(
+    conn: &mut AnyConnection,
+    id_hash: &str,
+    now: i64,
+) -> Result<Option<SessionRow>, StorageError> {
+    Ok(dsl::sessions
+        .filter(dsl::id_hash.eq(id_hash))
+        .filter(dsl::ended_at.is_null())
+        .filter(dsl::expires_at.gt(now))
+        .first(conn)
+        .optional()?)
+}
+
+pub fn touch(conn: &mut AnyConnection, id_hash: &str, now: i64) -> Result<(), StorageError> {
+    diesel::update(dsl::sessions.filter(dsl::id_hash.eq(id_hash)))
+        .set(dsl::last_seen_at.eq(now))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn end(conn: &mut AnyConnection, id_hash: &str, now: i64) -> Result<(), StorageError> {
+    diesel::update(
+        dsl::sessions
+            .filter(dsl::id_hash.eq(id_hash))
+            .filter(dsl::ended_at.is_null()),
+    )
+    .set(dsl::ended_at.eq(now))
+    .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The consent page: the client's name and the scopes in words; `decision=allow|deny`. Only a
+//! POST with a valid CSRF token grants anything.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::{cookies, flow, forms, session};
+use crate::endpoints::authorize::{known_client, page};
+use crate::endpoints::pages::{error_page, render};
+use crate::oauth::form::Params;
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::state::AppState;
+use crate::storage::{auth_requests, consents};
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    client_name: &'a str,
+    username: &'a str,
+    scopes: Vec<String>,
+    request_id: &'a str,
+    csrf_token: &'a str,
+}
+
+/// What each scope lets the client do, in words.
+pub fn describe_scope(scope: &str) -> String {
+    match scope {
+        "openid" => "Know who you are (your account identifier)".into(),
+        "profile" => "See your name and profile details".into(),
+        "email" => "See your email address".into(),
+        "address" => "See your postal address".into(),
+        "phone" => "See your phone number".into(),
+        "offline_access" => "Stay connected to your account when you are not using it".into(),
+        other => format!("Use the “{other}” permission"),
+    }
+}
+
+pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let Ok(params) = Params::parse(req.query_string().as_bytes()) else {
+        return forms::forbidden();
+    };
+    let Some(csrf) = cookies::read(&req, &state.settings, cookies::CSRF) else {
+        return forms::forbidden();
+    };
+    let id = params.get("request").unwrap_or("");
+    let parked = match flow::find_parked(&state, id, Some(&csrf)).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return forms::forbidden(),
+        Err(e) => return page(&e.into()),
+    };
+    let Ok(Some(session)) = session::current(&req, &state).await else {
+        return not_signed_in();
+    };
+    let client = match known_client(&state, Some(&parked.request.client_id)).await {
+        Ok(c) => c,
+        Err(e) => return page(&e),
+    };
+    render(
+        StatusCode::OK,
+        &ConsentPage {
+            client_name: client
+                .metadata
+                .client_name
+                .as_deref()
+                .unwrap_or(&client.client_id),
+            username: &session.user.username,
+            scopes: parked
+                .request
+                .scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(describe_scope)
+                .collect(),
+            request_id: id,
+            csrf_token: &csrf,
+        },
+    )
+}
+
+fn not_signed_in() -> HttpResponse {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "login_required",
+        "You are not signed in. Go back to the application and try again.",
+    )
+}
+
+pub async fn submit(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let Ok(params) = Params::parse(&body) else {
+        return forms::forbidden();
+    };
+    let parked = match forms::check(&req, &state, &params).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let Ok(Some(session)) = session::current(&req, &state).await else {
+        return not_signed_in();
+    };
+    let allow = match params.get("decision") {
+        Some("allow") => true,
+        Some("deny") => false,
+        _ => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "decision must be allow or deny",
+            );
+        }
+    };
+    // The parked request is answered once: whoever removes it answers.
+    let id_hash = flow::hash(&parked.id);
+    match state
+        .db
+        .run(move |c| auth_requests::take(c, &id_hash))
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return forms::forbidden(),
+        Err(e) => return page(&e.into()),
+    }
+    let request = parked.request;
+    let reply_to = request.reply_to();
+    if !allow {
+        let denied = OAuthError::new(ErrorCode::AccessDenied, "the user denied the request");
+        return flow::reply(&state, &reply_to, Err(denied));
+    }
+    if let Err(e) = known_client(&state, Some(&request.client_id)).await {
+        return page(&e);
+    }
+    let (user, client_id, scope, now) = (
+        session.user.id.clone(),
+        request.client_id.clone(),
+        request.scope.clone(),
+        state.clock.now(),
+    );
+    if let Err(e) = state
+        .db
+        .run(move |c| consents::remember(c, &user, &client_id, &scope, now))
+        .await
+    {
+        return flow::reply(&state, &reply_to, Err(e.into()));
+    }
+    let result = flow::issue_code(&state, &request, &session)
+        .await
+        .map_err(OAuthError::from);
+    flow::reply(&state, &reply_to, result)
+}

@@ -1,0 +1,39 @@
+//! Cookie names and attributes. Under HTTPS the cookies are `Secure` with the `__Host-` prefix
+//! (bound to this host, path `/`); always `HttpOnly; SameSite=Lax; Path=/`.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::HttpRequest;
+
+use crate::config::Settings;
+
+pub const SESSION: &str = "sigil_session";
+pub const CSRF: &str = "sigil_csrf";
+
+pub fn name(settings: &Settings, base: &'static str) -> String {
+    if settings.is_https() {
+        format!("__Host-{base}")
+    } else {
+        base.to_string()
+    }
+}
+
+pub fn build(settings: &Settings, base: &'static str, value: String) -> Cookie<'static> {
+    Cookie::build(name(settings, base), value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(settings.is_https())
+        .finish()
+}
+
+/// A cookie that tells the browser to forget `base`.
+pub fn removal(settings: &Settings, base: &'static str) -> Cookie<'static> {
+    let mut c = build(settings, base, String::new());
+    c.make_removal();
+    c
+}
+
+pub fn read(req: &HttpRequest, settings: &Settings, base: &'static str) -> Option<String> {
+    req.cookie(&name(settings, base))
+        .map(|c| c.value().to_string())
+}

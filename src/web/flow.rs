@@ -1,0 +1,512 @@
+//! The authorization flow after the request checks: decide whether the person must sign in or
+//! consent, park the request while they do, and answer the client with a code or an error.
+
+use actix_web::cookie::Cookie;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use askama::Template;
+use url::Url;
+
+use super::cookies;
+use super::session::Session;
+use crate::crypto::{b64url, random, sha256};
+use crate::endpoints::pages::{error_page, html_with_csp};
+use crate::endpoints::paths;
+use crate::oauth::authorize_request::{AuthorizationRequest, ReplyTo, ResponseMode};
+use crate::oauth::client_metadata::Client;
+use crate::oauth::scope::Scope;
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::state::AppState;
+use crate::storage::auth_requests::{self, AuthRequestRow};
+use crate::storage::grants::{self, CodeRow, GrantRow};
+use crate::storage::{consents, StorageError};
+
+/// Authorization codes live 60 s (RFC 6749 §4.1.2 recommends at most 10 minutes).
+pub const CODE_TTL: i64 = 60;
+/// A parked request waits this long for the person to sign in and consent.
+pub const PARKED_TTL: i64 = 15 * 60;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    Login,
+    Consent,
+    Issue,
+}
+
+/// What the flow knows when it decides.
+pub struct Situation<'a> {
+    pub session: Option<&'a Session>,
+    /// Set when the person signed in during this flow (the request's parking time): a fresh
+    /// sign-in satisfies `prompt=login` and `max_age`.
+    pub signed_in_since: Option<i64>,
+    pub remembered_scope: Option<Scope>,
+    pub skip_consent: bool,
+    /// The `sub` of a verified `id_token_hint`.
+    pub hint_sub: Option<String>,
+    pub now: i64,
+}
+
+/// OIDC Core §3.1.2.3–§3.1.2.4: sign-in first (prompt, max_age, hint), then consent.
+pub fn decide(request: &AuthorizationRequest, s: &Situation<'_>) -> Result<Next, OAuthError> {
+    let fresh = |session: &Session| s.signed_in_since.is_some_and(|t| session.auth_time >= t);
+    let needs_login = match s.session {
+        None => true,
+        Some(session) if fresh(session) => false,
+        Some(session) => {
+            request.prompt.login
+                || request
+                    .max_age
+                    .is_some_and(|max| s.now - session.auth_time > max)
+                || s.hint_sub
+                    .as_deref()
+                    .is_some_and(|sub| sub != session.user.id)
+        }
+    };
+    if needs_login {
+        return if request.prompt.none {
+            Err(OAuthError::new(
+                ErrorCode::LoginRequired,
+                "the user is not signed in",
+            ))
+        } else {
+            Ok(Next::Login)
+        };
+    }
+    let requested = Scope::parse(&request.scope).unwrap_or_default();
+    let covered = s
+        .remembered_scope
+        .as_ref()
+        .is_some_and(|r| requested.is_subset(r));
+    let needs_consent = !s.skip_consent && (request.prompt.consent || !covered);
+    if needs_consent {
+        return if request.prompt.none {
+            Err(OAuthError::new(
+                ErrorCode::ConsentRequired,
+                "the user has not consented to this client",
+            ))
+        } else {
+            Ok(Next::Consent)
+        };
+    }
+    Ok(Next::Issue)
+}
+
+pub fn hash(value: &str) -> String {
+    b64url(&sha256(value.as_bytes()))
+}
+
+/// The browser's CSRF value, and the cookie to set when it had none.
+pub fn csrf_value(req: &HttpRequest, state: &AppState) -> (String, Option<Cookie<'static>>) {
+    match cookies::read(req, &state.settings, cookies::CSRF).filter(|v| v.len() == 43) {
+        Some(v) => (v, None),
+        None => {
+            let v = random::secret_256();
+            let cookie = cookies::build(&state.settings, cookies::CSRF, v.clone());
+            (v, Some(cookie))
+        }
+    }
+}
+
+/// A parked request, found by its id and bound to the browser that started it.
+pub struct Parked {
+    pub id: String,
+    pub request: AuthorizationRequest,
+    pub created_at: i64,
+}
+
+/// Parks `request` for this browser; returns the request id.
+pub async fn park(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    csrf: &str,
+) -> Result<String, StorageError> {
+    let id = random::secret_256();
+    let now = state.clock.now();
+    let row = AuthRequestRow {
+        id_hash: hash(&id),
+        client_id: request.client_id.clone(),
+        request: serde_json::to_string(request)
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?,
+        csrf_hash: hash(csrf),
+        created_at: now,
+        expires_at: now + PARKED_TTL,
+    };
+    state
+        .db
+        .run(move |conn| {
+            auth_requests::purge_expired(conn, now)?;
+            auth_requests::insert(conn, &row)
+        })
+        .await?;
+    Ok(id)
+}
+
+/// Finds a parked request; `None` when it is unknown, expired, or was started by another
+/// browser (its CSRF cookie differs).
+pub async fn find_parked(
+    state: &AppState,
+    id: &str,
+    csrf: Option<&str>,
+) -> Result<Option<Parked>, StorageError> {
+    let Some(csrf) = csrf else { return Ok(None) };
+    let id_hash = hash(id);
+    let now = state.clock.now();
+    let row = state
+        .db
+        .run(move |conn| auth_requests::live(conn, &id_hash, now))
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let same_browser: bool =
+        subtle::ConstantTimeEq::ct_eq(row.csrf_hash.as_bytes(), hash(csrf).as_bytes()).into();
+    if !same_browser {
+        return Ok(None);
+    }
+    let request =
+        serde_json::from_str(&row.request).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    Ok(Some(Parked {
+        id: id.to_string(),
+        request,
+        created_at: row.created_at,
+    }))
+}
+
+/// Moves the flow on: to the login page, the consent page, or a code for the client.
+pub async fn proceed(
+    req: &HttpRequest,
+    state: &AppState,
+    client: &Client,
+    request: AuthorizationRequest,
+    session: Option<Session>,
+    parked: Option<(String, i64)>,
+    hint_sub: Option<String>,
+) -> HttpResponse {
+    let now = state.clock.now();
+    let remembered_scope = match &session {
+        Some(s) => {
+            let (user, client_id) = (s.user.id.clone(), client.client_id.clone());
+            match state
+                .db
+                .run(move |c| consents::scope_of(c, &user, &client_id))
+                .await
+            {
+                Ok(scope) => scope.and_then(|t| Scope::parse(&t).ok()),
+                Err(e) => return reply(state, &request.reply_to(), Err(OAuthError::from(e))),
+            }
+        }
+        None => None,
+    };
+    let situation = Situation {
+        session: session.as_ref(),
+        signed_in_since: parked.as_ref().map(|(_, at)| *at),
+        remembered_scope,
+        skip_consent: client.metadata.skip_consent,
+        hint_sub,
+        now,
+    };
+    let next = match decide(&request, &situation) {
+        Ok(next) => next,
+        Err(e) => {
+            forget(state, parked.as_ref().map(|(id, _)| id.as_str())).await;
+            return reply(state, &request.reply_to(), Err(e));
+        }
+    };
+    let page = match next {
+        Next::Issue => {
+            let Some(session) = session else {
+                return reply(
+                    state,
+                    &request.reply_to(),
+                    Err(OAuthError::server_error("issue without a session")),
+                );
+            };
+            forget(state, parked.as_ref().map(|(id, _)| id.as_str())).await;
+            let result = issue_code(state, &request, &session)
+                .await
+                .map_err(OAuthError::from);
+            return reply(state, &request.reply_to(), result);
+        }
+        Next::Login => paths::LOGIN,
+        Next::Consent => paths::CONSENT,
+    };
+    let (csrf, new_cookie) = csrf_value(req, state);
+    let id = match parked {
+        Some((id, _)) => id,
+        None => match park(state, &request, &csrf).await {
+            Ok(id) => id,
+            Err(e) => return reply(state, &request.reply_to(), Err(OAuthError::from(e))),
+        },
+    };
+    let mut location = Url::parse(&state.settings.endpoint_url(page)).expect("issuer-based URL");
+    location.query_pairs_mut().append_pair("request", &id);
+    let mut response = HttpResponse::SeeOther();
+    response
+        .insert_header(("Location", location.as_str()))
+        .insert_header(("Cache-Control", "no-store"));
+    if let Some(cookie) = new_cookie {
+        response.cookie(cookie);
+    }
+    response.finish()
+}
+
+async fn forget(state: &AppState, parked_id: Option<&str>) {
+    if let Some(id) = parked_id {
+        let id_hash = hash(id);
+        if let Err(e) = state
+            .db
+            .run(move |c| auth_requests::take(c, &id_hash))
+            .await
+        {
+            tracing::warn!(error = %e, "could not remove a finished authorization request");
+        }
+    }
+}
+
+/// A grant and its one-time code (256-bit, stored hashed, 60 s).
+pub async fn issue_code(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    session: &Session,
+) -> Result<String, StorageError> {
+    let now = state.clock.now();
+    let code = random::secret_256();
+    let grant = GrantRow {
+        id: random::id_128(),
+        user_id: session.user.id.clone(),
+        client_id: request.client_id.clone(),
+        scope: request.scope.clone(),
+        sid: session.sid.clone(),
+        nonce: request.nonce.clone(),
+        auth_time: session.auth_time,
+        amr: session.amr.join(" "),
+        acr: session.acr.clone(),
+        created_at: now,
+        revoked_at: None,
+    };
+    let code_row = CodeRow {
+        code_hash: hash(&code),
+        grant_id: grant.id.clone(),
+        client_id: request.client_id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        code_challenge: request.code_challenge.clone(),
+        created_at: now,
+        expires_at: now + CODE_TTL,
+        consumed_at: None,
+    };
+    state
+        .db
+        .run(move |c| grants::insert_with_code(c, &grant, &code_row))
+        .await?;
+    Ok(code)
+}
+
+#[derive(Template)]
+#[template(path = "form_post.html")]
+struct FormPost<'a> {
+    action: &'a str,
+    fields: Vec<(&'a str, &'a str)>,
+}
+
+/// The authorization response (RFC 6749 §4.1.2 / §4.1.2.1) on the client's redirect_uri, with
+/// `state` and `iss` (RFC 9207), by redirect (`query`) or by an auto-submitted form
+/// (`form_post`).
+pub fn reply(
+    state: &AppState,
+    request: &ReplyTo,
+    result: Result<String, OAuthError>,
+) -> HttpResponse {
+    let issuer = state.settings.issuer_str();
+    let mut fields: Vec<(&str, &str)> = Vec::new();
+    let description;
+    match &result {
+        Ok(code) => fields.push(("code", code)),
+        Err(e) => {
+            fields.push(("error", e.code.as_str()));
+            description = e.description.clone();
+            if let Some(d) = &description {
+                fields.push(("error_description", d));
+            }
+        }
+    }
+    if let Some(s) = &request.state {
+        fields.push(("state", s));
+    }
+    fields.push(("iss", issuer));
+    match request.response_mode {
+        ResponseMode::Query => {
+            let Ok(mut url) = Url::parse(&request.redirect_uri) else {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "redirect_uri is not a URL",
+                );
+            };
+            url.query_pairs_mut().extend_pairs(fields.iter());
+            HttpResponse::SeeOther()
+                .insert_header(("Location", url.as_str()))
+                .insert_header(("Cache-Control", "no-store"))
+                .finish()
+        }
+        ResponseMode::FormPost => {
+            let origin = Url::parse(&request.redirect_uri)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_else(|_| "'none'".into());
+            let page = FormPost {
+                action: &request.redirect_uri,
+                fields,
+            };
+            match page.render() {
+                Ok(body) => {
+                    let csp = format!(
+                        "default-src 'none'; script-src 'self'; style-src 'self'; form-action {origin}; \
+                         frame-ancestors 'none'; base-uri 'none'"
+                    );
+                    html_with_csp(StatusCode::OK, &csp).body(body)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "form_post page did not render");
+                    error_page(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        "internal error",
+                    )
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::authorize_request::Prompt;
+    use crate::storage::users::UserRow;
+
+    fn request(prompt: Prompt, max_age: Option<i64>) -> AuthorizationRequest {
+        AuthorizationRequest {
+            client_id: "c".into(),
+            redirect_uri: "https://c.example/cb".into(),
+            response_mode: ResponseMode::Query,
+            scope: "openid email".into(),
+            state: None,
+            nonce: None,
+            code_challenge: None,
+            prompt,
+            max_age,
+            login_hint: None,
+            id_token_hint: None,
+        }
+    }
+
+    fn session(auth_time: i64) -> Session {
+        Session {
+            id_hash: "h".into(),
+            sid: "s".into(),
+            user: UserRow {
+                id: "u1".into(),
+                username: "alice".into(),
+                email: None,
+                email_verified: false,
+                name: None,
+                claims: "{}".into(),
+                password_hash: String::new(),
+                is_admin: false,
+                disabled: false,
+                tokens_valid_after: 0,
+                created_at: 0,
+                updated_at: 0,
+            },
+            auth_time,
+            amr: vec!["pwd".into()],
+            acr: "x".into(),
+        }
+    }
+
+    fn situation(session: Option<&Session>) -> Situation<'_> {
+        Situation {
+            session,
+            signed_in_since: None,
+            remembered_scope: Scope::parse("openid email profile").ok(),
+            skip_consent: false,
+            hint_sub: None,
+            now: 1000,
+        }
+    }
+
+    #[test]
+    fn sign_in_rules() {
+        let s = session(900);
+        let none = Prompt {
+            none: true,
+            ..Prompt::default()
+        };
+        let login = Prompt {
+            login: true,
+            ..Prompt::default()
+        };
+        assert_eq!(
+            decide(&request(Prompt::default(), None), &situation(None)),
+            Ok(Next::Login)
+        );
+        assert_eq!(
+            decide(&request(none.clone(), None), &situation(None))
+                .unwrap_err()
+                .code,
+            ErrorCode::LoginRequired
+        );
+        assert_eq!(
+            decide(&request(none, None), &situation(Some(&s))),
+            Ok(Next::Issue)
+        );
+        assert_eq!(
+            decide(&request(login.clone(), None), &situation(Some(&s))),
+            Ok(Next::Login)
+        );
+        let mut fresh = situation(Some(&s));
+        fresh.signed_in_since = Some(900);
+        assert_eq!(decide(&request(login, None), &fresh), Ok(Next::Issue));
+        assert_eq!(
+            decide(&request(Prompt::default(), Some(50)), &situation(Some(&s))),
+            Ok(Next::Login)
+        );
+        assert_eq!(
+            decide(&request(Prompt::default(), Some(100)), &situation(Some(&s))),
+            Ok(Next::Issue)
+        );
+        let mut other = situation(Some(&s));
+        other.hint_sub = Some("u2".into());
+        assert_eq!(
+            decide(&request(Prompt::default(), None), &other),
+            Ok(Next::Login)
+        );
+    }
+
+    #[test]
+    fn consent_rules() {
+        let s = session(900);
+        let mut sit = situation(Some(&s));
+        sit.remembered_scope = Scope::parse("openid").ok();
+        assert_eq!(
+            decide(&request(Prompt::default(), None), &sit),
+            Ok(Next::Consent)
+        );
+        let none = Prompt {
+            none: true,
+            ..Prompt::default()
+        };
+        assert_eq!(
+            decide(&request(none, None), &sit).unwrap_err().code,
+            ErrorCode::ConsentRequired
+        );
+        sit.skip_consent = true;
+        assert_eq!(
+            decide(&request(Prompt::default(), None), &sit),
+            Ok(Next::Issue)
+        );
+        let consent = Prompt {
+            consent: true,
+            ..Prompt::default()
+        };
+        let sit = situation(Some(&s));
+        assert_eq!(decide(&request(consent, None), &sit), Ok(Next::Consent));
+    }
+}

@@ -1,0 +1,60 @@
+//! Checks every browser form POST passes: same origin, and a CSRF token equal to the browser's
+//! CSRF cookie (which also binds the parked request to this browser).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use subtle::ConstantTimeEq;
+
+use super::cookies;
+use super::flow::{self, Parked};
+use crate::endpoints::pages::error_page;
+use crate::oauth::form::Params;
+use crate::state::AppState;
+
+/// The Origin header, when the browser sent one, must be the issuer's origin.
+pub fn same_origin(req: &HttpRequest, state: &AppState) -> bool {
+    match req
+        .headers()
+        .get("origin")
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None => true,
+        Some(origin) => origin == state.settings.issuer.origin().ascii_serialization(),
+    }
+}
+
+pub fn forbidden() -> HttpResponse {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "access_denied",
+        "This form was not sent from this sign-in page. Go back to the application and try again.",
+    )
+}
+
+/// Origin, CSRF token and parked request, in that order; every failure is 403 or 400 and
+/// changes nothing.
+pub async fn check(
+    req: &HttpRequest,
+    state: &AppState,
+    params: &Params,
+) -> Result<Parked, HttpResponse> {
+    if !same_origin(req, state) {
+        return Err(forbidden());
+    }
+    let cookie = cookies::read(req, &state.settings, cookies::CSRF);
+    let (Some(cookie), Some(token)) = (cookie, params.get("csrf_token")) else {
+        return Err(forbidden());
+    };
+    if !bool::from(cookie.as_bytes().ct_eq(token.as_bytes())) {
+        return Err(forbidden());
+    }
+    match flow::find_parked(state, params.get("request").unwrap_or(""), Some(&cookie)).await {
+        Ok(Some(parked)) => Ok(parked),
+        Ok(None) => Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "This sign-in request has expired. Go back to the application and try again.",
+        )),
+        Err(e) => Err(crate::endpoints::authorize::page(&e.into())),
+    }
+}
