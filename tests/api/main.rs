@@ -1,6 +1,7 @@
 //! Integration tests: the real application over real HTTP, a fresh database per test, on
 //! SQLite and PostgreSQL.
 
+mod flow;
 mod helpers;
 
 mod authorize;
@@ -10,5 +11,6 @@ mod health;
 mod jwks;
 mod keys;
 mod migrations;
+mod rp;
 mod secrets_at_rest;
 mod token;
