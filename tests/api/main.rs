@@ -4,6 +4,7 @@
 mod flow;
 mod helpers;
 
+mod authorization_code;
 mod authorize;
 mod cli;
 mod discovery;
