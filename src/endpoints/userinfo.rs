@@ -105,7 +105,7 @@ async fn userinfo(state: &AppState, token: String) -> Result<HttpResponse, OAuth
                 return Ok(None);
             }
             Ok::<_, OAuthError>(
-                users::by_id(conn, &sub)?.filter(|u| !u.disabled && iat >= u.tokens_valid_after),
+                users::by_id(conn, &sub)?.filter(|u| !u.disabled && iat > u.tokens_valid_after),
             )
         })
         .await?

@@ -60,7 +60,7 @@ fn load(
     let Some(user) = users::by_id(conn, &row.user_id)? else {
         return Ok(None);
     };
-    if user.disabled || row.auth_time < user.tokens_valid_after {
+    if user.disabled || row.auth_time <= user.tokens_valid_after {
         return Ok(None);
     }
     // One write a minute at most, not one per request.

@@ -11,6 +11,7 @@ mod discovery;
 mod health;
 mod jwks;
 mod keys;
+mod login;
 mod migrations;
 mod rp;
 mod secrets_at_rest;

@@ -111,5 +111,5 @@ pub fn live_user(
     grant: &GrantRow,
 ) -> Result<Option<UserRow>, StorageError> {
     Ok(crate::storage::users::by_id(conn, &grant.user_id)?
-        .filter(|u| !u.disabled && grant.auth_time >= u.tokens_valid_after))
+        .filter(|u| !u.disabled && grant.auth_time > u.tokens_valid_after))
 }
