@@ -13,6 +13,7 @@ mod jwks;
 mod keys;
 mod login;
 mod migrations;
+mod refresh_and_userinfo;
 mod rp;
 mod secrets_at_rest;
 mod token;
