@@ -34,7 +34,13 @@ async fn tokens(app: &TestApp, id: &str, secret: &str, code: &str) -> Value {
     r.json().await.unwrap()
 }
 
-fn check_id_token(app: &TestApp, body: &Value, jwks: &Value, client_id: &str, nonce: Option<&str>) -> Value {
+fn check_id_token(
+    app: &TestApp,
+    body: &Value,
+    jwks: &Value,
+    client_id: &str,
+    nonce: Option<&str>,
+) -> Value {
     let id_token = body["id_token"].as_str().expect("id_token");
     verify_with_jwks(id_token, jwks, "RS256").expect("RS256 ID token with a kid from the JWKS");
     let (header, claims) = jwt_parts(id_token);
@@ -60,7 +66,10 @@ async fn oidcc_happy_flow_client_secret_basic(backend: Backend) {
     let body = tokens(&app, &id, &secret, &code).await;
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["scope"], "email openid profile");
-    assert!(body.get("refresh_token").is_none(), "no offline_access, no refresh token");
+    assert!(
+        body.get("refresh_token").is_none(),
+        "no offline_access, no refresh token"
+    );
     let jwks = app.jwks().await;
     let claims = check_id_token(&app, &body, &jwks, &id, Some("n-1"));
     assert_eq!(claims["email"], "alice@example.com");
@@ -72,7 +81,10 @@ async fn oidcc_happy_flow_client_secret_basic(backend: Backend) {
 
 async fn oidcc_happy_flow_client_secret_post(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (id, secret) = app.web_client("poster", json!({"token_endpoint_auth_method": "client_secret_post"}));
+    let (id, secret) = app.web_client(
+        "poster",
+        json!({"token_endpoint_auth_method": "client_secret_post"}),
+    );
     app.add_user("alice");
     let code = app.code_for(&Browser::new(), &id, &[]).await;
     let token = app.endpoint("token_endpoint").await;
@@ -99,8 +111,20 @@ async fn oidcc_no_nonce_unknown_params_any_order_and_post_succeed(backend: Backe
     let (app, id, secret) = setup(backend).await;
     let browser = Browser::new();
     let code = app
-        .code_for(&browser, &id, &[("nonce", ""), ("scope", "email openid"), ("foo", "bar"), ("display", "page"),
-            ("ui_locales", "fr en"), ("claims_locales", "de"), ("login_hint", "alice"), ("acr_values", "urn:x")])
+        .code_for(
+            &browser,
+            &id,
+            &[
+                ("nonce", ""),
+                ("scope", "email openid"),
+                ("foo", "bar"),
+                ("display", "page"),
+                ("ui_locales", "fr en"),
+                ("claims_locales", "de"),
+                ("login_hint", "alice"),
+                ("acr_values", "urn:x"),
+            ],
+        )
         .await;
     let body = tokens(&app, &id, &secret, &code).await;
     check_id_token(&app, &body, &app.jwks().await, &id, None);
@@ -108,8 +132,18 @@ async fn oidcc_no_nonce_unknown_params_any_order_and_post_succeed(backend: Backe
     // Authorization request by POST (OIDC Core §3.1.2.1), same session: no password again.
     let authorize = app.endpoint("authorization_endpoint").await;
     let r = browser
-        .post_form(&authorize, &[("scope", "openid email"), ("response_type", "code"), ("client_id", &id),
-            ("redirect_uri", REDIRECT), ("code_challenge", CHALLENGE), ("code_challenge_method", "S256"), ("state", "p")])
+        .post_form(
+            &authorize,
+            &[
+                ("scope", "openid email"),
+                ("response_type", "code"),
+                ("client_id", &id),
+                ("redirect_uri", REDIRECT),
+                ("code_challenge", CHALLENGE),
+                ("code_challenge_method", "S256"),
+                ("state", "p"),
+            ],
+        )
         .await;
     assert_eq!(r.status(), 303);
     let q = query(&location(&r));
@@ -119,8 +153,14 @@ async fn oidcc_no_nonce_unknown_params_any_order_and_post_succeed(backend: Backe
 
 async fn oidcc_response_type_missing_or_unsupported_is_an_error_by_redirect(backend: Backend) {
     let (app, id, _) = setup(backend).await;
-    for (rt, code) in [("", "invalid_request"), ("token", "unsupported_response_type"), ("code id_token", "unsupported_response_type")] {
-        let r = app.start(&Browser::new(), &id, &[("response_type", rt)]).await;
+    for (rt, code) in [
+        ("", "invalid_request"),
+        ("token", "unsupported_response_type"),
+        ("code id_token", "unsupported_response_type"),
+    ] {
+        let r = app
+            .start(&Browser::new(), &id, &[("response_type", rt)])
+            .await;
         assert_eq!(r.status(), 303);
         let q = query(&location(&r));
         assert_eq!(q["error"], code);
@@ -132,15 +172,28 @@ async fn oidcc_response_type_missing_or_unsupported_is_an_error_by_redirect(back
 async fn oidcc_form_post_response_mode(backend: Backend) {
     let (app, id, secret) = setup(backend).await;
     let browser = Browser::new();
-    let r = app.start(&browser, &id, &[("response_mode", "form_post")]).await;
+    let r = app
+        .start(&browser, &id, &[("response_mode", "form_post")])
+        .await;
     let r = app.drive(&browser, r, "alice").await;
     assert_eq!(r.status(), 200);
-    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
-    assert!(csp.contains("form-action https://rp.example") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("form-action https://rp.example") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     let html = r.text().await.unwrap();
     assert!(html.contains(&format!("action=\"{REDIRECT}\"")));
     assert_eq!(crate::flow::hidden(&html, "state"), "st-1");
-    assert_eq!(crate::flow::hidden(&html, "iss").replace("&#x2f;", "/").replace("&#47;", "/"), app.issuer());
+    assert_eq!(
+        crate::flow::hidden(&html, "iss")
+            .replace("&#x2f;", "/")
+            .replace("&#47;", "/"),
+        app.issuer()
+    );
     let code = crate::flow::hidden(&html, "code");
     tokens(&app, &id, &secret, &code).await;
 }
@@ -155,23 +208,42 @@ async fn oidcc_codereuse_revokes_the_first_tokens(backend: Backend) {
     assert_eq!(app.userinfo(at).await.status(), 200);
     let again = app.exchange(&id, &secret, &code, Some(VERIFIER)).await;
     assert_eq!(again.status(), 400);
-    assert_eq!(again.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
     let r = app.userinfo(at).await;
     assert_eq!(r.status(), 401);
-    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
 }
 
 async fn attack09_code_injection_other_client_redirect_or_expiry(backend: Backend) {
     let (app, id, secret) = setup(backend).await;
-    let (other, other_secret) = app.web_client("other", json!({"redirect_uris": [REDIRECT, "https://rp.example/other"]}));
+    let (other, other_secret) = app.web_client(
+        "other",
+        json!({"redirect_uris": [REDIRECT, "https://rp.example/other"]}),
+    );
     let code = app.code_for(&Browser::new(), &id, &[]).await;
     // Client B with A's code.
-    let r = app.exchange(&other, &other_secret, &code, Some(VERIFIER)).await;
+    let r = app
+        .exchange(&other, &other_secret, &code, Some(VERIFIER))
+        .await;
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
     // Another redirect_uri.
     let r = app
-        .token_basic(&id, &secret, &[("grant_type", "authorization_code"), ("code", &code),
-            ("redirect_uri", "https://rp.example/other"), ("code_verifier", VERIFIER)])
+        .token_basic(
+            &id,
+            &secret,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", "https://rp.example/other"),
+                ("code_verifier", VERIFIER),
+            ],
+        )
         .await;
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
     // The refused attempts did not burn the code for its owner.
@@ -184,7 +256,9 @@ async fn attack09_code_injection_other_client_redirect_or_expiry(backend: Backen
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
     // A code that never existed.
-    let r = app.exchange(&id, &secret, "made-up-code", Some(VERIFIER)).await;
+    let r = app
+        .exchange(&id, &secret, "made-up-code", Some(VERIFIER))
+        .await;
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
 }
 
@@ -195,15 +269,29 @@ async fn attack10_pkce_downgrade_and_bad_verifiers(backend: Backend) {
         assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
     };
     // Challenge sent, verifier missing / wrong / 42 / 129 characters.
-    for verifier in [None, Some("x".repeat(43)), Some("a".repeat(42)), Some("a".repeat(129))] {
+    for verifier in [
+        None,
+        Some("x".repeat(43)),
+        Some("a".repeat(42)),
+        Some("a".repeat(129)),
+    ] {
         let code = app.code_for(&Browser::new(), &id, &[]).await;
         expect_grant_error(app.exchange(&id, &secret, &code, verifier.as_deref()).await).await;
     }
     // No challenge, but a verifier at the token endpoint (downgrade).
-    let code = app.code_for(&Browser::new(), &id, &[("code_challenge", ""), ("code_challenge_method", "")]).await;
+    let code = app
+        .code_for(
+            &Browser::new(),
+            &id,
+            &[("code_challenge", ""), ("code_challenge_method", "")],
+        )
+        .await;
     expect_grant_error(app.exchange(&id, &secret, &code, Some(VERIFIER)).await).await;
     // plain, or a challenge without a method (= plain): refused at /authorize.
-    for extra in [vec![("code_challenge_method", "plain")], vec![("code_challenge_method", "")]] {
+    for extra in [
+        vec![("code_challenge_method", "plain")],
+        vec![("code_challenge_method", "")],
+    ] {
         let r = app.start(&Browser::new(), &id, &extra).await;
         assert_eq!(r.status(), 303);
         assert_eq!(query(&location(&r))["error"], "invalid_request");
@@ -212,9 +300,18 @@ async fn attack10_pkce_downgrade_and_bad_verifiers(backend: Backend) {
 
 async fn attack10_public_clients_must_use_pkce(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.web_client("spa", json!({"token_endpoint_auth_method": "none", "grant_types": ["authorization_code"]}));
+    app.web_client(
+        "spa",
+        json!({"token_endpoint_auth_method": "none", "grant_types": ["authorization_code"]}),
+    );
     app.add_user("alice");
-    let r = app.start(&Browser::new(), "spa", &[("code_challenge", ""), ("code_challenge_method", "")]).await;
+    let r = app
+        .start(
+            &Browser::new(),
+            "spa",
+            &[("code_challenge", ""), ("code_challenge_method", "")],
+        )
+        .await;
     assert_eq!(query(&location(&r))["error"], "invalid_request");
     // With PKCE the public client gets tokens, authenticating with its client_id alone.
     let code = app.code_for(&Browser::new(), "spa", &[]).await;
@@ -222,8 +319,13 @@ async fn attack10_public_clients_must_use_pkce(backend: Backend) {
     let r = app
         .http
         .post(&token)
-        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER), ("client_id", "spa")])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("client_id", "spa"),
+        ])
         .send()
         .await
         .unwrap();
@@ -240,14 +342,19 @@ async fn attack12_success_and_error_responses_carry_iss(backend: Backend) {
     let q = query(&location(&r));
     assert_eq!(q["error"], "invalid_scope");
     assert_eq!(q["iss"], app.issuer());
-    assert_eq!(app.discovery().await["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(
+        app.discovery().await["authorization_response_iss_parameter_supported"],
+        true
+    );
 }
 
 async fn oidcc_consent_deny_is_access_denied_and_consent_is_remembered(backend: Backend) {
     let (app, id, _) = setup(backend).await;
     let browser = Browser::new();
     let r = app.start(&browser, &id, &[]).await;
-    let r = app.submit_login(&browser, &location(&r), "alice", crate::flow::PASSWORD).await;
+    let r = app
+        .submit_login(&browser, &location(&r), "alice", crate::flow::PASSWORD)
+        .await;
     let r = browser.get(&location(&r)).await; // resume → consent page
     let consent_url = location(&r);
     assert!(consent_url.contains("/consent?"));
@@ -257,9 +364,19 @@ async fn oidcc_consent_deny_is_access_denied_and_consent_is_remembered(backend: 
     // A GET never grants anything: asking again still lands on consent.
     let again = app.start(&browser, &id, &[]).await;
     assert!(location(&again).contains("/consent?"));
-    let (request, csrf) = (crate::flow::hidden(&html, "request"), crate::flow::hidden(&html, "csrf_token"));
+    let (request, csrf) = (
+        crate::flow::hidden(&html, "request"),
+        crate::flow::hidden(&html, "csrf_token"),
+    );
     let r = browser
-        .post_form(&app.url("/consent"), &[("request", &request), ("csrf_token", &csrf), ("decision", "deny")])
+        .post_form(
+            &app.url("/consent"),
+            &[
+                ("request", &request),
+                ("csrf_token", &csrf),
+                ("decision", "deny"),
+            ],
+        )
         .await;
     let q = query(&location(&r));
     assert_eq!(q["error"], "access_denied");
@@ -271,6 +388,8 @@ async fn oidcc_consent_deny_is_access_denied_and_consent_is_remembered(backend: 
     let r = app.start(&browser, &id, &[]).await;
     assert!(location(&r).starts_with(REDIRECT), "consent remembered");
     // A wider scope asks again.
-    let r = app.start(&browser, &id, &[("scope", "openid email phone")]).await;
+    let r = app
+        .start(&browser, &id, &[("scope", "openid email phone")])
+        .await;
     assert!(location(&r).contains("/consent?"));
 }

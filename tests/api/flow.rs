@@ -48,14 +48,21 @@ pub fn location(r: &Response) -> String {
 /// The value of a hidden input in an HTML page.
 pub fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} field in:\n{html}")) + marker.len();
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} field in:\n{html}"))
+        + marker.len();
     let end = html[start..].find('"').unwrap() + start;
     html[start..end].to_string()
 }
 
 /// The query parameters of a redirect to the client.
 pub fn query(url: &str) -> std::collections::HashMap<String, String> {
-    url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
 }
 
 impl TestApp {
@@ -71,7 +78,10 @@ impl TestApp {
             metadata[k] = v.clone();
         }
         let r = self.register_client(client_id, &metadata);
-        (client_id.to_string(), r["client_secret"].as_str().unwrap_or("").to_string())
+        (
+            client_id.to_string(),
+            r["client_secret"].as_str().unwrap_or("").to_string(),
+        )
     }
 
     pub fn add_user(&self, username: &str) -> Value {
@@ -83,11 +93,26 @@ impl TestApp {
         )
         .unwrap();
         let out = self.sigil(
-            &["user", "add", username, "--email", &format!("{username}@example.com"), "--email-verified",
-              "--name", "Alice Liddell", "--claims", claims.to_str().unwrap(), "--password-stdin"],
+            &[
+                "user",
+                "add",
+                username,
+                "--email",
+                &format!("{username}@example.com"),
+                "--email-verified",
+                "--name",
+                "Alice Liddell",
+                "--claims",
+                claims.to_str().unwrap(),
+                "--password-stdin",
+            ],
             Some(PASSWORD),
         );
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -98,7 +123,12 @@ impl TestApp {
     }
 
     /// GET /authorize with the usual parameters plus `extra` (which override).
-    pub async fn start(&self, browser: &Browser, client_id: &str, extra: &[(&str, &str)]) -> Response {
+    pub async fn start(
+        &self,
+        browser: &Browser,
+        client_id: &str,
+        extra: &[(&str, &str)],
+    ) -> Response {
         let mut params: Vec<(&str, &str)> = vec![
             ("client_id", client_id),
             ("redirect_uri", REDIRECT),
@@ -119,7 +149,13 @@ impl TestApp {
     }
 
     /// Submits the login form found at `login_url`.
-    pub async fn submit_login(&self, browser: &Browser, login_url: &str, username: &str, password: &str) -> Response {
+    pub async fn submit_login(
+        &self,
+        browser: &Browser,
+        login_url: &str,
+        username: &str,
+        password: &str,
+    ) -> Response {
         let page = browser.get(login_url).await;
         assert_eq!(page.status(), 200, "login page");
         let html = page.text().await.unwrap();
@@ -127,7 +163,12 @@ impl TestApp {
         browser
             .post_form(
                 &self.url("/login"),
-                &[("request", &request), ("csrf_token", &csrf), ("username", username), ("password", password)],
+                &[
+                    ("request", &request),
+                    ("csrf_token", &csrf),
+                    ("username", username),
+                    ("password", password),
+                ],
             )
             .await
     }
@@ -151,7 +192,14 @@ impl TestApp {
                 let html = page.text().await.unwrap();
                 let (request, csrf) = (hidden(&html, "request"), hidden(&html, "csrf_token"));
                 browser
-                    .post_form(&self.url("/consent"), &[("request", &request), ("csrf_token", &csrf), ("decision", "allow")])
+                    .post_form(
+                        &self.url("/consent"),
+                        &[
+                            ("request", &request),
+                            ("csrf_token", &csrf),
+                            ("decision", "allow"),
+                        ],
+                    )
                     .await
             } else {
                 browser.get(&to).await
@@ -161,19 +209,36 @@ impl TestApp {
     }
 
     /// The whole browser part: authorize → login → consent → the code for the client.
-    pub async fn code_for(&self, browser: &Browser, client_id: &str, extra: &[(&str, &str)]) -> String {
+    pub async fn code_for(
+        &self,
+        browser: &Browser,
+        client_id: &str,
+        extra: &[(&str, &str)],
+    ) -> String {
         let r = self.start(browser, client_id, extra).await;
         let r = self.drive(browser, r, "alice").await;
         assert_eq!(r.status(), 303);
         let to = location(&r);
         assert!(to.starts_with(REDIRECT), "{to}");
         let q = query(&to);
-        q.get("code").unwrap_or_else(|| panic!("no code in {to}")).clone()
+        q.get("code")
+            .unwrap_or_else(|| panic!("no code in {to}"))
+            .clone()
     }
 
     /// POST /token for a code with HTTP Basic authentication.
-    pub async fn exchange(&self, id: &str, secret: &str, code: &str, verifier: Option<&str>) -> Response {
-        let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT)];
+    pub async fn exchange(
+        &self,
+        id: &str,
+        secret: &str,
+        code: &str,
+        verifier: Option<&str>,
+    ) -> Response {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+        ];
         if let Some(v) = verifier {
             form.push(("code_verifier", v));
         }
@@ -182,6 +247,11 @@ impl TestApp {
 
     pub async fn userinfo(&self, access_token: &str) -> Response {
         let url = self.endpoint("userinfo_endpoint").await;
-        self.http.get(url).bearer_auth(access_token).send().await.unwrap()
+        self.http
+            .get(url)
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap()
     }
 }

@@ -63,7 +63,9 @@ async fn oidcc_prompt_none_without_session_is_login_required(backend: Backend) {
     assert_eq!(q["iss"], app.issuer());
 }
 
-async fn oidcc_prompt_none_with_session_is_silent_and_consent_required_without_consent(backend: Backend) {
+async fn oidcc_prompt_none_with_session_is_silent_and_consent_required_without_consent(
+    backend: Backend,
+) {
     let (app, id, secret) = setup(backend).await;
     let browser = Browser::new();
     let first = app.code_for(&browser, &id, &[]).await;
@@ -82,12 +84,19 @@ async fn oidcc_prompt_login_reauthenticates_and_auth_time_moves(backend: Backend
     let (app, id, secret) = setup(backend).await;
     let browser = Browser::new();
     let code = app.code_for(&browser, &id, &[]).await;
-    let before = id_token_for(&app, &id, &secret, &code).await["auth_time"].as_i64().unwrap();
+    let before = id_token_for(&app, &id, &secret, &code).await["auth_time"]
+        .as_i64()
+        .unwrap();
     app.state.clock.advance(5);
     let r = app.start(&browser, &id, &[("prompt", "login")]).await;
-    assert!(location(&r).contains("/login?"), "prompt=login shows the login page despite the session");
+    assert!(
+        location(&r).contains("/login?"),
+        "prompt=login shows the login page despite the session"
+    );
     let code = app.code_for(&browser, &id, &[("prompt", "login")]).await;
-    let after = id_token_for(&app, &id, &secret, &code).await["auth_time"].as_i64().unwrap();
+    let after = id_token_for(&app, &id, &secret, &code).await["auth_time"]
+        .as_i64()
+        .unwrap();
     assert!(after >= before + 5, "{before} → {after}");
 }
 
@@ -117,24 +126,53 @@ async fn oidcc_id_token_hint_with_prompt_none_is_silent(backend: Backend) {
     let body: Value = r.json().await.unwrap();
     let hint = body["id_token"].as_str().unwrap();
     let sub = jwt_parts(hint).1["sub"].clone();
-    let r = app.start(&browser, &id, &[("prompt", "none"), ("id_token_hint", hint)]).await;
+    let r = app
+        .start(
+            &browser,
+            &id,
+            &[("prompt", "none"), ("id_token_hint", hint)],
+        )
+        .await;
     let q = query(&location(&r));
-    assert_eq!(id_token_for(&app, &id, &secret, &q["code"]).await["sub"], sub);
+    assert_eq!(
+        id_token_for(&app, &id, &secret, &q["code"]).await["sub"],
+        sub
+    );
     // An access token, a forged token or garbage is not a hint.
     let at = body["access_token"].as_str().unwrap();
     let (h, _) = hint.split_once('.').unwrap();
-    let none_alg = format!("{}.{}.", base64_json(&json!({"alg": "none"})), hint.split('.').nth(1).unwrap());
+    let none_alg = format!(
+        "{}.{}.",
+        base64_json(&json!({"alg": "none"})),
+        hint.split('.').nth(1).unwrap()
+    );
     for bad in [at.to_string(), format!("{h}.e30.AAAA"), none_alg] {
-        let r = app.start(&browser, &id, &[("prompt", "none"), ("id_token_hint", &bad)]).await;
+        let r = app
+            .start(
+                &browser,
+                &id,
+                &[("prompt", "none"), ("id_token_hint", &bad)],
+            )
+            .await;
         assert_eq!(query(&location(&r))["error"], "invalid_request");
     }
     // An oversized hint (by POST: too long for a URL) is refused without parsing.
     let authorize = app.endpoint("authorization_endpoint").await;
     let huge = "x".repeat(70_000);
     let r = browser
-        .post_form(&authorize, &[("client_id", &id), ("redirect_uri", REDIRECT), ("response_type", "code"),
-            ("scope", "openid"), ("code_challenge", crate::flow::CHALLENGE), ("code_challenge_method", "S256"),
-            ("prompt", "none"), ("id_token_hint", &huge)])
+        .post_form(
+            &authorize,
+            &[
+                ("client_id", &id),
+                ("redirect_uri", REDIRECT),
+                ("response_type", "code"),
+                ("scope", "openid"),
+                ("code_challenge", crate::flow::CHALLENGE),
+                ("code_challenge_method", "S256"),
+                ("prompt", "none"),
+                ("id_token_hint", &huge),
+            ],
+        )
         .await;
     assert_eq!(query(&location(&r))["error"], "invalid_request");
 }
@@ -149,7 +187,11 @@ async fn login_form(app: &TestApp, browser: &Browser, id: &str) -> (String, Stri
     let r = app.start(browser, id, &[]).await;
     let login_url = location(&r);
     let html = browser.get(&login_url).await.text().await.unwrap();
-    (login_url, hidden(&html, "request"), hidden(&html, "csrf_token"))
+    (
+        login_url,
+        hidden(&html, "request"),
+        hidden(&html, "csrf_token"),
+    )
 }
 
 async fn session_count(app: &TestApp) -> i64 {
@@ -157,22 +199,50 @@ async fn session_count(app: &TestApp) -> i64 {
     use sigil::storage::schema::sessions::dsl;
     app.state
         .db
-        .run(|c| -> Result<i64, sigil::storage::StorageError> { Ok(dsl::sessions.count().get_result(c)?) })
+        .run(|c| -> Result<i64, sigil::storage::StorageError> {
+            Ok(dsl::sessions.count().get_result(c)?)
+        })
         .await
         .unwrap()
 }
 
-async fn attack13_csrf_missing_foreign_or_cross_origin_is_403_and_creates_nothing(backend: Backend) {
+async fn attack13_csrf_missing_foreign_or_cross_origin_is_403_and_creates_nothing(
+    backend: Backend,
+) {
     let (app, id, _) = setup(backend).await;
     let victim = Browser::new();
     let attacker = Browser::new();
     let (_, request, csrf) = login_form(&app, &victim, &id).await;
     let (_, _, attacker_csrf) = login_form(&app, &attacker, &id).await;
     let login = app.url("/login");
-    let cases: Vec<(Vec<(&str, &str)>, Option<&str>)> = vec![
-        (vec![("request", &request), ("username", "alice"), ("password", PASSWORD)], None),
-        (vec![("request", &request), ("csrf_token", &attacker_csrf), ("username", "alice"), ("password", PASSWORD)], None),
-        (vec![("request", &request), ("csrf_token", &csrf), ("username", "alice"), ("password", PASSWORD)], Some("https://evil.example")),
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            vec![
+                ("request", &request),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+            None,
+        ),
+        (
+            vec![
+                ("request", &request),
+                ("csrf_token", &attacker_csrf),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+            None,
+        ),
+        (
+            vec![
+                ("request", &request),
+                ("csrf_token", &csrf),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+            Some("https://evil.example"),
+        ),
     ];
     for (form, origin) in cases {
         let mut req = victim.http.post(&login).form(&form);
@@ -189,7 +259,12 @@ async fn attack13_csrf_missing_foreign_or_cross_origin_is_403_and_creates_nothin
         .http
         .post(&login)
         .header("Origin", &app.address)
-        .form(&[("request", request.as_str()), ("csrf_token", csrf.as_str()), ("username", "alice"), ("password", PASSWORD)])
+        .form(&[
+            ("request", request.as_str()),
+            ("csrf_token", csrf.as_str()),
+            ("username", "alice"),
+            ("password", PASSWORD),
+        ])
         .send()
         .await
         .unwrap();
@@ -203,12 +278,22 @@ async fn attack13_csrf_missing_foreign_or_cross_origin_is_403_and_creates_nothin
     let request = hidden(&html, "request");
     for token in ["", attacker_csrf.as_str()] {
         let r = victim
-            .post_form(&app.url("/consent"), &[("request", &request), ("csrf_token", token), ("decision", "allow")])
+            .post_form(
+                &app.url("/consent"),
+                &[
+                    ("request", &request),
+                    ("csrf_token", token),
+                    ("decision", "allow"),
+                ],
+            )
             .await;
         assert_eq!(r.status(), 403);
     }
     let r = app.start(&victim, &id, &[]).await;
-    assert!(location(&r).contains("/consent?"), "no consent was recorded");
+    assert!(
+        location(&r).contains("/consent?"),
+        "no consent was recorded"
+    );
 }
 
 async fn attack14_login_and_consent_pages_forbid_framing(backend: Backend) {
@@ -216,17 +301,30 @@ async fn attack14_login_and_consent_pages_forbid_framing(backend: Backend) {
     let browser = Browser::new();
     let (login_url, _, _) = login_form(&app, &browser, &id).await;
     let r = browser.get(&login_url).await;
-    for (h, v) in [("x-frame-options", "DENY"), ("referrer-policy", "no-referrer"), ("cache-control", "no-store")] {
+    for (h, v) in [
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ] {
         assert_eq!(r.headers()[h], v);
     }
     let csp = r.headers()["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline") && csp.contains("default-src 'none'"));
-    let r = app.submit_login(&browser, &login_url, "alice", PASSWORD).await;
+    assert!(
+        csp.contains("frame-ancestors 'none'")
+            && !csp.contains("unsafe-inline")
+            && csp.contains("default-src 'none'")
+    );
+    let r = app
+        .submit_login(&browser, &login_url, "alice", PASSWORD)
+        .await;
     let r = browser.get(&location(&r)).await;
     let r = browser.get(&location(&r)).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-frame-options"], "DENY");
-    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
 }
 
 fn session_cookie(r: &reqwest::Response) -> Option<String> {
@@ -242,26 +340,54 @@ async fn attack15_session_fixation_a_new_id_at_login(backend: Backend) {
     let (app, id, _) = setup(backend).await;
     let browser = Browser::new();
     let (login_url, _, _) = login_form(&app, &browser, &id).await;
-    let r = app.submit_login(&browser, &login_url, "alice", PASSWORD).await;
+    let r = app
+        .submit_login(&browser, &login_url, "alice", PASSWORD)
+        .await;
     let first = session_cookie(&r).expect("a session cookie");
-    assert!(first.contains("HttpOnly") && first.contains("SameSite=Lax") && first.contains("Path=/"), "{first}");
+    assert!(
+        first.contains("HttpOnly") && first.contains("SameSite=Lax") && first.contains("Path=/"),
+        "{first}"
+    );
     // Signing in again (prompt=login) gives a new id, and the old one is no longer signed in.
     let old_value = first.split(';').next().unwrap().to_string();
     let r = app.start(&browser, &id, &[("prompt", "login")]).await;
-    let r = app.submit_login(&browser, &location(&r), "alice", PASSWORD).await;
+    let r = app
+        .submit_login(&browser, &location(&r), "alice", PASSWORD)
+        .await;
     let second = session_cookie(&r).expect("a new session cookie");
     assert_ne!(second.split(';').next().unwrap(), old_value);
-    let url = app.authorize_url(&[("client_id", &id), ("redirect_uri", REDIRECT), ("response_type", "code"),
-        ("scope", "openid"), ("prompt", "none"), ("code_challenge", crate::flow::CHALLENGE), ("code_challenge_method", "S256")]).await;
-    let r = app.http.get(url).header("Cookie", &old_value).send().await.unwrap();
-    assert_eq!(query(&location(&r))["error"], "login_required", "the old session id is dead");
+    let url = app
+        .authorize_url(&[
+            ("client_id", &id),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("prompt", "none"),
+            ("code_challenge", crate::flow::CHALLENGE),
+            ("code_challenge_method", "S256"),
+        ])
+        .await;
+    let r = app
+        .http
+        .get(url)
+        .header("Cookie", &old_value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        query(&location(&r))["error"],
+        "login_required",
+        "the old session id is dead"
+    );
 }
 
 async fn attack16_login_post_answers_303(backend: Backend) {
     let (app, id, _) = setup(backend).await;
     let browser = Browser::new();
     let (login_url, _, _) = login_form(&app, &browser, &id).await;
-    let r = app.submit_login(&browser, &login_url, "alice", PASSWORD).await;
+    let r = app
+        .submit_login(&browser, &login_url, "alice", PASSWORD)
+        .await;
     assert_eq!(r.status(), 303);
 }
 
@@ -276,14 +402,23 @@ async fn attack19_unknown_user_and_wrong_password_answer_alike(backend: Backend)
         assert!(session_cookie(&r).is_none());
         let html = r.text().await.unwrap();
         assert!(html.contains("Incorrect username or password."));
-        answers.push(html.replace(user, "USER").replace(&hidden(&html, "request"), "R").replace(&hidden(&html, "csrf_token"), "C"));
+        answers.push(
+            html.replace(user, "USER")
+                .replace(&hidden(&html, "request"), "R")
+                .replace(&hidden(&html, "csrf_token"), "C"),
+        );
     }
     assert_eq!(answers[0], answers[1]);
     // A disabled account answers the same too.
-    assert!(app.sigil(&["user", "disable", "alice"], None).status.success());
+    assert!(app
+        .sigil(&["user", "disable", "alice"], None)
+        .status
+        .success());
     let browser = Browser::new();
     let (login_url, _, _) = login_form(&app, &browser, &id).await;
-    let r = app.submit_login(&browser, &login_url, "alice", PASSWORD).await;
+    let r = app
+        .submit_login(&browser, &login_url, "alice", PASSWORD)
+        .await;
     assert_eq!(r.status(), 401);
 }
 
@@ -295,21 +430,39 @@ async fn attack20_brute_force_is_refused_with_429_until_the_window_passes(backen
     let browser = Browser::new();
     for _ in 0..3 {
         let (login_url, _, _) = login_form(&app, &browser, &id).await;
-        assert_eq!(app.submit_login(&browser, &login_url, "alice", "nope").await.status(), 401);
+        assert_eq!(
+            app.submit_login(&browser, &login_url, "alice", "nope")
+                .await
+                .status(),
+            401
+        );
     }
     // Locked: the right password too.
     let (login_url, _, _) = login_form(&app, &browser, &id).await;
-    let r = app.submit_login(&browser, &login_url, "alice", PASSWORD).await;
+    let r = app
+        .submit_login(&browser, &login_url, "alice", PASSWORD)
+        .await;
     assert_eq!(r.status(), 429);
-    let retry: i64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: i64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry > 0 && retry <= 15 * 60, "{retry}");
     // The same address is locked for other accounts too.
-    let r = app.submit_login(&browser, &login_url, "bob", PASSWORD).await;
+    let r = app
+        .submit_login(&browser, &login_url, "bob", PASSWORD)
+        .await;
     assert_eq!(r.status(), 429);
     // After the window the right password works again.
     app.state.clock.advance(retry + 1);
     let (login_url, _, _) = login_form(&app, &browser, &id).await;
-    assert_eq!(app.submit_login(&browser, &login_url, "alice", PASSWORD).await.status(), 303);
+    assert_eq!(
+        app.submit_login(&browser, &login_url, "alice", PASSWORD)
+            .await
+            .status(),
+        303
+    );
 }
 
 async fn attack21_user_controlled_text_is_escaped(backend: Backend) {
@@ -319,21 +472,41 @@ async fn attack21_user_controlled_text_is_escaped(backend: Backend) {
     let browser = Browser::new();
     let (login_url, _, _) = login_form(&app, &browser, &id).await;
     let html = browser.get(&login_url).await.text().await.unwrap();
-    assert!(!html.contains("<script>alert(1)</script>"), "client name unescaped");
-    assert!(html.contains("&lt;script&gt;") || html.contains("&#60;script&#62;"), "client name missing");
-    let r = app.submit_login(&browser, &login_url, "\"><script>x()</script>", "pw").await;
+    assert!(
+        !html.contains("<script>alert(1)</script>"),
+        "client name unescaped"
+    );
+    assert!(
+        html.contains("&lt;script&gt;") || html.contains("&#60;script&#62;"),
+        "client name missing"
+    );
+    let r = app
+        .submit_login(&browser, &login_url, "\"><script>x()</script>", "pw")
+        .await;
     let html = r.text().await.unwrap();
     assert!(!html.contains("<script>x()</script>"));
-    let r = app.start(&browser, &id, &[("state", "<script>s</script>"), ("response_type", "bogus")]).await;
+    let r = app
+        .start(
+            &browser,
+            &id,
+            &[("state", "<script>s</script>"), ("response_type", "bogus")],
+        )
+        .await;
     let q = query(&location(&r));
-    assert_eq!(q["state"], "<script>s</script>", "state travels URL-encoded, unchanged");
+    assert_eq!(
+        q["state"], "<script>s</script>",
+        "state travels URL-encoded, unchanged"
+    );
 }
 
 async fn disabled_users_and_logout_everywhere_end_sessions(backend: Backend) {
     let (app, id, _) = setup(backend).await;
     let browser = Browser::new();
     app.code_for(&browser, &id, &[]).await;
-    assert!(app.sigil(&["user", "logout-everywhere", "alice"], None).status.success());
+    assert!(app
+        .sigil(&["user", "logout-everywhere", "alice"], None)
+        .status
+        .success());
     let r = app.start(&browser, &id, &[("prompt", "none")]).await;
     assert_eq!(query(&location(&r))["error"], "login_required");
 }
