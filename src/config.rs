@@ -46,6 +46,24 @@ pub struct Settings {
     pub login: LoginSettings,
     #[serde(default)]
     pub sessions: SessionSettings,
+    #[serde(default)]
+    pub clients: ClientSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientSettings {
+    /// How long a node may reuse a client it loaded (0s: read the database every time). New
+    /// clients are always found at once; changes and removals are seen within this time.
+    pub cache_ttl: DurationSetting,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            cache_ttl: DurationSetting::from_secs(5),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -218,6 +236,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             login: LoginSettings::default(),
             sessions: SessionSettings::default(),
+            clients: ClientSettings::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ use actix_web::http::header::HeaderValue;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 
+use crate::admin::clients::ClientCache;
 use crate::bootstrap::Core;
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -53,7 +54,9 @@ impl Application {
         let keyring = Arc::new(Keyring::new(snapshot));
         let discovery = Published::new(serde_json::to_vec(&discovery::document(&settings))?);
         let max_age = settings.keys.jwks_max_age.as_secs();
+        let clients = ClientCache::new(settings.clients.cache_ttl.as_secs() as i64);
         let state = web::Data::new(AppState {
+            clients,
             db: core.db.clone(),
             master: core.master.clone(),
             keyring: keyring.clone(),

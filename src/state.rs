@@ -20,4 +20,5 @@ pub struct AppState {
     pub discovery_cache_control: actix_web::http::header::HeaderValue,
     pub jwks_cache_control: actix_web::http::header::HeaderValue,
     pub dummy_password_hash: crate::crypto::password::DummyHash,
+    pub clients: crate::admin::clients::ClientCache,
 }

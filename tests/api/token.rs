@@ -24,6 +24,7 @@ both_backends!(
     repeated_parameters_are_invalid_request,
     wrong_content_type_and_oversized_bodies_are_refused,
     token_endpoint_only_takes_post,
+    client_cache_sees_new_clients_at_once_and_removals_within_its_ttl,
 );
 
 /// Checks an RFC 6749 §5.2 error answer.
@@ -422,4 +423,25 @@ async fn token_endpoint_only_takes_post(backend: Backend) {
     let token = app.endpoint("token_endpoint").await;
     let r = app.http.get(&token).send().await.unwrap();
     assert_eq!(r.status(), 405);
+}
+
+async fn client_cache_sees_new_clients_at_once_and_removals_within_its_ttl(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let form = [("grant_type", "client_credentials")];
+    // Unknown, then registered: the very next request succeeds (misses are never cached).
+    assert_eq!(app.token_basic("svc", "x", &form).await.status(), 401);
+    let (id, secret) = app.cc_client("svc");
+    assert_eq!(app.token_basic(&id, &secret, &form).await.status(), 200);
+    // Removed: refused once the cache entry (5 s by default) has expired.
+    assert!(app
+        .sigil(&["client", "remove", "svc"], None)
+        .status
+        .success());
+    app.state.clock.advance(5);
+    assert_oauth_error(
+        app.token_basic(&id, &secret, &form).await,
+        401,
+        "invalid_client",
+    )
+    .await;
 }
