@@ -5,24 +5,7 @@ use serde_json::{json, Map, Value};
 use crate::crypto::password;
 use crate::storage::users::{self, UserRow};
 use crate::storage::{AnyConnection, StorageError};
-
-/// Standard claims (OIDC Core §5.1) a user may carry beyond name and email.
-pub const EXTRA_CLAIMS: [&str; 14] = [
-    "given_name",
-    "family_name",
-    "middle_name",
-    "nickname",
-    "preferred_username",
-    "profile",
-    "picture",
-    "website",
-    "gender",
-    "birthdate",
-    "zoneinfo",
-    "locale",
-    "phone_number",
-    "address",
-];
+use crate::tokens::claims::{CONTACT, PROFILE};
 
 #[derive(Debug, Default)]
 pub struct NewUser {
@@ -70,10 +53,11 @@ pub fn check_password(password: &str) -> Result<(), UserError> {
 
 fn check_claims(claims: &Map<String, Value>) -> Result<(), UserError> {
     for (k, v) in claims {
-        if !EXTRA_CLAIMS.contains(&k.as_str()) {
+        if !PROFILE.contains(&k.as_str()) && !CONTACT.contains(&k.as_str()) {
             return Err(UserError::Invalid(format!(
-                "claim {k:?} is not a standard claim Sigil stores ({})",
-                EXTRA_CLAIMS.join(", ")
+                "claim {k:?} is not a standard claim Sigil stores ({}, {})",
+                PROFILE.join(", "),
+                CONTACT.join(", ")
             )));
         }
         let ok = if k == "address" {

@@ -137,6 +137,14 @@ impl Client {
         self.metadata.grant_types.contains(&grant)
     }
 
+    /// The name shown to people: `client_name`, else the client id.
+    pub fn display_name(&self) -> &str {
+        self.metadata
+            .client_name
+            .as_deref()
+            .unwrap_or(&self.client_id)
+    }
+
     pub fn registered_scope(&self) -> Scope {
         Scope::parse(&self.metadata.scope).unwrap_or_default()
     }

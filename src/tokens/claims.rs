@@ -4,7 +4,9 @@ use serde_json::{Map, Value};
 
 use crate::storage::users::UserRow;
 
-const PROFILE: [&str; 12] = [
+/// The profile scope's claims a user may carry (OIDC Core §5.1), besides `name` and
+/// `updated_at`, which Sigil keeps in their own columns.
+pub const PROFILE: [&str; 12] = [
     "given_name",
     "family_name",
     "middle_name",
@@ -18,6 +20,9 @@ const PROFILE: [&str; 12] = [
     "zoneinfo",
     "locale",
 ];
+
+/// Claims of the address and phone scopes a user may carry.
+pub const CONTACT: [&str; 2] = ["address", "phone_number"];
 
 /// `sub` plus the claims `scope` allows, for the ID token and UserInfo.
 pub fn for_scope(user: &UserRow, scope: &str) -> Map<String, Value> {

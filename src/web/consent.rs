@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::{cookies, flow, forms, session};
+use super::{flow, forms, session};
 use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::{error_page, render};
 use crate::oauth::form::Params;
@@ -37,43 +37,22 @@ pub fn describe_scope(scope: &str) -> String {
 }
 
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let Ok(params) = Params::parse(req.query_string().as_bytes()) else {
-        return forms::forbidden();
-    };
-    let Some(csrf) = cookies::read(&req, &state.settings, cookies::CSRF) else {
-        return forms::forbidden();
-    };
-    let id = params.get("request").unwrap_or("");
-    let parked = match flow::find_parked(&state, id, Some(&csrf)).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return forms::forbidden(),
-        Err(e) => return page(&e.into()),
+    let at = match forms::page_request(&req, &state).await {
+        Ok(at) => at,
+        Err(response) => return response,
     };
     let Ok(Some(session)) = session::current(&req, &state).await else {
         return not_signed_in();
     };
-    let client = match known_client(&state, Some(&parked.request.client_id)).await {
-        Ok(c) => c,
-        Err(e) => return page(&e),
-    };
+    let scopes = at.parked.request.scope.split(' ').filter(|s| !s.is_empty());
     render(
         StatusCode::OK,
         &ConsentPage {
-            client_name: client
-                .metadata
-                .client_name
-                .as_deref()
-                .unwrap_or(&client.client_id),
+            client_name: at.client.display_name(),
             username: &session.user.username,
-            scopes: parked
-                .request
-                .scope
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(describe_scope)
-                .collect(),
-            request_id: id,
-            csrf_token: &csrf,
+            scopes: scopes.map(describe_scope).collect(),
+            request_id: &at.parked.id,
+            csrf_token: &at.csrf,
         },
     )
 }

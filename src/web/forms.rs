@@ -7,7 +7,9 @@ use subtle::ConstantTimeEq;
 
 use super::cookies;
 use super::flow::{self, Parked};
+use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::error_page;
+use crate::oauth::client_metadata::Client;
 use crate::oauth::form::Params;
 use crate::state::AppState;
 
@@ -55,6 +57,36 @@ pub async fn check(
             "invalid_request",
             "This sign-in request has expired. Go back to the application and try again.",
         )),
-        Err(e) => Err(crate::endpoints::authorize::page(&e.into())),
+        Err(e) => Err(page(&e.into())),
     }
+}
+
+/// What a login or consent page shows: the parked request named in the query (started by this
+/// browser), its client, and the browser's CSRF value for the form.
+pub struct PageRequest {
+    pub parked: Parked,
+    pub client: Client,
+    pub csrf: String,
+}
+
+pub async fn page_request(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<PageRequest, HttpResponse> {
+    let params = Params::parse(req.query_string().as_bytes()).map_err(|_| forbidden())?;
+    let csrf = cookies::read(req, &state.settings, cookies::CSRF).ok_or_else(forbidden)?;
+    let parked =
+        match flow::find_parked(state, params.get("request").unwrap_or(""), Some(&csrf)).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(forbidden()),
+            Err(e) => return Err(page(&e.into())),
+        };
+    let client = known_client(state, Some(&parked.request.client_id))
+        .await
+        .map_err(|e| page(&e))?;
+    Ok(PageRequest {
+        parked,
+        client,
+        csrf,
+    })
 }

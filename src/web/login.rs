@@ -6,11 +6,12 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::{cookies, flow, forms, session, throttle};
+use super::{cookies, forms, session, throttle};
 use crate::crypto::password;
 use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::render;
 use crate::endpoints::paths;
+use crate::oauth::client_metadata::Client;
 use crate::oauth::form::Params;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
@@ -30,35 +31,37 @@ struct LoginPage<'a> {
 }
 
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let Ok(params) = Params::parse(req.query_string().as_bytes()) else {
-        return forms::forbidden();
+    let at = match forms::page_request(&req, &state).await {
+        Ok(at) => at,
+        Err(response) => return response,
     };
-    let Some(csrf) = cookies::read(&req, &state.settings, cookies::CSRF) else {
-        return forms::forbidden();
-    };
-    let id = params.get("request").unwrap_or("");
-    let parked = match flow::find_parked(&state, id, Some(&csrf)).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return forms::forbidden(),
-        Err(e) => return page(&e.into()),
-    };
-    let client = match known_client(&state, Some(&parked.request.client_id)).await {
-        Ok(c) => c,
-        Err(e) => return page(&e),
-    };
-    let name = client
-        .metadata
-        .client_name
-        .as_deref()
-        .unwrap_or(&client.client_id);
-    render(
+    let hint = at.parked.request.login_hint.as_deref().unwrap_or("");
+    login_page(
         StatusCode::OK,
+        &at.client,
+        &at.parked.id,
+        &at.csrf,
+        hint,
+        None,
+    )
+}
+
+fn login_page(
+    status: StatusCode,
+    client: &Client,
+    request_id: &str,
+    csrf_token: &str,
+    username: &str,
+    error: Option<String>,
+) -> HttpResponse {
+    render(
+        status,
         &LoginPage {
-            client_name: name,
-            request_id: id,
-            csrf_token: &csrf,
-            username: parked.request.login_hint.as_deref().unwrap_or(""),
-            error: None,
+            client_name: client.display_name(),
+            request_id,
+            csrf_token,
+            username,
+            error,
         },
     )
 }
@@ -93,7 +96,8 @@ pub async fn submit(
         .unwrap_or_default();
     let previous = cookies::read(&req, &state.settings, cookies::SESSION);
     let outcome = sign_in(&state, username.clone(), given, address, previous).await;
-    let (status, message) = match outcome {
+    let csrf = params.get("csrf_token").unwrap_or("");
+    match outcome {
         Ok(Outcome::SignedIn(cookie_value)) => {
             let mut location =
                 url::Url::parse(&state.settings.endpoint_url(paths::AUTHORIZE_RESUME))
@@ -102,7 +106,7 @@ pub async fn submit(
                 .query_pairs_mut()
                 .append_pair("request", &parked.id);
             // SECURITY.md attack 16: 303, so the browser follows with GET and drops the body.
-            return HttpResponse::SeeOther()
+            HttpResponse::SeeOther()
                 .insert_header(("Location", location.as_str()))
                 .insert_header(("Cache-Control", "no-store"))
                 .cookie(cookies::build(
@@ -110,49 +114,35 @@ pub async fn submit(
                     cookies::SESSION,
                     cookie_value,
                 ))
-                .finish();
+                .finish()
         }
-        Ok(Outcome::Failed) => (StatusCode::UNAUTHORIZED, FAILED.to_string()),
+        Ok(Outcome::Failed) => login_page(
+            StatusCode::UNAUTHORIZED,
+            &client,
+            &parked.id,
+            csrf,
+            &username,
+            Some(FAILED.to_string()),
+        ),
         Ok(Outcome::Locked(wait)) => {
             let minutes = (wait + 59) / 60;
-            let mut response = render(
+            let message = format!("Too many failed sign-ins. Try again in {minutes} minute(s).");
+            let mut response = login_page(
                 StatusCode::TOO_MANY_REQUESTS,
-                &LoginPage {
-                    client_name: client
-                        .metadata
-                        .client_name
-                        .as_deref()
-                        .unwrap_or(&client.client_id),
-                    request_id: &parked.id,
-                    csrf_token: params.get("csrf_token").unwrap_or(""),
-                    username: &username,
-                    error: Some(format!(
-                        "Too many failed sign-ins. Try again in {minutes} minute(s)."
-                    )),
-                },
+                &client,
+                &parked.id,
+                csrf,
+                &username,
+                Some(message),
             );
             response.headers_mut().insert(
                 actix_web::http::header::RETRY_AFTER,
                 actix_web::http::header::HeaderValue::from(wait.max(1)),
             );
-            return response;
+            response
         }
-        Err(e) => return page(&OAuthError::from(e)),
-    };
-    render(
-        status,
-        &LoginPage {
-            client_name: client
-                .metadata
-                .client_name
-                .as_deref()
-                .unwrap_or(&client.client_id),
-            request_id: &parked.id,
-            csrf_token: params.get("csrf_token").unwrap_or(""),
-            username: &username,
-            error: Some(message),
-        },
-    )
+        Err(e) => page(&OAuthError::from(e)),
+    }
 }
 
 /// Throttle check, password check, counters and the new session, on the blocking pool.
