@@ -37,3 +37,25 @@ pub fn read(req: &HttpRequest, settings: &Settings, base: &'static str) -> Optio
     req.cookie(&name(settings, base))
         .map(|c| c.value().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_issuers_get_secure_host_prefixed_cookies() {
+        let mut settings = Settings::default();
+        let plain = build(&settings, SESSION, "v".into()).to_string();
+        assert_eq!(plain, "sigil_session=v; HttpOnly; SameSite=Lax; Path=/");
+        settings.issuer = url::Url::parse("https://id.example.com").unwrap();
+        let secure = build(&settings, SESSION, "v".into()).to_string();
+        assert!(secure.starts_with("__Host-sigil_session=v;"), "{secure}");
+        assert!(
+            secure.contains("Secure") && secure.contains("HttpOnly") && secure.contains("Path=/")
+        );
+        assert!(
+            !secure.contains("Domain"),
+            "__Host- cookies carry no Domain"
+        );
+    }
+}
