@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::keyring::{KeySnapshot, Keyring};
 use crate::crypto::master_key::MasterKey;
+use crate::crypto::password::PasswordPool;
 use crate::crypto::rotation;
 use crate::endpoints::{authorize, discovery, health, jwks, pages, paths, token, userinfo};
 use crate::published::Published;
@@ -65,7 +66,9 @@ impl Application {
             discovery_cache_control: HeaderValue::from_str(&format!("public, max-age={max_age}"))?,
             jwks_cache_control: HeaderValue::from_str(&format!("public, max-age={max_age}"))?,
             settings: Arc::new(settings),
-            dummy_password_hash: Default::default(),
+            passwords: PasswordPool::start(
+                std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            ),
         });
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone())?;

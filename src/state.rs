@@ -19,6 +19,6 @@ pub struct AppState {
     pub discovery: Published,
     pub discovery_cache_control: actix_web::http::header::HeaderValue,
     pub jwks_cache_control: actix_web::http::header::HeaderValue,
-    pub dummy_password_hash: crate::crypto::password::DummyHash,
+    pub passwords: crate::crypto::password::PasswordPool,
     pub clients: crate::admin::clients::ClientCache,
 }

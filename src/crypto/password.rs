@@ -1,5 +1,6 @@
-//! Password hashing with argon2id at the OWASP parameters (m = 19 MiB, t = 2, p = 1).
-//! Callers run these on the blocking pool: one hash takes tens of milliseconds.
+//! Password hashing with argon2id at the OWASP parameters (m = 19 MiB, t = 2, p = 1). One
+//! hash takes tens of milliseconds and 19 MiB, so the server checks passwords on its own
+//! small pool of low-priority threads ([`PasswordPool`]), never on the async workers.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, PasswordVerifier, Version};
@@ -29,15 +30,67 @@ pub fn verify(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A hash of a random password, verified when the username is unknown so that the answer and
-/// its timing match a wrong password. Made on first use (argon2 takes tens of milliseconds,
-/// which start-up should not pay).
-#[derive(Clone, Default)]
-pub struct DummyHash(std::sync::Arc<std::sync::OnceLock<String>>);
+/// Threads that check passwords at the lowest CPU priority (nice 19), so that a burst of
+/// sign-ins never takes the CPU from request handling, and at most one hash per thread is in
+/// memory at a time.
+#[derive(Clone)]
+pub struct PasswordPool {
+    jobs: std::sync::mpsc::Sender<Job>,
+    /// A hash of a random password, verified when the username is unknown so that the answer
+    /// and its timing match a wrong password. Made on first use, on the pool.
+    dummy: std::sync::Arc<std::sync::OnceLock<String>>,
+}
 
-impl DummyHash {
-    pub fn get(&self) -> &str {
-        self.0.get_or_init(|| hash(&super::random::secret_256()))
+type Job = Box<dyn FnOnce() + Send>;
+
+impl PasswordPool {
+    pub fn start(threads: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..threads.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("sigil-passwords-{n}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => break,
+                        }
+                    }
+                })
+                .expect("spawn a password thread");
+        }
+        Self {
+            jobs,
+            dummy: Default::default(),
+        }
+    }
+
+    /// Checks `password` against `phc`, or against the dummy hash when there is no user.
+    pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let dummy = self.dummy.clone();
+        let job: Job = Box::new(move || {
+            let phc = phc.unwrap_or_else(|| dummy.get_or_init(|| hash(&super::random::secret_256())).clone());
+            let _ = done.send(verify(&password, &phc));
+        });
+        if self.jobs.send(job).is_err() {
+            return false;
+        }
+        result.await.unwrap_or(false)
+    }
+}
+
+/// Linux nice values are per thread: this lowers only the calling thread.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority has no memory-safety preconditions; raising our own nice value
+    // needs no privilege, and a failure leaves the thread at its normal priority.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
     }
 }
 

@@ -7,7 +7,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::{cookies, forms, session, throttle};
-use crate::crypto::password;
 use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::render;
 use crate::endpoints::paths;
@@ -145,7 +144,9 @@ pub async fn submit(
     }
 }
 
-/// Throttle check, password check, counters and the new session, on the blocking pool.
+/// Throttle check and user lookup (database), the password check (password pool), then the
+/// counters or the new session (database). The lock is checked again before a session starts,
+/// so that guesses sent in parallel cannot slip past the limit.
 async fn sign_in(
     state: &AppState,
     username: String,
@@ -156,34 +157,41 @@ async fn sign_in(
     let now = state.clock.now();
     let rules = state.settings.login.clone();
     let lifetime = state.settings.sessions.lifetime.as_secs() as i64;
-    let dummy = state.dummy_password_hash.clone();
+    let account = throttle::account_key(&username);
+    let keys = [account.clone(), throttle::address_key(&address)];
+    let lookup_keys = keys.clone();
+    let (locked, user) = state
+        .db
+        .run(move |conn| -> Result<_, StorageError> {
+            let locked = throttle::locked_for(conn, &lookup_keys, now)?;
+            let user = match locked {
+                Some(_) => None,
+                None => users::by_username(conn, &username)?,
+            };
+            Ok((locked, user))
+        })
+        .await?;
+    if let Some(wait) = locked {
+        return Ok(Outcome::Locked(wait));
+    }
+    let phc = user.as_ref().map(|u| u.password_hash.clone());
+    let matches = state.passwords.verify(given, phc).await;
     state
         .db
-        .run(move |conn| {
-            let account = throttle::account_key(&username);
-            let keys = [account.clone(), throttle::address_key(&address)];
-            if let Some(wait) = throttle::locked_for(conn, &keys, now)? {
-                return Ok(Outcome::Locked(wait));
+        .run(move |conn| match user {
+            Some(user) if matches && !user.disabled => {
+                if let Some(wait) = throttle::locked_for(conn, &keys, now)? {
+                    return Ok(Outcome::Locked(wait));
+                }
+                throttle::clear(conn, &account)?;
+                let (cookie, _) = session::start(conn, user, previous.as_deref(), now, lifetime)?;
+                Ok(Outcome::SignedIn(cookie))
             }
-            let user = users::by_username(conn, &username)?;
-            let phc = user
-                .as_ref()
-                .map(|u| u.password_hash.as_str())
-                .unwrap_or_else(|| dummy.get());
-            let matches = password::verify(&given, phc);
-            match user {
-                Some(user) if matches && !user.disabled => {
-                    throttle::clear(conn, &account)?;
-                    let (cookie, _) =
-                        session::start(conn, user, previous.as_deref(), now, lifetime)?;
-                    Ok(Outcome::SignedIn(cookie))
+            _ => {
+                for key in &keys {
+                    throttle::record_failure(conn, key, now, &rules)?;
                 }
-                _ => {
-                    for key in &keys {
-                        throttle::record_failure(conn, key, now, &rules)?;
-                    }
-                    Ok(Outcome::Failed)
-                }
+                Ok(Outcome::Failed)
             }
         })
         .await
