@@ -67,7 +67,7 @@ impl Application {
             jwks_cache_control: HeaderValue::from_str(&format!("public, max-age={max_age}"))?,
             settings: Arc::new(settings),
             passwords: PasswordPool::start(
-                std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+                std::thread::available_parallelism().map_or(1, |n| (n.get() - 1).clamp(1, 8)),
             ),
         });
         let port = listener.local_addr()?.port();

@@ -30,7 +30,7 @@ pub fn verify(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Threads that check passwords at the lowest CPU priority (nice 19), so that a burst of
+/// Threads that check passwords at the lowest CPU priority (SCHED_IDLE), so that a burst of
 /// sign-ins never takes the CPU from request handling, and at most one hash per thread is in
 /// memory at a time.
 #[derive(Clone)]
@@ -74,7 +74,11 @@ impl PasswordPool {
         let (done, result) = tokio::sync::oneshot::channel();
         let dummy = self.dummy.clone();
         let job: Job = Box::new(move || {
-            let phc = phc.unwrap_or_else(|| dummy.get_or_init(|| hash(&super::random::secret_256())).clone());
+            let phc = phc.unwrap_or_else(|| {
+                dummy
+                    .get_or_init(|| hash(&super::random::secret_256()))
+                    .clone()
+            });
             let _ = done.send(verify(&password, &phc));
         });
         if self.jobs.send(job).is_err() {
@@ -84,13 +88,15 @@ impl PasswordPool {
     }
 }
 
-/// Linux nice values are per thread: this lowers only the calling thread.
+/// Puts the calling thread (Linux schedules threads one by one) in the SCHED_IDLE class: it
+/// runs whenever a core has nothing else to do, and yields at once to request handling.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: setpriority has no memory-safety preconditions; raising our own nice value
+    // SAFETY: sched_setscheduler reads the param struct we pass; lowering our own priority
     // needs no privilege, and a failure leaves the thread at its normal priority.
     unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+        let param = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
     }
 }
 
