@@ -12,6 +12,21 @@ pub fn html(status: StatusCode) -> HttpResponseBuilder {
     html_with_csp(status, CSP)
 }
 
+/// The policy of a page whose form ends, after Sigil's redirects, at the client's
+/// redirect_uri: browsers apply `form-action` to the whole redirect chain, so the client's
+/// origin (or, for an app's custom scheme, the scheme) is allowed as well as Sigil's own.
+pub fn csp_with_form_target(redirect_uri: &str) -> String {
+    let target = match url::Url::parse(redirect_uri) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => u.origin().ascii_serialization(),
+        Ok(u) => format!("{}:", u.scheme()),
+        Err(_) => String::new(),
+    };
+    format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {target}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
 /// Every HTML page: no framing, no referrer, no caching, and the given policy.
 pub fn html_with_csp(status: StatusCode, csp: &str) -> HttpResponseBuilder {
     let mut b = HttpResponse::build(status);
@@ -57,8 +72,12 @@ pub async fn form_post_script() -> HttpResponse {
 
 /// Renders a page template with the strict headers, or a plain 500 if it fails.
 pub fn render<T: Template>(status: StatusCode, page: &T) -> HttpResponse {
+    render_with_csp(status, page, CSP)
+}
+
+pub fn render_with_csp<T: Template>(status: StatusCode, page: &T, csp: &str) -> HttpResponse {
     match page.render() {
-        Ok(body) => html(status).body(body),
+        Ok(body) => html_with_csp(status, csp).body(body),
         Err(e) => {
             tracing::error!(error = %e, "page did not render");
             html(StatusCode::INTERNAL_SERVER_ERROR).body("internal error")

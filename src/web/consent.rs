@@ -7,7 +7,7 @@ use askama::Template;
 
 use super::{flow, forms, session};
 use crate::endpoints::authorize::{known_client, page};
-use crate::endpoints::pages::{error_page, render};
+use crate::endpoints::pages::{csp_with_form_target, error_page, render_with_csp};
 use crate::oauth::form::Params;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
@@ -45,16 +45,15 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         return not_signed_in();
     };
     let scopes = at.parked.request.scope.split(' ').filter(|s| !s.is_empty());
-    render(
-        StatusCode::OK,
-        &ConsentPage {
-            client_name: at.client.display_name(),
-            username: &session.user.username,
-            scopes: scopes.map(describe_scope).collect(),
-            request_id: &at.parked.id,
-            csrf_token: &at.csrf,
-        },
-    )
+    let page = ConsentPage {
+        client_name: at.client.display_name(),
+        username: &session.user.username,
+        scopes: scopes.map(describe_scope).collect(),
+        request_id: &at.parked.id,
+        csrf_token: &at.csrf,
+    };
+    let csp = csp_with_form_target(&at.parked.request.redirect_uri);
+    render_with_csp(StatusCode::OK, &page, &csp)
 }
 
 fn not_signed_in() -> HttpResponse {

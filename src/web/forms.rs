@@ -13,14 +13,19 @@ use crate::oauth::client_metadata::Client;
 use crate::oauth::form::Params;
 use crate::state::AppState;
 
-/// The Origin header, when the browser sent one, must be the issuer's origin.
+/// The form must come from one of Sigil's own pages. `Sec-Fetch-Site`, when the browser sends
+/// it, must say so; `Origin`, when it names an origin, must be the issuer's. (Sigil's pages
+/// send `Referrer-Policy: no-referrer`, under which browsers send `Origin: null` even for
+/// same-origin forms, so `null` tells nothing; the CSRF token still has to match.)
 pub fn same_origin(req: &HttpRequest, state: &AppState) -> bool {
-    match req
-        .headers()
-        .get("origin")
-        .map(|v| v.to_str().unwrap_or(""))
-    {
-        None => true,
+    let header = |name: &str| req.headers().get(name).map(|v| v.to_str().unwrap_or("?"));
+    if let Some(site) = header("sec-fetch-site") {
+        if !matches!(site, "same-origin" | "none") {
+            return false;
+        }
+    }
+    match header("origin") {
+        None | Some("null") => true,
         Some(origin) => origin == state.settings.issuer.origin().ascii_serialization(),
     }
 }

@@ -6,9 +6,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
+use super::flow::Parked;
 use super::{cookies, forms, session, throttle};
 use crate::endpoints::authorize::{known_client, page};
-use crate::endpoints::pages::render;
+use crate::endpoints::pages::{csp_with_form_target, render_with_csp};
 use crate::endpoints::paths;
 use crate::oauth::client_metadata::Client;
 use crate::oauth::form::Params;
@@ -35,33 +36,28 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         Err(response) => return response,
     };
     let hint = at.parked.request.login_hint.as_deref().unwrap_or("");
-    login_page(
-        StatusCode::OK,
-        &at.client,
-        &at.parked.id,
-        &at.csrf,
-        hint,
-        None,
-    )
+    login_page(StatusCode::OK, &at.client, &at.parked, &at.csrf, hint, None)
 }
 
 fn login_page(
     status: StatusCode,
     client: &Client,
-    request_id: &str,
+    parked: &Parked,
     csrf_token: &str,
     username: &str,
     error: Option<String>,
 ) -> HttpResponse {
-    render(
+    let page = LoginPage {
+        client_name: client.display_name(),
+        request_id: &parked.id,
+        csrf_token,
+        username,
+        error,
+    };
+    render_with_csp(
         status,
-        &LoginPage {
-            client_name: client.display_name(),
-            request_id,
-            csrf_token,
-            username,
-            error,
-        },
+        &page,
+        &csp_with_form_target(&parked.request.redirect_uri),
     )
 }
 
@@ -118,7 +114,7 @@ pub async fn submit(
         Ok(Outcome::Failed) => login_page(
             StatusCode::UNAUTHORIZED,
             &client,
-            &parked.id,
+            &parked,
             csrf,
             &username,
             Some(FAILED.to_string()),
@@ -129,7 +125,7 @@ pub async fn submit(
             let mut response = login_page(
                 StatusCode::TOO_MANY_REQUESTS,
                 &client,
-                &parked.id,
+                &parked,
                 csrf,
                 &username,
                 Some(message),

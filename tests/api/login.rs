@@ -253,12 +253,29 @@ async fn attack13_csrf_missing_foreign_or_cross_origin_is_403_and_creates_nothin
         assert_eq!(r.status(), 403);
         assert!(r.headers().get("location").is_none());
     }
-    assert_eq!(session_count(&app).await, 0, "no session was created");
-    // The same form with its own token and origin works.
+    // A cross-site form (Fetch Metadata), even carrying the right token.
     let r = victim
         .http
         .post(&login)
-        .header("Origin", &app.address)
+        .header("Sec-Fetch-Site", "cross-site")
+        .form(&[
+            ("request", request.as_str()),
+            ("csrf_token", csrf.as_str()),
+            ("username", "alice"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(session_count(&app).await, 0, "no session was created");
+    // The same form as a browser sends it from Sigil's page (no-referrer makes Origin null)
+    // works.
+    let r = victim
+        .http
+        .post(&login)
+        .header("Origin", "null")
+        .header("Sec-Fetch-Site", "same-origin")
         .form(&[
             ("request", request.as_str()),
             ("csrf_token", csrf.as_str()),
@@ -313,6 +330,11 @@ async fn attack14_login_and_consent_pages_forbid_framing(backend: Backend) {
         csp.contains("frame-ancestors 'none'")
             && !csp.contains("unsafe-inline")
             && csp.contains("default-src 'none'")
+    );
+    // Browsers apply form-action to the redirects after the POST, which end at the client.
+    assert!(
+        csp.contains("form-action 'self' https://rp.example;"),
+        "{csp}"
     );
     let r = app
         .submit_login(&browser, &login_url, "alice", PASSWORD)
