@@ -28,7 +28,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Err(e) => return Err(UsageError(format!("{e:#}")).into()),
     };
     let log = match cli.command {
-        Command::Serve => settings.log.clone(),
+        Command::Serve | Command::Demo(_) => settings.log.clone(),
         // Management commands log warnings only (such as a newly created master key).
         _ => LogSettings {
             level: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -52,13 +52,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => cli::users::run(cmd, settings),
         Command::Client(cmd) => cli::clients::run(cmd, settings),
         Command::Keys(cmd) => cli::keys::run(cmd, settings),
+        Command::Demo(args) => sigil::demo::main(settings.clone(), args),
     }
 }
 
 #[actix_web::main]
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    return_large_blocks_to_the_system();
     let app = Application::build(settings)?;
     app.run_until_stopped().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// argon2 takes 19 MiB per password check. glibc would keep such freed blocks in each thread's
+/// arena (its mmap threshold grows with them); a fixed threshold maps them fresh and returns
+/// them on free, so memory falls back after a burst of sign-ins.
+fn return_large_blocks_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; it is called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
 }

@@ -42,6 +42,8 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Run Sigil with two demo relying parties on two origins and a demo user.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// A failure the user can act on; printed without a backtrace, exit status 2.

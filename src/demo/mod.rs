@@ -6,10 +6,14 @@
 //! A second run reuses the database, the clients and the demo user; the user's password is
 //! kept in `demo-credentials.json` beside the database (mode 0600) so that it prints the same.
 
+mod pages;
 pub mod relying_party;
 
+use std::future::Future;
 use std::net::{TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::Poll;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -226,13 +230,33 @@ impl Demo {
         )
     }
 
-    /// Serves until SIGTERM / SIGINT, which stops all three servers.
+    /// Serves until SIGTERM / SIGINT, which stops all three servers. (An actix server starts
+    /// only when its future is first polled, so the three are polled together.)
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.sigil.run_until_stopped().await?;
-        for app in self.apps {
-            app.await?;
-        }
-        Ok(())
+        let mut servers: Vec<Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>> =
+            vec![Box::pin(self.sigil.run_until_stopped())];
+        servers.extend(
+            self.apps
+                .into_iter()
+                .map(|s| Box::pin(s) as Pin<Box<dyn Future<Output = _> + Send>>),
+        );
+        let mut running = vec![true; servers.len()];
+        std::future::poll_fn(|cx| {
+            for (server, running) in servers.iter_mut().zip(running.iter_mut()) {
+                if *running {
+                    if let Poll::Ready(result) = server.as_mut().poll(cx) {
+                        *running = false;
+                        result?;
+                    }
+                }
+            }
+            if running.iter().any(|r| *r) {
+                Poll::Pending
+            } else {
+                Poll::Ready(Ok(()))
+            }
+        })
+        .await
     }
 }
 
@@ -291,7 +315,8 @@ fn ensure_user(c: &mut AnyConnection, dir: &Path, now: i64) -> anyhow::Result<De
     });
     match stored_users::by_username(c, &credentials.username)? {
         // The printed password must work, even after `sigil user passwd demo`.
-        Some(row) if saved.is_some() && password::verify(&credentials.password, &row.password_hash) => {}
+        Some(row)
+            if saved.is_some() && password::verify(&credentials.password, &row.password_hash) => {}
         Some(_) => admin_users::set_password(c, &credentials.username, &credentials.password, now)
             .map_err(|e| anyhow::anyhow!("demo user: {e}"))?,
         None => {
@@ -304,13 +329,17 @@ fn ensure_user(c: &mut AnyConnection, dir: &Path, now: i64) -> anyhow::Result<De
                 claims: serde_json::Map::from_iter([
                     ("given_name".to_string(), json!("Demo")),
                     ("family_name".to_string(), json!("User")),
-                    ("preferred_username".to_string(), json!(credentials.username)),
+                    (
+                        "preferred_username".to_string(),
+                        json!(credentials.username),
+                    ),
                 ]),
             };
             admin_users::prepare(&new, &credentials.password)
                 .map_err(|e| anyhow::anyhow!("demo user: {e}"))?;
             let hash = password::hash(&credentials.password);
-            admin_users::insert(c, new, hash, now).map_err(|e| anyhow::anyhow!("demo user: {e}"))?;
+            admin_users::insert(c, new, hash, now)
+                .map_err(|e| anyhow::anyhow!("demo user: {e}"))?;
         }
     }
     if saved.is_none() {

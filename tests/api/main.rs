@@ -6,6 +6,7 @@ mod helpers;
 
 mod authorization_code;
 mod authorize;
+mod browser;
 mod cli;
 mod discovery;
 mod health;

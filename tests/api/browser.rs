@@ -1,0 +1,420 @@
+//! A real browser: headless Chromium, driven through the W3C WebDriver protocol (chromedriver
+//! over HTTP, with reqwest), signs in to the demo's App A at Sigil and then into App B on
+//! another origin without seeing the password form again (SSO). Screenshots go to
+//! `target/test-output/screenshots/`.
+//!
+//! Needs the Debian packages `chromium` and `chromium-driver` (`/usr/bin/chromium`,
+//! `/usr/bin/chromedriver`; `SIGIL_TEST_CHROMIUM` / `SIGIL_TEST_CHROMEDRIVER` override the
+//! paths). Without them the test fails, it does not skip.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use sigil::config::Settings;
+use sigil::demo::{Demo, DemoConfig, Site};
+
+/// The W3C WebDriver element reference key.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+const WAIT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(100);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_across_two_origins_in_headless_chromium() {
+    let chromium = tool("SIGIL_TEST_CHROMIUM", "/usr/bin/chromium");
+    let chromedriver = tool("SIGIL_TEST_CHROMEDRIVER", "/usr/bin/chromedriver");
+    let shots = screenshot_dir();
+
+    // Sigil and App A on 127.0.0.1, App B on localhost: two origins (and two sites).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::default();
+    settings.http.workers = 2;
+    let demo = Demo::start(DemoConfig {
+        settings,
+        dir: dir.path().join("demo"),
+        sigil: Site::new("127.0.0.1", 0),
+        app_a: Site::new("127.0.0.1", 0),
+        app_b: Site::new("localhost", 0),
+    })
+    .await
+    .expect("the demo starts");
+    let (sigil_url, app_a, app_b) = (
+        demo.sigil_url.clone(),
+        demo.app_a_url.clone(),
+        demo.app_b_url.clone(),
+    );
+    let credentials = demo.credentials.clone();
+    assert!(app_b.starts_with("http://localhost:"), "{app_b}");
+    tokio::spawn(demo.run_until_stopped());
+
+    let browser = Browser::start(&chromedriver, &chromium).await;
+
+    // App A: not signed in; "Sign in with Sigil" leads to Sigil's login page.
+    browser.go(&app_a).await;
+    browser.find("#signed-out").await;
+    browser.click("#sign-in").await;
+    browser
+        .wait_for_url(|u| u.starts_with(&format!("{sigil_url}/login?")))
+        .await;
+    let username = browser.find("input[name=username]").await;
+    let password = browser.find("input[name=password]").await;
+    browser.type_into(&username, &credentials.username).await;
+    browser.type_into(&password, &credentials.password).await;
+    browser.screenshot(&shots.join("01-sigil-login.png")).await;
+    browser.click("form button[type=submit]").await;
+
+    // Back at App A, signed in (skip_consent: no consent page).
+    browser
+        .wait_for_url(|u| u.starts_with(&format!("{app_a}/")))
+        .await;
+    browser.find("#signed-in").await;
+    let sub_a = browser.text("#sub").await;
+    assert_eq!(browser.text("#name").await, "Demo User");
+    assert_eq!(browser.text("#email").await, "demo@example.com");
+    let claims_a: Value = serde_json::from_str(&browser.text("#id-token-claims").await)
+        .expect("App A shows the ID token claims as JSON");
+    assert_eq!(claims_a["iss"], sigil_url.as_str());
+    assert_eq!(claims_a["aud"], json!(["demo-app-a"]));
+    assert_eq!(claims_a["sub"], sub_a.as_str());
+    browser
+        .screenshot(&shots.join("02-app-a-signed-in.png"))
+        .await;
+
+    // App B, another origin: signing in goes through Sigil and comes straight back.
+    browser.go(&app_b).await;
+    browser.find("#signed-out").await;
+    browser.click("#sign-in").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let url = browser.url().await;
+        assert!(
+            !url.starts_with(&format!("{sigil_url}/login")),
+            "SSO failed: App B's sign-in showed Sigil's password form ({url})"
+        );
+        if url.starts_with(&format!("{app_b}/")) && browser.try_find("#signed-in").await.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "App B did not come back signed in within {WAIT:?}; at {url}:\n{}",
+            browser.source().await
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(
+        browser.try_find("input[type=password]").await.is_none(),
+        "no password field on App B"
+    );
+    assert_eq!(browser.text("#sub").await, sub_a, "the same user");
+    assert_eq!(browser.text("#email").await, "demo@example.com");
+    let claims_b: Value = serde_json::from_str(&browser.text("#id-token-claims").await).unwrap();
+    assert_eq!(claims_b["aud"], json!(["demo-app-b"]));
+    assert_eq!(
+        claims_b["auth_time"], claims_a["auth_time"],
+        "one sign-in at Sigil serves both apps"
+    );
+    browser
+        .screenshot(&shots.join("03-app-b-signed-in-by-sso.png"))
+        .await;
+}
+
+/// The path of a required tool; panics (the test fails) when it is missing.
+fn tool(env: &str, default: &str) -> PathBuf {
+    let path = std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| default.into());
+    assert!(
+        path.is_file(),
+        "{} is missing: the browser test needs headless Chromium and chromedriver \
+         (Debian: apt-get install chromium chromium-driver; or set {env})",
+        path.display()
+    );
+    path
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-output/screenshots");
+    std::fs::create_dir_all(&dir).expect("create target/test-output/screenshots");
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// chromedriver with one Chromium session. Dropping it (also on panic) ends the session, so
+/// that Chromium quits, and then stops chromedriver.
+struct Browser {
+    driver: Child,
+    port: u16,
+    http: reqwest::Client,
+    base: String,
+    profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start(chromedriver: &Path, chromium: &Path) -> Self {
+        let port = free_port();
+        let log = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-output/chromedriver.log");
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display()));
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut browser = Self {
+            driver,
+            port,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            base: format!("http://127.0.0.1:{port}"),
+            profile,
+        };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let ready = browser
+                .http
+                .get(format!("http://127.0.0.1:{port}/status"))
+                .send()
+                .await;
+            if let Ok(r) = ready {
+                let status: Value = r.json().await.unwrap_or_default();
+                if status["value"]["ready"] == true {
+                    break;
+                }
+            }
+            assert!(
+                browser.driver.try_wait().unwrap().is_none(),
+                "chromedriver exited at start"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver not ready in {WAIT:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        let args = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,1000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!(
+            "--user-data-dir={}",
+            browser.profile.path().display()
+        )])
+        .collect::<Vec<_>>();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args},
+            "goog:loggingPrefs": {"browser": "ALL"},
+        }}});
+        let r = browser.command("POST", "/session", Some(caps)).await;
+        let id = r["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {r}"));
+        browser.base = format!("http://127.0.0.1:{port}/session/{id}");
+        browser
+    }
+
+    /// One WebDriver command; panics on an error answer.
+    async fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, value) = self.try_command(method, path, body).await;
+        assert!(status < 300, "WebDriver {method} {path}: {status} {value}");
+        value
+    }
+
+    /// One WebDriver command: (HTTP status, the answer's `value`).
+    async fn try_command(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = if path == "/session" {
+            format!("http://127.0.0.1:{}{path}", self.port)
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let req = match method {
+            "GET" => self.http.get(url),
+            "POST" => self.http.post(url).json(&body.unwrap_or(json!({}))),
+            other => panic!("method {other}"),
+        };
+        let r = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.expect("WebDriver answers JSON");
+        (status, v["value"].clone())
+    }
+
+    async fn go(&self, url: &str) {
+        self.command("POST", "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    async fn url(&self) -> String {
+        self.command("GET", "/url", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The page source and the browser console (CSP violations show there), for failures.
+    async fn source(&self) -> String {
+        let v = self.command("GET", "/source", None).await;
+        let (_, log) = self
+            .try_command("POST", "/se/log", Some(json!({"type": "browser"})))
+            .await;
+        let console = log
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| format!("  {} {}", e["level"], e["message"]))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default();
+        format!(
+            "{}\n--- browser console:\n{console}",
+            v.as_str().unwrap_or_default()
+        )
+    }
+
+    async fn try_find(&self, css: &str) -> Option<String> {
+        let (status, v) = self
+            .try_command(
+                "POST",
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        (status == 200)
+            .then(|| v[ELEMENT].as_str().map(str::to_string))
+            .flatten()
+    }
+
+    /// Waits (bounded) for an element; returns its reference.
+    async fn find(&self, css: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(e) = self.try_find(css).await {
+                return e;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no {css} within {WAIT:?} at {}:\n{}",
+                    self.url().await,
+                    self.source().await
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn wait_for_url(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let url = self.url().await;
+            if pred(&url) {
+                return url;
+            }
+            if Instant::now() >= deadline {
+                panic!("still at {url} after {WAIT:?}:\n{}", self.source().await);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.command("POST", &format!("/element/{e}/click"), None)
+            .await;
+    }
+
+    async fn type_into(&self, element: &str, text: &str) {
+        self.command(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let e = self.find(css).await;
+        let v = self
+            .command("GET", &format!("/element/{e}/text"), None)
+            .await;
+        v.as_str().unwrap_or_default().to_string()
+    }
+
+    async fn screenshot(&self, path: &Path) {
+        let v = self.command("GET", "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("a base64 screenshot"))
+            .expect("base64");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Blocking, because Drop cannot await: DELETE the session (Chromium quits), then ask
+        // chromedriver to shut down, then kill it if it is still there.
+        if let Some(path) = self
+            .base
+            .strip_prefix(&format!("http://127.0.0.1:{}", self.port))
+        {
+            if path.starts_with("/session/") {
+                raw_request(self.port, "DELETE", path);
+            }
+        }
+        raw_request(self.port, "GET", "/shutdown");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.driver.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A minimal blocking HTTP/1.1 request, for use in Drop.
+fn raw_request(port: u16, method: &str, path: &str) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if s.write_all(req.as_bytes()).is_ok() {
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+}
