@@ -22,7 +22,7 @@ use crate::crypto::rotation;
 use crate::endpoints::{authorize, discovery, health, jwks, pages, paths, token, userinfo};
 use crate::published::Published;
 use crate::state::AppState;
-use crate::storage::{signing_keys, Database};
+use crate::storage::{auth_requests, signing_keys, Database};
 use crate::web::{consent, login};
 
 pub struct Application {
@@ -204,8 +204,9 @@ pub fn load_snapshot(db: &Database, master: &MasterKey) -> anyhow::Result<KeySna
 }
 
 /// A thread that re-reads the key table every `keys.refresh_interval` and swaps in a new
-/// snapshot when it changed (another node or the CLI rotated), and retires keys whose tokens
-/// have all expired. It stops when the application is dropped.
+/// snapshot when it changed (another node or the CLI rotated), retires keys whose tokens have
+/// all expired, and removes abandoned authorization requests. It stops when the application is
+/// dropped.
 struct KeyRefresher {
     _stop: mpsc::Sender<()>,
 }
@@ -247,6 +248,9 @@ fn refresh(
             tracing::info!(count = n, "retired keys whose tokens have all expired");
         }
     }
+    // Authorization requests nobody finished (abandoned sign-ins) are removed here, not on the
+    // request path.
+    db.with_conn(|conn| auth_requests::purge_expired(conn, now))?;
     let mut states = db.with_conn(signing_keys::published_states)?;
     states.sort();
     if states != current.fingerprint {

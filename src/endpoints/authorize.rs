@@ -7,7 +7,6 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::pages::error_page;
-use crate::admin::clients;
 use crate::oauth::authorize_request::{self, ReplyTo, ResponseMode};
 use crate::oauth::client_metadata::Client;
 use crate::oauth::form::Params;
@@ -106,13 +105,10 @@ pub async fn resume(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
 
 /// RFC 6749 §4.1.2.1: an unknown client is shown an error, never redirected.
 pub async fn known_client(state: &AppState, client_id: Option<&str>) -> Result<Client, OAuthError> {
-    let client_id = client_id
-        .ok_or_else(|| OAuthError::invalid_request("client_id is required"))?
-        .to_string();
-    let master = state.master.clone();
+    let client_id =
+        client_id.ok_or_else(|| OAuthError::invalid_request("client_id is required"))?;
     state
-        .db
-        .run(move |conn| clients::load(conn, &master, &client_id))
+        .client(client_id)
         .await?
         .ok_or_else(|| OAuthError::new(ErrorCode::InvalidClient, "unknown client").with_status(400))
 }

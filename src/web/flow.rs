@@ -133,10 +133,7 @@ pub async fn park(
     };
     state
         .db
-        .run(move |conn| {
-            auth_requests::purge_expired(conn, now)?;
-            auth_requests::insert(conn, &row)
-        })
+        .run(move |conn| auth_requests::insert(conn, &row))
         .await?;
     Ok(id)
 }

@@ -9,9 +9,7 @@ mod refresh_token;
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
-use crate::admin::clients;
 use crate::oauth::client_auth;
-use crate::oauth::client_metadata::Client;
 use crate::oauth::form::Params;
 use crate::oauth::token_request::TokenRequest;
 use crate::oauth::OAuthError;
@@ -50,7 +48,7 @@ pub async fn token(
         .map(|v| v.to_str().map_err(|_| OAuthError::invalid_client()))
         .transpose()?;
     let presented = client_auth::extract(authorization, &params)?;
-    let client = find_client(&state, presented.client_id()).await?;
+    let client = state.client(presented.client_id()).await?;
     let client = client_auth::authenticate(&presented, client)?;
     match request {
         TokenRequest::ClientCredentials { scope } => {
@@ -66,23 +64,6 @@ pub async fn token(
             scope,
         } => refresh_token::grant(&state, &client, refresh_token, scope).await,
     }
-}
-
-/// The client from the cache, or from the database (and then cached).
-async fn find_client(state: &AppState, client_id: &str) -> Result<Option<Client>, OAuthError> {
-    let now = state.clock.now();
-    if let Some(client) = state.clients.get(client_id, now) {
-        return Ok(Some(client));
-    }
-    let (id, master) = (client_id.to_string(), state.master.clone());
-    let loaded = state
-        .db
-        .run(move |conn| clients::load(conn, &master, &id))
-        .await?;
-    if let Some(client) = &loaded {
-        state.clients.put(client, now);
-    }
-    Ok(loaded)
 }
 
 /// A successful token response (RFC 6749 §5.1): never cached.
