@@ -8,7 +8,6 @@ use askama::Template;
 use super::{flow, forms, session};
 use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::{csp_with_form_target, error_page, render_with_csp};
-use crate::oauth::form::Params;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 use crate::storage::{auth_requests, consents};
@@ -69,11 +68,8 @@ pub async fn submit(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let Ok(params) = Params::parse(&body) else {
-        return forms::forbidden();
-    };
-    let parked = match forms::check(&req, &state, &params).await {
-        Ok(p) => p,
+    let (params, parked) = match forms::check(&req, &state, &body).await {
+        Ok(checked) => checked,
         Err(response) => return response,
     };
     let Ok(Some(session)) = session::current(&req, &state).await else {

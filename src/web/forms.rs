@@ -38,13 +38,14 @@ pub fn forbidden() -> HttpResponse {
     )
 }
 
-/// Origin, CSRF token and parked request, in that order; every failure is 403 or 400 and
-/// changes nothing.
+/// A form POST: parsed, then origin, CSRF token and parked request, in that order; every
+/// failure is 403 or 400 and changes nothing.
 pub async fn check(
     req: &HttpRequest,
     state: &AppState,
-    params: &Params,
-) -> Result<Parked, HttpResponse> {
+    body: &[u8],
+) -> Result<(Params, Parked), HttpResponse> {
+    let params = Params::parse(body).map_err(|_| forbidden())?;
     if !same_origin(req, state) {
         return Err(forbidden());
     }
@@ -56,7 +57,7 @@ pub async fn check(
         return Err(forbidden());
     }
     match flow::find_parked(state, params.get("request").unwrap_or(""), Some(&cookie)).await {
-        Ok(Some(parked)) => Ok(parked),
+        Ok(Some(parked)) => Ok((params, parked)),
         Ok(None) => Err(error_page(
             StatusCode::BAD_REQUEST,
             "invalid_request",

@@ -12,7 +12,6 @@ use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::{csp_with_form_target, render_with_csp};
 use crate::endpoints::paths;
 use crate::oauth::client_metadata::Client;
-use crate::oauth::form::Params;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::storage::{users, StorageError};
@@ -72,11 +71,8 @@ pub async fn submit(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let Ok(params) = Params::parse(&body) else {
-        return forms::forbidden();
-    };
-    let parked = match forms::check(&req, &state, &params).await {
-        Ok(p) => p,
+    let (params, parked) = match forms::check(&req, &state, &body).await {
+        Ok(checked) => checked,
         Err(response) => return response,
     };
     let client = match known_client(&state, Some(&parked.request.client_id)).await {
