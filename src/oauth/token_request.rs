@@ -1,5 +1,6 @@
 //! The token request, tagged on `grant_type` (RFC 6749 §4.1.3, §4.4.2, §6).
 
+use super::client_metadata::GrantType;
 use super::form::Params;
 use super::scope::Scope;
 use super::{ErrorCode, OAuthError};
@@ -25,6 +26,14 @@ pub const GRANT_TYPES_SUPPORTED: [&str; 3] =
     ["authorization_code", "refresh_token", "client_credentials"];
 
 impl TokenRequest {
+    pub fn grant_type(&self) -> GrantType {
+        match self {
+            Self::AuthorizationCode { .. } => GrantType::AuthorizationCode,
+            Self::RefreshToken { .. } => GrantType::RefreshToken,
+            Self::ClientCredentials { .. } => GrantType::ClientCredentials,
+        }
+    }
+
     pub fn parse(params: &Params) -> Result<Self, OAuthError> {
         let grant_type = params.required("grant_type")?;
         match grant_type {

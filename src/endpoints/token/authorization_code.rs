@@ -4,17 +4,12 @@
 
 use actix_web::HttpResponse;
 
-use super::issue;
-use super::respond;
-use crate::oauth::client_metadata::{Client, GrantType};
-use crate::oauth::{pkce, ErrorCode, OAuthError};
+use super::{invalid_grant, issue, respond};
+use crate::oauth::client_metadata::Client;
+use crate::oauth::{pkce, OAuthError};
 use crate::state::AppState;
 use crate::storage::grants;
 use crate::web::flow::hash;
-
-fn invalid_grant(why: &'static str) -> OAuthError {
-    OAuthError::new(ErrorCode::InvalidGrant, why)
-}
 
 pub async fn grant(
     state: &AppState,
@@ -23,12 +18,6 @@ pub async fn grant(
     redirect_uri: String,
     verifier: Option<String>,
 ) -> Result<HttpResponse, OAuthError> {
-    if !client.allows_grant(GrantType::AuthorizationCode) {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "this client is not registered for the authorization_code grant",
-        ));
-    }
     let now = state.clock.now();
     let refresh_ttl = state.settings.tokens.refresh_ttl.as_secs() as i64;
     let client_for_db = client.clone();

@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use serde_json::json;
 
 use super::respond;
-use crate::oauth::client_metadata::{Client, GrantType};
+use crate::oauth::client_metadata::Client;
 use crate::oauth::scope::Scope;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
@@ -15,12 +15,6 @@ pub fn grant(
     client: &Client,
     requested: Option<Scope>,
 ) -> Result<HttpResponse, OAuthError> {
-    if !client.allows_grant(GrantType::ClientCredentials) {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "this client is not registered for the client_credentials grant",
-        ));
-    }
     let registered = client.registered_scope();
     // RFC 6749 §3.3: without a scope, the client's registered (default) scope.
     let scope = match requested {

@@ -12,7 +12,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use crate::oauth::client_auth;
 use crate::oauth::form::Params;
 use crate::oauth::token_request::TokenRequest;
-use crate::oauth::OAuthError;
+use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 
 pub async fn token(
@@ -50,6 +50,17 @@ pub async fn token(
     let presented = client_auth::extract(authorization, &params)?;
     let client = state.client(presented.client_id()).await?;
     let client = client_auth::authenticate(&presented, client)?;
+    // RFC 6749 §5.2: a client may use only the grants it registered.
+    let grant = request.grant_type();
+    if !client.allows_grant(grant) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            format!(
+                "this client is not registered for the {} grant",
+                grant.as_str()
+            ),
+        ));
+    }
     match request {
         TokenRequest::ClientCredentials { scope } => {
             client_credentials::grant(&state, &client, scope)
@@ -64,6 +75,10 @@ pub async fn token(
             scope,
         } => refresh_token::grant(&state, &client, refresh_token, scope).await,
     }
+}
+
+fn invalid_grant(why: &'static str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidGrant, why)
 }
 
 /// A successful token response (RFC 6749 §5.1): never cached.

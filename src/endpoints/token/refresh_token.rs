@@ -4,18 +4,13 @@
 use actix_web::HttpResponse;
 use diesel::Connection;
 
-use super::issue;
-use super::respond;
-use crate::oauth::client_metadata::{Client, GrantType};
+use super::{invalid_grant, issue, respond};
+use crate::oauth::client_metadata::Client;
 use crate::oauth::scope::Scope;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 use crate::storage::{grants, StorageError};
 use crate::web::flow::hash;
-
-fn invalid_grant(why: &'static str) -> OAuthError {
-    OAuthError::new(ErrorCode::InvalidGrant, why)
-}
 
 pub async fn grant(
     state: &AppState,
@@ -23,12 +18,6 @@ pub async fn grant(
     token: String,
     requested: Option<Scope>,
 ) -> Result<HttpResponse, OAuthError> {
-    if !client.allows_grant(GrantType::RefreshToken) {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "this client is not registered for the refresh_token grant",
-        ));
-    }
     let now = state.clock.now();
     let refresh_ttl = state.settings.tokens.refresh_ttl.as_secs() as i64;
     let client_id = client.client_id.clone();
