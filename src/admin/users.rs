@@ -1,5 +1,6 @@
 //! Users: creation with an argon2id password hash, and the account switches.
 
+use diesel::Connection;
 use serde_json::{json, Map, Value};
 
 use crate::crypto::password;
@@ -151,6 +152,20 @@ pub fn set_password(
     if users::by_username(conn, username)?.is_none() {
         return Err(StorageError::NotFound(format!("no user {username:?}")).into());
     }
-    users::set_password(conn, username, &password::hash(password), now)?;
+    let hash = password::hash(password);
+    // A new password ends every session and token issued under the old one.
+    conn.transaction::<_, StorageError, _>(|conn| {
+        users::set_password(conn, username, &hash, now)?;
+        users::set_tokens_valid_after(conn, username, now)
+    })?;
     Ok(())
+}
+
+/// Disabling ends every session and token at once, and they stay dead if the user is enabled
+/// again.
+pub fn disable(conn: &mut AnyConnection, username: &str, now: i64) -> Result<(), StorageError> {
+    conn.transaction::<_, StorageError, _>(|conn| {
+        users::set_disabled(conn, username, true, now)?;
+        users::set_tokens_valid_after(conn, username, now)
+    })
 }

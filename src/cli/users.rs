@@ -32,13 +32,13 @@ pub enum UserCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
-    /// Set a new password, read from standard input.
+    /// Set a new password, read from standard input (ends the user's sessions and tokens).
     Passwd {
         username: String,
         #[arg(long, required = true)]
         password_stdin: bool,
     },
-    /// Refuse sign-in for a user.
+    /// Refuse sign-in for a user and end their sessions and tokens.
     Disable { username: String },
     /// Allow sign-in again.
     Enable { username: String },
@@ -115,8 +115,8 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
             eprintln!("password of {username} changed");
         }
         UserCommand::Disable { username } => {
-            with(&|c| users::set_disabled(c, &username, true, now))?;
-            eprintln!("{username} disabled");
+            with(&|c| admin::disable(c, &username, now))?;
+            eprintln!("{username} disabled; their sessions and tokens no longer work");
         }
         UserCommand::Enable { username } => {
             with(&|c| users::set_disabled(c, &username, false, now))?;

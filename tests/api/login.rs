@@ -522,13 +522,53 @@ async fn attack21_user_controlled_text_is_escaped(backend: Backend) {
 }
 
 async fn disabled_users_and_logout_everywhere_end_sessions(backend: Backend) {
-    let (app, id, _) = setup(backend).await;
-    let browser = Browser::new();
-    app.code_for(&browser, &id, &[]).await;
-    assert!(app
-        .sigil(&["user", "logout-everywhere", "alice"], None)
-        .status
-        .success());
-    let r = app.start(&browser, &id, &[("prompt", "none")]).await;
-    assert_eq!(query(&location(&r))["error"], "login_required");
+    let (app, id, secret) = setup(backend).await;
+    // Each of these ends the session and the refresh tokens issued before it.
+    for command in [
+        vec!["user", "logout-everywhere", "alice"],
+        vec!["user", "passwd", "alice", "--password-stdin"],
+        vec!["user", "disable", "alice"],
+    ] {
+        let browser = Browser::new();
+        let code = app
+            .code_for(&browser, &id, &[("scope", "openid offline_access")])
+            .await;
+        let tokens: Value = app
+            .exchange(&id, &secret, &code, Some(VERIFIER))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let out = app.sigil(&command, Some(PASSWORD));
+        assert!(
+            out.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = app.start(&browser, &id, &[("prompt", "none")]).await;
+        assert_eq!(
+            query(&location(&r))["error"],
+            "login_required",
+            "{command:?}"
+        );
+        let at = tokens["access_token"].as_str().unwrap();
+        assert_eq!(app.userinfo(at).await.status(), 401, "{command:?}");
+        let refresh = app
+            .token_basic(
+                &id,
+                &secret,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+                ],
+            )
+            .await;
+        assert_eq!(refresh.status(), 400, "{command:?}");
+        // Sign-ins a second later work again (for the disabled user: once enabled).
+        assert!(app
+            .sigil(&["user", "enable", "alice"], None)
+            .status
+            .success());
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
 }
