@@ -19,7 +19,9 @@ use crate::crypto::keyring::{KeySnapshot, Keyring};
 use crate::crypto::master_key::MasterKey;
 use crate::crypto::password::PasswordPool;
 use crate::crypto::rotation;
-use crate::endpoints::{authorize, discovery, health, jwks, pages, paths, token, userinfo};
+use crate::endpoints::{
+    authorize, discovery, health, introspection, jwks, pages, paths, token, userinfo,
+};
 use crate::published::Published;
 use crate::state::AppState;
 use crate::storage::{auth_requests, signing_keys, Database};
@@ -171,6 +173,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource(paths::JWKS).route(web::get().to(jwks::jwks)))
     .service(web::resource(paths::TOKEN).route(web::post().to(token::token)))
+    .service(web::resource(paths::INTROSPECTION).route(web::post().to(introspection::introspect)))
     .service(
         web::resource(paths::AUTHORIZE)
             .route(web::get().to(authorize::get))

@@ -22,6 +22,8 @@ pub fn document(settings: &Settings) -> Value {
         "token_endpoint": url(paths::TOKEN),
         "jwks_uri": url(paths::JWKS),
         "userinfo_endpoint": url(paths::USERINFO),
+        "introspection_endpoint": url(paths::INTROSPECTION),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": ["openid", "profile", "email", "address", "phone", "offline_access"],
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid",

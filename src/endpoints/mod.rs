@@ -2,8 +2,10 @@
 //! calls into the protocol, storage and token code, and renders the answer.
 
 pub mod authorize;
+pub mod client_form;
 pub mod discovery;
 pub mod health;
+pub mod introspection;
 pub mod jwks;
 pub mod pages;
 pub mod token;
@@ -30,6 +32,7 @@ pub mod paths {
     pub const CONSENT: &str = "/consent";
     pub const AUTHORIZE_RESUME: &str = "/authorize/resume";
     pub const USERINFO: &str = "/userinfo";
+    pub const INTROSPECTION: &str = "/introspect";
 }
 
 /// RFC 6749 §5.2 JSON errors. The status is decided here, where the error is rendered.

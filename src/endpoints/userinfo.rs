@@ -4,13 +4,11 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use serde_json::Value;
 
 use crate::oauth::form::Params;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
-use crate::storage::{grants, users};
-use crate::tokens::{claims, id_token};
+use crate::tokens::{claims, validate};
 
 fn invalid_token(why: &'static str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidToken, why)
@@ -73,41 +71,15 @@ fn bearer(req: &HttpRequest) -> Result<Option<String>, OAuthError> {
 
 async fn userinfo(state: &AppState, token: String) -> Result<HttpResponse, OAuthError> {
     let keys = state.keyring.current();
-    let (header, c) = id_token::verify_own(&keys, &token)
-        .ok_or_else(|| invalid_token("the token is not valid"))?;
-    // RFC 9068 §4: only access tokens; an ID token used as a bearer token is refused.
-    if header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
-        return Err(invalid_token("not an access token"));
-    }
     let issuer = state.settings.issuer_str();
-    let now = state.clock.now();
-    let claim_str = |name: &str| c.get(name).and_then(Value::as_str);
-    let claim_int = |name: &str| c.get(name).and_then(Value::as_i64);
-    if claim_str("iss") != Some(issuer) || claim_str("aud") != Some(issuer) {
-        return Err(invalid_token("the token is not for this server"));
-    }
-    let (Some(exp), Some(iat)) = (claim_int("exp"), claim_int("iat")) else {
-        return Err(invalid_token("the token is not valid"));
-    };
-    if exp <= now {
-        return Err(invalid_token("the token has expired"));
-    }
-    let (Some(gid), Some(sub)) = (claim_str("gid"), claim_str("sub")) else {
+    let token = validate::check(&keys, &token, issuer, state.clock.now()).map_err(invalid_token)?;
+    if token.grant_id.is_none() {
         return Err(invalid_token("the token was not issued to a user"));
-    };
-    let scope = claim_str("scope").unwrap_or("").to_string();
-    let (gid, sub) = (gid.to_string(), sub.to_string());
+    }
+    let scope = token.claim("scope").unwrap_or("").to_string();
     let user = state
         .db
-        .run(move |conn| {
-            let grant = grants::grant(conn, &gid)?;
-            if grant.is_none_or(|g| g.revoked_at.is_some() || g.user_id != sub) {
-                return Ok(None);
-            }
-            Ok::<_, OAuthError>(
-                users::by_id(conn, &sub)?.filter(|u| !u.disabled && iat > u.tokens_valid_after),
-            )
-        })
+        .run(move |conn| validate::live_user(conn, &token))
         .await?
         .ok_or_else(|| invalid_token("the token was revoked"))?;
     Ok(HttpResponse::Ok()

@@ -3,3 +3,4 @@
 pub mod access_token;
 pub mod claims;
 pub mod id_token;
+pub mod validate;

@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod discovery;
 mod health;
+mod introspection;
 mod jwks;
 mod keys;
 mod login;

@@ -7,10 +7,9 @@ mod issue;
 mod refresh_token;
 
 use actix_web::http::header;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::oauth::client_auth;
-use crate::oauth::form::Params;
+use super::client_form;
 use crate::oauth::token_request::TokenRequest;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
@@ -20,36 +19,9 @@ pub async fn token(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    // RFC 6749 §3.2: parameters arrive as application/x-www-form-urlencoded.
-    if !req
-        .content_type()
-        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-    {
-        return Err(OAuthError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let limit = state.settings.http.max_body_bytes;
-    let body = match body.to_bytes_limited(limit).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => return Err(OAuthError::invalid_request("the body could not be read")),
-        Err(_) => {
-            return Err(OAuthError::invalid_request(format!(
-                "the body is larger than {limit} bytes"
-            ))
-            .with_status(413))
-        }
-    };
-    let params = Params::parse(&body)?;
+    let params = client_form::read(&req, body, &state).await?;
     let request = TokenRequest::parse(&params)?;
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().map_err(|_| OAuthError::invalid_client()))
-        .transpose()?;
-    let presented = client_auth::extract(authorization, &params)?;
-    let client = state.client(presented.client_id()).await?;
-    let client = client_auth::authenticate(&presented, client)?;
+    let client = client_form::authenticate(&req, &params, &state).await?;
     // RFC 6749 §5.2: a client may use only the grants it registered.
     let grant = request.grant_type();
     if !client.allows_grant(grant) {

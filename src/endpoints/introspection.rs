@@ -1,0 +1,129 @@
+//! Token introspection (RFC 7662) for authenticated confidential clients: access tokens of any
+//! client (resource servers ask about tokens issued to others), refresh tokens only of the
+//! client that holds them. Anything not currently valid is `{"active": false}`.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use super::client_form;
+use crate::oauth::client_metadata::Client;
+use crate::oauth::OAuthError;
+use crate::state::AppState;
+use crate::storage::{grants, users};
+use crate::tokens::validate;
+use crate::web::flow::hash;
+
+pub async fn introspect(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let params = client_form::read(&req, body, &state).await?;
+    let client = client_form::authenticate(&req, &params, &state).await?;
+    // RFC 7662 §2.1: the caller must be authorised; a public client holds no credentials.
+    if !client.metadata.token_endpoint_auth_method.is_confidential() {
+        return Err(OAuthError::invalid_client());
+    }
+    let token = params.required("token")?.to_string();
+    // RFC 7662 §2.1: the hint only orders the search.
+    let refresh_first = params.get("token_type_hint") == Some("refresh_token");
+    let answer = if refresh_first {
+        match refresh_token(&state, &client, token.clone()).await? {
+            Some(active) => active,
+            None => access_token(&state, &token).await?.unwrap_or_else(inactive),
+        }
+    } else {
+        match access_token(&state, &token).await? {
+            Some(active) => active,
+            None => refresh_token(&state, &client, token)
+                .await?
+                .unwrap_or_else(inactive),
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(answer))
+}
+
+fn inactive() -> Value {
+    json!({ "active": false })
+}
+
+async fn access_token(state: &AppState, token: &str) -> Result<Option<Value>, OAuthError> {
+    let keys = state.keyring.current();
+    let issuer = state.settings.issuer_str();
+    let Ok(token) = validate::check(&keys, token, issuer, state.clock.now()) else {
+        return Ok(None);
+    };
+    let client_id = token.claim("client_id").unwrap_or("").to_string();
+    let live = match token.grant_id {
+        Some(_) => {
+            let t = token.clone();
+            state
+                .db
+                .run(move |conn| validate::live_user(conn, &t))
+                .await?
+                .is_some()
+        }
+        // A client's own token lives as long as the client is registered.
+        None => state.client(&client_id).await?.is_some(),
+    };
+    if !live {
+        return Ok(None);
+    }
+    let mut answer = json!({
+        "active": true,
+        "token_type": "Bearer",
+        "iss": issuer,
+        "client_id": client_id,
+        "exp": token.exp,
+        "iat": token.iat,
+    });
+    for name in ["scope", "sub", "aud", "jti"] {
+        if let Some(v) = token.claims.get(name) {
+            answer[name] = v.clone();
+        }
+    }
+    Ok(Some(answer))
+}
+
+async fn refresh_token(
+    state: &AppState,
+    client: &Client,
+    token: String,
+) -> Result<Option<Value>, OAuthError> {
+    let now = state.clock.now();
+    let client_id = client.client_id.clone();
+    let issuer = state.settings.issuer_str().to_string();
+    state
+        .db
+        .run(move |conn| {
+            let Some(row) = grants::refresh_token(conn, &hash(&token))? else {
+                return Ok(None);
+            };
+            let Some(grant) = grants::grant(conn, &row.grant_id)? else {
+                return Ok(None);
+            };
+            let live = row.used_at.is_none()
+                && row.expires_at > now
+                && grant.revoked_at.is_none()
+                && grant.client_id == client_id
+                && users::by_id(conn, &grant.user_id)?
+                    .is_some_and(|u| !u.disabled && grant.auth_time > u.tokens_valid_after);
+            Ok::<_, OAuthError>(live.then(|| {
+                json!({
+                    "active": true,
+                    "token_type": "refresh_token",
+                    "iss": issuer,
+                    "client_id": grant.client_id,
+                    "sub": grant.user_id,
+                    "scope": grant.scope,
+                    "exp": row.expires_at,
+                    "iat": row.created_at,
+                })
+            }))
+        })
+        .await
+}
