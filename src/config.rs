@@ -15,6 +15,10 @@ use crate::crypto::keys::SigningAlg;
 
 pub const DEFAULT_CONFIG_FILE: &str = "sigil.toml";
 
+/// Access-token lifetimes Sigil accepts, in seconds (5–15 minutes), for `tokens.access_ttl` and
+/// a resource server's `access_token_ttl`.
+pub const ACCESS_TTL_RANGE: std::ops::RangeInclusive<u64> = 300..=900;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -48,6 +52,34 @@ pub struct Settings {
     pub sessions: SessionSettings,
     #[serde(default)]
     pub clients: ClientSettings,
+    #[serde(default)]
+    pub outbound: OutboundSettings,
+}
+
+/// Requests Sigil makes itself: client `jwks_uri` fetches and back-channel logout deliveries.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundSettings {
+    /// Allow targets on loopback, private, link-local and other non-public addresses (SSRF
+    /// protection is on by default; tests and single-network deployments turn it off).
+    pub allow_private_networks: bool,
+    /// Connect-plus-response time limit of one outbound request.
+    pub timeout: DurationSetting,
+    /// Largest response body read (a `jwks_uri` document).
+    pub max_response_bytes: usize,
+    /// Attempts per back-channel logout delivery (the first one included).
+    pub backchannel_attempts: u32,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        Self {
+            allow_private_networks: false,
+            timeout: DurationSetting::from_secs(5),
+            max_response_bytes: 64 * 1024,
+            backchannel_attempts: 3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -122,6 +154,10 @@ pub struct TokenSettings {
     pub clock_skew: DurationSetting,
     /// Refresh token lifetime (each use rotates the token and restarts it).
     pub refresh_ttl: DurationSetting,
+    /// How often a node checks whether a token was revoked elsewhere (on another node or with
+    /// the CLI); it drops its cached introspection answers when so. A revocation made on a node
+    /// is seen there at once.
+    pub revocation_poll: DurationSetting,
 }
 
 impl Default for TokenSettings {
@@ -132,6 +168,7 @@ impl Default for TokenSettings {
             id_token_ttl: DurationSetting::from_secs(3600),
             clock_skew: DurationSetting::from_secs(60),
             refresh_ttl: DurationSetting::from_secs(30 * 86_400),
+            revocation_poll: DurationSetting::from_secs(1),
         }
     }
 }
@@ -237,6 +274,7 @@ impl Default for Settings {
             login: LoginSettings::default(),
             sessions: SessionSettings::default(),
             clients: ClientSettings::default(),
+            outbound: OutboundSettings::default(),
         }
     }
 }
@@ -269,7 +307,21 @@ impl Settings {
         });
         let settings: Settings = figment.merge(env).extract().map_err(Box::new)?;
         settings.validate()?;
+        settings.validate_floors()?;
         Ok(settings)
+    }
+
+    /// Lower bounds that guard a configuration file or the environment against a slip (`30s`
+    /// written for `30d`), checked when settings are loaded. Settings built in code, such as
+    /// the test suite's runs with rotation periods of seconds, are held to `validate()` alone,
+    /// which keeps every rule that client safety depends on.
+    fn validate_floors(&self) -> Result<(), ConfigError> {
+        if self.keys.rotation_period.as_secs() < 3600 {
+            return Err(ConfigError::Invalid(
+                "keys.rotation_period must be at least 1h".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Cross-field rules, checked before anything is opened or bound.
@@ -295,7 +347,7 @@ impl Settings {
             return invalid("tls.cert and tls.key go together".into());
         }
         let access = self.tokens.access_ttl.as_secs();
-        if !(300..=900).contains(&access) {
+        if !ACCESS_TTL_RANGE.contains(&access) {
             return invalid(format!(
                 "tokens.access_ttl must be between 5m and 15m, not {}",
                 self.tokens.access_ttl
@@ -304,11 +356,29 @@ impl Settings {
         if self.tokens.id_token_ttl.as_secs() < 60 {
             return invalid("tokens.id_token_ttl must be at least 1m".into());
         }
+        if self.tokens.revocation_poll.0.is_zero() || self.tokens.revocation_poll.as_secs() > 60 {
+            return invalid("tokens.revocation_poll must be above zero and at most 60s".into());
+        }
         if self.keys.refresh_interval.0.is_zero() {
             return invalid("keys.refresh_interval must be above zero".into());
         }
-        if self.keys.rotation_period.as_secs() < 3600 {
-            return invalid("keys.rotation_period must be at least 1h".into());
+        let max_age = self.keys.jwks_max_age;
+        // A next key is published for 2 × max-age before it signs: one max-age for a node to
+        // load it (at most one refresh interval), one for every client's cached JWKS to expire.
+        if self.keys.refresh_interval > max_age {
+            return invalid(format!(
+                "keys.refresh_interval ({}) must not exceed keys.jwks_max_age ({}): a node that \
+                 reloads keys less often than clients refetch the JWKS could hand out a JWKS \
+                 without the key another node signs with",
+                self.keys.refresh_interval, max_age
+            ));
+        }
+        if self.keys.rotation_period.0 < 2 * max_age.0 {
+            return invalid(format!(
+                "keys.rotation_period ({}) must be at least 2 × keys.jwks_max_age ({}): a next \
+                 key is published that long before the schedule may activate it",
+                self.keys.rotation_period, max_age
+            ));
         }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections must be at least 1".into());
@@ -350,9 +420,14 @@ impl Settings {
     }
 
     /// The longest lifetime of any token Sigil signs, plus the allowed clock skew: how long a
-    /// key must stay published after it stops signing.
+    /// key must stay published after it stops signing. Access tokens for a resource server may
+    /// live up to the top of the accepted range whatever `tokens.access_ttl` says.
     pub fn retirement_delay(&self) -> Duration {
-        self.tokens.access_ttl.0.max(self.tokens.id_token_ttl.0) + self.tokens.clock_skew.0
+        let longest_access = Duration::from_secs(*ACCESS_TTL_RANGE.end());
+        longest_access
+            .max(self.tokens.access_ttl.0)
+            .max(self.tokens.id_token_ttl.0)
+            + self.tokens.clock_skew.0
     }
 }
 
@@ -473,6 +548,29 @@ mod tests {
         assert!(s.validate().is_err());
         s.issuer = Url::parse("https://id.example.com").unwrap();
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn key_periods_leave_room_for_pre_publication() {
+        let mut s = Settings::default();
+        s.keys.rotation_period = DurationSetting::from_secs(599);
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("2 × keys.jwks_max_age"), "{e}");
+        s.keys.rotation_period = DurationSetting::from_secs(600);
+        s.validate().unwrap();
+        s.keys.refresh_interval = DurationSetting::from_secs(301);
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("keys.refresh_interval"), "{e}");
+    }
+
+    #[test]
+    fn loaded_settings_keep_the_one_hour_rotation_floor() {
+        let file = std::env::temp_dir().join(format!("sigil-floor-{}.toml", std::process::id()));
+        std::fs::write(&file, "[keys]\nrotation_period = \"30m\"\n").unwrap();
+        let loaded = Settings::load(Some(&file));
+        std::fs::remove_file(&file).unwrap();
+        let e = loaded.unwrap_err().to_string();
+        assert!(e.contains("at least 1h"), "{e}");
     }
 
     #[test]

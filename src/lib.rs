@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod demo;
 pub mod endpoints;
 pub mod oauth;
+pub mod outbound;
 pub mod published;
 pub mod startup;
 pub mod state;

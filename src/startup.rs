@@ -20,18 +20,20 @@ use crate::crypto::master_key::MasterKey;
 use crate::crypto::password::PasswordPool;
 use crate::crypto::rotation;
 use crate::endpoints::{
-    authorize, discovery, health, introspection, jwks, pages, paths, token, userinfo,
+    authorize, discovery, health, introspection, jwks, pages, paths, revocation, token, userinfo,
 };
 use crate::published::Published;
 use crate::state::AppState;
-use crate::storage::{auth_requests, signing_keys, Database};
-use crate::web::{consent, login};
+use crate::storage::{auth_requests, client_assertions, revoked_tokens, signing_keys, Database};
+use crate::tokens::verdicts::{RevisionWatcher, Verdicts};
+use crate::web::{consent, login, logout};
 
 pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
     refresher: KeyRefresher,
+    watcher: RevisionWatcher,
 }
 
 impl Application {
@@ -58,8 +60,18 @@ impl Application {
         let discovery = Published::new(serde_json::to_vec(&discovery::document(&settings))?);
         let max_age = settings.keys.jwks_max_age.as_secs();
         let clients = ClientCache::new(settings.clients.cache_ttl.as_secs() as i64);
+        let outbound = crate::outbound::Outbound::new(&settings.outbound)?;
+        let verdicts = Arc::new(Verdicts::new());
+        verdicts.refresh(&core.db)?;
+        let resources = crate::admin::resources::ResourceCache::new(
+            settings.clients.cache_ttl.as_secs() as i64,
+        );
         let state = web::Data::new(AppState {
+            outbound,
+            verdicts: verdicts.clone(),
+            client_keys: Default::default(),
             clients,
+            resources,
             db: core.db.clone(),
             master: core.master.clone(),
             keyring: keyring.clone(),
@@ -74,12 +86,18 @@ impl Application {
         });
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone())?;
+        let watcher = RevisionWatcher::start(
+            core.db.clone(),
+            verdicts,
+            state.settings.tokens.revocation_poll.0,
+        );
         let refresher = KeyRefresher::start(
             core.db,
             core.master,
             keyring,
             clock,
             state.settings.keys.refresh_interval.0,
+            crate::crypto::schedule::Schedule::from_settings(&state.settings),
         );
         tracing::info!(
             issuer = %state.settings.issuer_str(),
@@ -93,6 +111,7 @@ impl Application {
             server,
             state,
             refresher,
+            watcher,
         })
     }
 
@@ -108,6 +127,7 @@ impl Application {
     /// Serves until SIGTERM / SIGINT (graceful: in-flight requests finish).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let _refresher = self.refresher;
+        let _watcher = self.watcher;
         self.server.await
     }
 }
@@ -175,6 +195,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(web::resource(paths::TOKEN).route(web::post().to(token::token)))
     .service(web::resource(paths::INTROSPECTION).route(web::post().to(introspection::introspect)))
     .service(
+        web::resource(paths::END_SESSION)
+            .route(web::get().to(logout::get))
+            .route(web::post().to(logout::post)),
+    )
+    .service(web::resource(paths::REVOCATION).route(web::post().to(revocation::revoke)))
+    .service(
         web::resource(paths::AUTHORIZE)
             .route(web::get().to(authorize::get))
             .route(web::post().to(authorize::post)),
@@ -197,6 +223,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(userinfo::get))
             .route(web::post().to(userinfo::post)),
     )
+    .service(web::scope(paths::ADMIN_API).configure(crate::admin::api::routes))
     .service(web::resource(paths::STYLESHEET).route(web::get().to(pages::stylesheet)))
     .service(web::resource(paths::FORM_POST_SCRIPT).route(web::get().to(pages::form_post_script)));
 }
@@ -208,10 +235,11 @@ pub fn load_snapshot(db: &Database, master: &MasterKey) -> anyhow::Result<KeySna
 
 /// A thread that re-reads the key table every `keys.refresh_interval` and swaps in a new
 /// snapshot when it changed (another node or the CLI rotated), retires keys whose tokens have
-/// all expired, and removes abandoned authorization requests. It stops when the application is
-/// dropped.
+/// all expired, and removes abandoned authorization requests; beside it runs the rotation
+/// schedule (`crypto::schedule`). Both stop when the application is dropped.
 struct KeyRefresher {
     _stop: mpsc::Sender<()>,
+    _scheduler: crate::crypto::schedule::Scheduler,
 }
 
 impl KeyRefresher {
@@ -221,7 +249,11 @@ impl KeyRefresher {
         keyring: Arc<Keyring>,
         clock: Clock,
         every: Duration,
+        schedule: crate::crypto::schedule::Schedule,
     ) -> Self {
+        let scheduler = schedule
+            .spawn(db.clone(), master.clone(), clock.clone(), every)
+            .expect("spawn the key rotation thread");
         let (stop, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("sigil-keys".into())
@@ -233,7 +265,10 @@ impl KeyRefresher {
                 }
             })
             .expect("spawn the key refresh thread");
-        Self { _stop: stop }
+        Self {
+            _stop: stop,
+            _scheduler: scheduler,
+        }
     }
 }
 
@@ -254,6 +289,10 @@ fn refresh(
     // Authorization requests nobody finished (abandoned sign-ins) are removed here, not on the
     // request path.
     db.with_conn(|conn| auth_requests::purge_expired(conn, now))?;
+    // Deny-list entries and used assertion ids outlive nothing: a token or assertion past its
+    // expiry is refused by its `exp` alone.
+    db.with_conn(|conn| revoked_tokens::purge_expired(conn, now))?;
+    db.with_conn(|conn| client_assertions::purge_expired(conn, now))?;
     let mut states = db.with_conn(signing_keys::published_states)?;
     states.sort();
     if states != current.fingerprint {

@@ -23,6 +23,14 @@ pub struct AppState {
     pub jwks_cache_control: actix_web::http::header::HeaderValue,
     pub passwords: crate::crypto::password::PasswordPool,
     pub clients: crate::admin::clients::ClientCache,
+    /// Resource servers (RFC 8707), cached like clients.
+    pub resources: crate::admin::resources::ResourceCache,
+    /// Requests Sigil makes itself (client `jwks_uri`, back-channel logout), with SSRF rules.
+    pub outbound: crate::outbound::Outbound,
+    /// Cached introspection answers for live access tokens, dropped when tokens change.
+    pub verdicts: Arc<crate::tokens::verdicts::Verdicts>,
+    /// `private_key_jwt` clients' verifying keys (`jwks`, cached `jwks_uri` fetches).
+    pub client_keys: crate::oauth::client_key_cache::ClientKeyCache,
 }
 
 impl AppState {
@@ -39,6 +47,26 @@ impl AppState {
             .await?;
         if let Some(client) = &loaded {
             self.clients.put(client, now);
+        }
+        Ok(loaded)
+    }
+
+    /// A registered resource server from this node's cache, or from the database.
+    pub async fn resource(
+        &self,
+        uri: &str,
+    ) -> Result<Option<crate::oauth::resource_metadata::ResourceMetadata>, StorageError> {
+        let now = self.clock.now();
+        if let Some(found) = self.resources.get(uri, now) {
+            return Ok(Some(found));
+        }
+        let uri = uri.to_string();
+        let loaded = self
+            .db
+            .run(move |conn| crate::admin::resources::load(conn, &uri))
+            .await?;
+        if let Some(found) = &loaded {
+            self.resources.put(found, now);
         }
         Ok(loaded)
     }

@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 
 use super::schema::clients::dsl;
-use super::{conflict_on_unique, AnyConnection, StorageError};
+use super::{conflict_on_unique, revisions, AnyConnection, StorageError};
 
 #[derive(Debug, Clone, Queryable, Insertable)]
 #[diesel(table_name = super::schema::clients)]
@@ -41,7 +41,8 @@ pub fn remove(conn: &mut AnyConnection, client_id: &str) -> Result<(), StorageEr
     if n == 0 {
         return Err(StorageError::NotFound(format!("no client {client_id:?}")));
     }
-    Ok(())
+    // The client's tokens stop being valid with it.
+    revisions::bump(conn, revisions::TOKENS)
 }
 
 /// Replaces the sealed secret (master key rotation).

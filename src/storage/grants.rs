@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 
 use super::schema::{authorization_codes as codes, grants, refresh_tokens as refresh};
-use super::{AnyConnection, StorageError};
+use super::{revisions, AnyConnection, StorageError};
 
 #[derive(Debug, Clone, Queryable, Insertable)]
 #[diesel(table_name = super::schema::grants)]
@@ -20,6 +20,8 @@ pub struct GrantRow {
     pub acr: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// The resource server (RFC 8707) the grant's access tokens are for, if one was asked for.
+    pub resource: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Insertable)]
@@ -71,14 +73,23 @@ pub fn grant(conn: &mut AnyConnection, id: &str) -> Result<Option<GrantRow>, Sto
 
 /// Revokes a grant: its refresh tokens and the access tokens issued under it stop working.
 pub fn revoke_grant(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), StorageError> {
-    diesel::update(
+    let n = diesel::update(
         grants::table
             .filter(grants::id.eq(id))
             .filter(grants::revoked_at.is_null()),
     )
     .set(grants::revoked_at.eq(now))
     .execute(conn)?;
+    if n > 0 {
+        revisions::bump(conn, revisions::TOKENS)?;
+    }
     Ok(())
+}
+
+/// Every grant made during the IdP session `sid` (index `grants_sid`): the clients that took
+/// part in it (OIDC Back-Channel Logout 1.0 §2.7).
+pub fn by_sid(conn: &mut AnyConnection, sid: &str) -> Result<Vec<GrantRow>, StorageError> {
+    Ok(grants::table.filter(grants::sid.eq(sid)).load(conn)?)
 }
 
 pub fn code(conn: &mut AnyConnection, code_hash: &str) -> Result<Option<CodeRow>, StorageError> {

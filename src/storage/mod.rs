@@ -2,10 +2,14 @@
 //! behind one connection type so that every query is written once.
 
 pub mod auth_requests;
+pub mod client_assertions;
 pub mod clients;
 pub mod consents;
 pub mod grants;
 pub mod login_failures;
+pub mod resources;
+pub mod revisions;
+pub mod revoked_tokens;
 pub mod schema;
 pub mod sessions;
 pub mod signing_keys;

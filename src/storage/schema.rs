@@ -96,6 +96,7 @@ diesel::table! {
         acr -> Text,
         created_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
+        resource -> Nullable<Text>,
     }
 }
 
@@ -128,5 +129,35 @@ diesel::table! {
         failures -> Integer,
         window_start -> BigInt,
         locked_until -> BigInt,
+    }
+}
+
+diesel::table! {
+    resources (resource) {
+        resource -> Text,
+        metadata -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    revoked_tokens (jti) {
+        jti -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    client_assertions (client_id, jti_hash) {
+        client_id -> Text,
+        jti_hash -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    revisions (name) {
+        name -> Text,
+        value -> BigInt,
     }
 }

@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use super::schema::users::dsl;
-use super::{conflict_on_unique, AnyConnection, StorageError};
+use super::{conflict_on_unique, revisions, AnyConnection, StorageError};
 
 #[derive(Debug, Clone, Queryable, Insertable)]
 #[diesel(table_name = super::schema::users)]
@@ -69,7 +69,7 @@ pub fn set_disabled(
     let n = diesel::update(dsl::users.filter(dsl::username.eq(username)))
         .set((dsl::disabled.eq(disabled), dsl::updated_at.eq(now)))
         .execute(conn)?;
-    found(n, username)
+    tokens_changed(conn, n, username)
 }
 
 /// "Log out everywhere": tokens issued before `now` stop being accepted.
@@ -81,12 +81,18 @@ pub fn set_tokens_valid_after(
     let n = diesel::update(dsl::users.filter(dsl::username.eq(username)))
         .set((dsl::tokens_valid_after.eq(now), dsl::updated_at.eq(now)))
         .execute(conn)?;
-    found(n, username)
+    tokens_changed(conn, n, username)
 }
 
 pub fn remove(conn: &mut AnyConnection, username: &str) -> Result<(), StorageError> {
     let n = diesel::delete(dsl::users.filter(dsl::username.eq(username))).execute(conn)?;
-    found(n, username)
+    tokens_changed(conn, n, username)
+}
+
+/// Like `found`, and moves the tokens revision: the user's tokens may have stopped being valid.
+fn tokens_changed(conn: &mut AnyConnection, n: usize, username: &str) -> Result<(), StorageError> {
+    found(n, username)?;
+    revisions::bump(conn, revisions::TOKENS)
 }
 
 fn found(n: usize, username: &str) -> Result<(), StorageError> {

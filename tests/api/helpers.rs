@@ -98,6 +98,7 @@ pub fn test_settings(backend: Backend, dir: &std::path::Path) -> (Settings, Opti
         ..Settings::default()
     };
     s.keys.refresh_interval = DurationSetting(Duration::from_millis(100));
+    s.tokens.revocation_poll = DurationSetting(Duration::from_millis(100));
     s.http.workers = 2;
     s.database.max_connections = 4;
     let pg = match backend {
