@@ -3,6 +3,7 @@
 
 pub mod clients;
 pub mod keys;
+pub mod resources;
 pub mod users;
 
 use std::io::Read;
@@ -39,6 +40,9 @@ pub enum Command {
     /// Manage OAuth clients (RFC 7591 metadata).
     #[command(subcommand)]
     Client(clients::ClientCommand),
+    /// Manage resource servers (RFC 8707 resource indicators).
+    #[command(subcommand)]
+    Resource(resources::ResourceCommand),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),

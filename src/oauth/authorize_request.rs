@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::client_metadata::{Client, GrantType};
 use super::form::Params;
 use super::pkce;
+use super::resource_metadata;
 use super::scope::Scope;
 use super::{ErrorCode, OAuthError};
 
@@ -40,6 +41,10 @@ pub struct AuthorizationRequest {
     pub login_hint: Option<String>,
     /// The `sub` of a valid `id_token_hint`, checked by the caller.
     pub id_token_hint: Option<String>,
+    /// The resource server the access tokens are for (RFC 8707); its registration and the
+    /// client's right to it are checked by the flow, which can read the registry.
+    #[serde(default)]
+    pub resource: Option<String>,
 }
 
 impl AuthorizationRequest {
@@ -189,6 +194,10 @@ pub fn check(
 ) -> Result<AuthorizationRequest, OAuthError> {
     check_response_type(params, client)?;
     let scope = check_scope(params, client)?;
+    let resource = params
+        .get("resource")
+        .map(resource_metadata::check_indicator)
+        .transpose()?;
     let code_challenge = check_pkce(params, client)?;
     let prompt = check_prompt(params)?;
     let max_age = check_max_age(params)?;
@@ -217,5 +226,6 @@ pub fn check(
         max_age,
         login_hint: params.get("login_hint").map(str::to_string),
         id_token_hint: params.get("id_token_hint").map(str::to_string),
+        resource: resource.map(str::to_string),
     })
 }

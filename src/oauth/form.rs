@@ -12,6 +12,13 @@ impl Params {
     pub fn parse(body: &[u8]) -> Result<Self, OAuthError> {
         let mut map = BTreeMap::new();
         for (k, v) in url::form_urlencoded::parse(body) {
+            if map.contains_key(k.as_ref()) && k == "resource" {
+                // RFC 8707 §2: Sigil issues a token for one resource at a time.
+                return Err(OAuthError::new(
+                    super::ErrorCode::InvalidTarget,
+                    "only one resource may be requested at a time",
+                ));
+            }
             if map.contains_key(k.as_ref()) {
                 return Err(OAuthError::invalid_request(format!(
                     "parameter {k:?} is repeated"

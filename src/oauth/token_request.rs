@@ -2,6 +2,7 @@
 
 use super::client_metadata::GrantType;
 use super::form::Params;
+use super::resource_metadata;
 use super::scope::Scope;
 use super::{ErrorCode, OAuthError};
 
@@ -11,13 +12,16 @@ pub enum TokenRequest {
         code: String,
         redirect_uri: String,
         code_verifier: Option<String>,
+        resource: Option<String>,
     },
     RefreshToken {
         refresh_token: String,
         scope: Option<Scope>,
+        resource: Option<String>,
     },
     ClientCredentials {
         scope: Option<Scope>,
+        resource: Option<String>,
     },
 }
 
@@ -43,13 +47,16 @@ impl TokenRequest {
                 // Sigil always requires.
                 redirect_uri: params.required("redirect_uri")?.to_string(),
                 code_verifier: params.get("code_verifier").map(str::to_string),
+                resource: optional_resource(params)?,
             }),
             "refresh_token" => Ok(Self::RefreshToken {
                 refresh_token: params.required("refresh_token")?.to_string(),
                 scope: optional_scope(params)?,
+                resource: optional_resource(params)?,
             }),
             "client_credentials" => Ok(Self::ClientCredentials {
                 scope: optional_scope(params)?,
+                resource: optional_resource(params)?,
             }),
             other => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
@@ -63,5 +70,13 @@ fn optional_scope(params: &Params) -> Result<Option<Scope>, OAuthError> {
     params
         .get("scope")
         .map(|s| Scope::parse(s).map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e)))
+        .transpose()
+}
+
+/// RFC 8707 §2: one resource indicator, an absolute URI without a fragment.
+fn optional_resource(params: &Params) -> Result<Option<String>, OAuthError> {
+    params
+        .get("resource")
+        .map(|r| resource_metadata::check_indicator(r).map(str::to_string))
         .transpose()
 }

@@ -14,6 +14,7 @@ use crate::endpoints::pages::{error_page, html_with_csp};
 use crate::endpoints::paths;
 use crate::oauth::authorize_request::{AuthorizationRequest, ReplyTo, ResponseMode};
 use crate::oauth::client_metadata::Client;
+use crate::oauth::resource_metadata;
 use crate::oauth::scope::Scope;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
@@ -177,6 +178,10 @@ pub async fn proceed(
     parked: Option<(String, i64)>,
     hint_sub: Option<String>,
 ) -> HttpResponse {
+    if let Err(e) = check_resource(state, client, &request).await {
+        forget(state, parked.as_ref().map(|(id, _)| id.as_str())).await;
+        return reply(state, &request.reply_to(), Err(e));
+    }
     let now = state.clock.now();
     let remembered_scope = match &session {
         Some(s) => {
@@ -245,6 +250,22 @@ pub async fn proceed(
     response.finish()
 }
 
+/// RFC 8707 §2: a named resource must be registered and open to this client, and the request
+/// must ask for at least one scope it accepts (else its tokens would carry none).
+async fn check_resource(
+    state: &AppState,
+    client: &Client,
+    request: &AuthorizationRequest,
+) -> Result<(), OAuthError> {
+    let Some(uri) = &request.resource else {
+        return Ok(());
+    };
+    let resource = resource_metadata::admit(state.resource(uri).await?, client)?;
+    resource
+        .token_scope(&Scope::parse(&request.scope).unwrap_or_default())
+        .map(|_| ())
+}
+
 async fn forget(state: &AppState, parked_id: Option<&str>) {
     if let Some(id) = parked_id {
         let id_hash = hash(id);
@@ -278,6 +299,7 @@ pub async fn issue_code(
         acr: session.acr.clone(),
         created_at: now,
         revoked_at: None,
+        resource: request.resource.clone(),
     };
     let code_row = CodeRow {
         code_hash: hash(&code),
@@ -391,6 +413,7 @@ mod tests {
             max_age,
             login_hint: None,
             id_token_hint: None,
+            resource: None,
         }
     }
 

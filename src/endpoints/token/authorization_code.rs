@@ -17,11 +17,13 @@ pub async fn grant(
     code: String,
     redirect_uri: String,
     verifier: Option<String>,
+    resource: Option<String>,
 ) -> Result<HttpResponse, OAuthError> {
+    let requested = issue::requested_resource(state, client, resource).await?;
     let now = state.clock.now();
     let refresh_ttl = state.settings.tokens.refresh_ttl.as_secs() as i64;
     let client_for_db = client.clone();
-    let (grant, user, refresh) = state
+    let (grant, user, refresh, resource) = state
         .db
         .run(move |conn| {
             let code_hash = hash(&code);
@@ -49,6 +51,10 @@ pub async fn grant(
                 (None, Some(_)) => return Err(invalid_grant("no code_challenge was sent for this code")),
                 (None, None) => {}
             }
+            let resource = match grants::grant(conn, &row.grant_id)? {
+                Some(g) => issue::grant_target(conn, &client_for_db, &g, requested, &g.scope)?,
+                None => None,
+            };
             if !grants::consume_code(conn, &code_hash, now)? {
                 // Someone else used it a moment ago: the same attack.
                 grants::revoke_grant(conn, &row.grant_id, now)?;
@@ -61,9 +67,17 @@ pub async fn grant(
             let refresh = issue::wants_refresh(&client_for_db, &grant.scope)
                 .then(|| issue::new_refresh(conn, &grant.id, now, refresh_ttl))
                 .transpose()?;
-            Ok::<_, OAuthError>((grant, user, refresh))
+            Ok::<_, OAuthError>((grant, user, refresh, resource))
         })
         .await?;
-    let body = issue::response(state, client, &grant, &user, &grant.scope, refresh)?;
+    let body = issue::response(
+        state,
+        client,
+        &grant,
+        &user,
+        &grant.scope,
+        resource.as_ref(),
+        refresh,
+    )?;
     Ok(respond(body))
 }

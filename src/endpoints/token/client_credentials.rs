@@ -1,8 +1,10 @@
-//! RFC 6749 §4.4: a token for the client itself, within its registered scopes.
+//! RFC 6749 §4.4: a token for the client itself, within its registered scopes; for a resource
+//! server when one is named (RFC 8707).
 
 use actix_web::HttpResponse;
 use serde_json::json;
 
+use super::issue::{self, Target};
 use super::respond;
 use crate::oauth::client_metadata::Client;
 use crate::oauth::scope::Scope;
@@ -10,11 +12,13 @@ use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 use crate::tokens::access_token::{self, AccessTokenClaims};
 
-pub fn grant(
+pub async fn grant(
     state: &AppState,
     client: &Client,
     requested: Option<Scope>,
+    resource: Option<String>,
 ) -> Result<HttpResponse, OAuthError> {
+    let resource = issue::requested_resource(state, client, resource).await?;
     let registered = client.registered_scope();
     // RFC 6749 §3.3: without a scope, the client's registered (default) scope.
     let scope = match requested {
@@ -34,25 +38,26 @@ pub fn grant(
         .active(alg)
         .ok_or_else(|| OAuthError::server_error(format!("no active {alg} key")))?;
     let now = state.clock.now();
-    let ttl = settings.tokens.access_ttl.as_secs() as i64;
     let issuer = settings.issuer_str();
-    let scope_text = scope.to_string();
+    let target = Target::new(state, resource.as_ref(), &scope)?;
+    let ttl = target.ttl;
+    let scope_text = target.scope.clone();
     let mut claims = AccessTokenClaims::new(
         issuer,
         &client.client_id,
-        issuer,
+        target.aud,
         &client.client_id,
         now,
         ttl,
     );
-    claims.scope = (!scope.is_empty()).then_some(scope_text.as_str());
-    let token = access_token::mint(key, &claims).map_err(OAuthError::server_error)?;
+    claims.scope = (!scope_text.is_empty()).then_some(scope_text.as_str());
+    let token = target.seal(access_token::mint(key, &claims).map_err(OAuthError::server_error)?)?;
     let mut body = json!({
         "access_token": token,
         "token_type": "Bearer",
         "expires_in": ttl,
     });
-    if !scope.is_empty() {
+    if !scope_text.is_empty() {
         body["scope"] = scope_text.into();
     }
     Ok(respond(body))

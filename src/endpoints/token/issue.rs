@@ -3,15 +3,18 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::admin::resources as admin_resources;
 use crate::crypto::random;
 use crate::oauth::client_metadata::{Client, GrantType};
-use crate::oauth::OAuthError;
+use crate::oauth::resource_metadata::{self, ResourceMetadata};
+use crate::oauth::scope::Scope;
+use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 use crate::storage::grants::{self, GrantRow, RefreshRow};
 use crate::storage::users::UserRow;
 use crate::storage::{AnyConnection, StorageError};
 use crate::tokens::access_token::{self, AccessTokenClaims};
-use crate::tokens::{claims, id_token};
+use crate::tokens::{claims, id_token, jwe};
 use crate::web::flow::hash;
 
 /// DESIGN.md: refresh tokens when the client has the grant and `offline_access` was granted,
@@ -42,35 +45,139 @@ pub fn new_refresh(
     Ok(token)
 }
 
-/// The token response body for `grant` with `scope` (the grant's, or a narrower one).
+/// Who an access token is for: its `aud`, its scope and its lifetime.
+pub struct Target<'a> {
+    pub aud: &'a str,
+    pub scope: String,
+    pub ttl: i64,
+    /// The resource, when it registered a key to encrypt its access tokens to.
+    encrypt_for: Option<&'a ResourceMetadata>,
+}
+
+impl<'a> Target<'a> {
+    /// RFC 8707 §2: a token for a resource has the resource as `aud`, only the scopes the
+    /// resource accepts, and the resource's lifetime; without one, Sigil's own (the issuer).
+    pub fn new(
+        state: &'a AppState,
+        resource: Option<&'a ResourceMetadata>,
+        scope: &Scope,
+    ) -> Result<Self, OAuthError> {
+        let default_ttl = state.settings.tokens.access_ttl.as_secs() as i64;
+        Ok(match resource {
+            Some(r) => Self {
+                aud: &r.resource,
+                scope: r.token_scope(scope)?.to_string(),
+                ttl: r.ttl_secs().unwrap_or(default_ttl),
+                encrypt_for: r.access_token_encrypted_response_alg.is_some().then_some(r),
+            },
+            None => Self {
+                aud: state.settings.issuer_str(),
+                scope: scope.to_string(),
+                ttl: default_ttl,
+                encrypt_for: None,
+            },
+        })
+    }
+
+    /// The access token as sent: a nested JWT (signed, then encrypted to the resource server's
+    /// key) for a resource that registered encryption, else the signed JWT.
+    pub fn seal(&self, signed: String) -> Result<String, OAuthError> {
+        let Some(r) = self.encrypt_for else {
+            return Ok(signed);
+        };
+        let (Some(alg), Some(jwks)) = (&r.access_token_encrypted_response_alg, &r.jwks) else {
+            return Ok(signed);
+        };
+        let enc = r
+            .access_token_encrypted_response_enc
+            .as_deref()
+            .unwrap_or(jwe::DEFAULT_ENC);
+        jwe::encrypt(&signed, alg, enc, jwe::Recipient::Keys(jwks))
+            .map_err(|e| OAuthError::server_error(format!("resource {}: {e}", r.resource)))
+    }
+}
+
+/// RFC 8707 §2: a resource named in a token request must be registered and open to the client.
+/// Looked up before anything is consumed.
+pub async fn requested_resource(
+    state: &AppState,
+    client: &Client,
+    requested: Option<String>,
+) -> Result<Option<ResourceMetadata>, OAuthError> {
+    match requested {
+        Some(uri) => resource_metadata::admit(state.resource(&uri).await?, client).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// RFC 8707 §2.2 for a user's grant: the resource the token is for. A requested resource must
+/// be the one the grant was authorized for (when it named one); without one, the grant's own
+/// resource, which must still be registered. Either must accept at least one of `scope`. Runs
+/// before the code or refresh token is used up, so a wrong resource costs the client nothing.
+pub fn grant_target(
+    conn: &mut AnyConnection,
+    client: &Client,
+    grant: &GrantRow,
+    requested: Option<ResourceMetadata>,
+    scope: &str,
+) -> Result<Option<ResourceMetadata>, OAuthError> {
+    let resource = match (requested, grant.resource.as_deref()) {
+        (Some(r), Some(authorized)) if r.resource != authorized => {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "the resource differs from the one the grant was authorized for",
+            ))
+        }
+        (Some(r), _) => r,
+        (None, Some(authorized)) => {
+            resource_metadata::admit(admin_resources::load(conn, authorized)?, client)?
+        }
+        (None, None) => return Ok(None),
+    };
+    resource.token_scope(&Scope::parse(scope).unwrap_or_default())?;
+    Ok(Some(resource))
+}
+
+/// The token response body for `grant` with `scope` (the grant's, or a narrower one), for
+/// `resource` when one was named.
 pub fn response(
     state: &AppState,
     client: &Client,
     grant: &GrantRow,
     user: &UserRow,
     scope: &str,
+    resource: Option<&ResourceMetadata>,
     refresh_token: Option<String>,
 ) -> Result<Value, OAuthError> {
     let settings = &state.settings;
     let keys = state.keyring.current();
     let now = state.clock.now();
     let issuer = settings.issuer_str();
-    let ttl = settings.tokens.access_ttl.as_secs() as i64;
+    let target = Target::new(state, resource, &Scope::parse(scope).unwrap_or_default())?;
     let alg = settings.tokens.access_token_alg;
     let key = keys
         .active(alg)
         .ok_or_else(|| OAuthError::server_error(format!("no active {alg} key")))?;
-    let mut at = AccessTokenClaims::new(issuer, &user.id, issuer, &client.client_id, now, ttl);
-    at.scope = Some(scope);
+    let mut at = AccessTokenClaims::new(
+        issuer,
+        &user.id,
+        target.aud,
+        &client.client_id,
+        now,
+        target.ttl,
+    );
+    at.scope = Some(&target.scope);
     at.auth_time = Some(grant.auth_time);
     at.gid = Some(&grant.id);
-    let access_token = access_token::mint(key, &at).map_err(OAuthError::server_error)?;
+    let access_token =
+        target.seal(access_token::mint(key, &at).map_err(OAuthError::server_error)?)?;
 
+    // RFC 6749 §5.1: `scope` is the access token's; the ID token keeps the grant's claims.
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
-        "expires_in": ttl,
-        "scope": scope,
+        "expires_in": target.ttl,
+        "scope": target.scope,
     });
     if scope.split(' ').any(|s| s == "openid") {
         let alg = client.metadata.id_token_signed_response_alg.as_str();

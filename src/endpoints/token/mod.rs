@@ -33,20 +33,31 @@ pub async fn token(
             ),
         ));
     }
-    match request {
-        TokenRequest::ClientCredentials { scope } => {
-            client_credentials::grant(&state, &client, scope)
+    let result = match request {
+        TokenRequest::ClientCredentials { scope, resource } => {
+            client_credentials::grant(&state, &client, scope, resource).await
         }
         TokenRequest::AuthorizationCode {
             code,
             redirect_uri,
             code_verifier,
-        } => authorization_code::grant(&state, &client, code, redirect_uri, code_verifier).await,
+            resource,
+        } => {
+            authorization_code::grant(&state, &client, code, redirect_uri, code_verifier, resource)
+                .await
+        }
         TokenRequest::RefreshToken {
             refresh_token,
             scope,
-        } => refresh_token::grant(&state, &client, refresh_token, scope).await,
+            resource,
+        } => refresh_token::grant(&state, &client, refresh_token, scope, resource).await,
+    };
+    // A replayed code or refresh token revokes its grant (RFC 9700 §4.14.2, RFC 6749 §4.1.2);
+    // drop this node's cached introspection answers so that is seen here at once.
+    if matches!(&result, Err(e) if e.code == ErrorCode::InvalidGrant) {
+        state.verdicts.invalidate();
     }
+    result
 }
 
 fn invalid_grant(why: &'static str) -> OAuthError {

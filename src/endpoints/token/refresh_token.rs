@@ -17,11 +17,14 @@ pub async fn grant(
     client: &Client,
     token: String,
     requested: Option<Scope>,
+    resource: Option<String>,
 ) -> Result<HttpResponse, OAuthError> {
+    let requested_resource = issue::requested_resource(state, client, resource).await?;
     let now = state.clock.now();
     let refresh_ttl = state.settings.tokens.refresh_ttl.as_secs() as i64;
     let client_id = client.client_id.clone();
-    let (grant, user, scope, new_token) = state
+    let client_for_db = client.clone();
+    let (grant, user, scope, new_token, resource) = state
         .db
         .run(move |conn| {
             let token_hash = hash(&token);
@@ -54,6 +57,7 @@ pub async fn grant(
                 Some(s) => s.to_string(),
                 None => grant.scope.clone(),
             };
+            let resource = issue::grant_target(conn, &client_for_db, &grant, requested_resource, &scope)?;
             let user = issue::live_user(conn, &grant)?.ok_or_else(|| invalid_grant("the user can no longer sign in"))?;
             let rotated = conn.transaction::<_, StorageError, _>(|conn| {
                 if !grants::use_refresh(conn, &token_hash, now)? {
@@ -66,9 +70,17 @@ pub async fn grant(
                 grants::revoke_grant(conn, &grant.id, now)?;
                 return Err(invalid_grant("the refresh token was already used"));
             };
-            Ok::<_, OAuthError>((grant, user, scope, new_token))
+            Ok::<_, OAuthError>((grant, user, scope, new_token, resource))
         })
         .await?;
-    let body = issue::response(state, client, &grant, &user, &scope, Some(new_token))?;
+    let body = issue::response(
+        state,
+        client,
+        &grant,
+        &user,
+        &scope,
+        resource.as_ref(),
+        Some(new_token),
+    )?;
     Ok(respond(body))
 }
