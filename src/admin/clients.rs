@@ -50,7 +50,8 @@ fn check_client_id(id: &str) -> Result<(), ClientError> {
     }
 }
 
-/// Registers a client. The secret (confidential clients) appears only in the returned JSON.
+/// Registers a client. The secret (for the secret-based methods; a `private_key_jwt` client
+/// has keys instead) appears only in the returned JSON.
 pub fn register(
     conn: &mut AnyConnection,
     master: &MasterKey,
@@ -63,7 +64,7 @@ pub fn register(
     check_client_id(&client_id)?;
     let secret = metadata
         .token_endpoint_auth_method
-        .is_confidential()
+        .uses_secret()
         .then(random::secret_256);
     let secret_sealed = secret
         .as_ref()

@@ -6,6 +6,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::client_auth::ClientSecret;
+use super::client_keys::{self, AssertionAlg};
 use super::scope::Scope;
 use super::{ErrorCode, OAuthError};
 
@@ -43,16 +44,35 @@ impl GrantType {
 pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
+    /// RFC 7523 §2.2 assertion signed HS256 with the client secret (OIDC Core §9).
+    ClientSecretJwt,
+    /// RFC 7523 §2.2 assertion signed with the client's private key (OIDC Core §9).
+    PrivateKeyJwt,
     None,
 }
 
 impl AuthMethod {
-    pub const SUPPORTED: [&'static str; 3] = ["client_secret_basic", "client_secret_post", "none"];
+    pub const SUPPORTED: [&'static str; 5] = [
+        "client_secret_basic",
+        "client_secret_post",
+        "client_secret_jwt",
+        "private_key_jwt",
+        "none",
+    ];
+    /// The methods of clients that hold credentials (`SUPPORTED` without `none`).
+    pub const CONFIDENTIAL: [&'static str; 4] = [
+        "client_secret_basic",
+        "client_secret_post",
+        "client_secret_jwt",
+        "private_key_jwt",
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ClientSecretBasic => "client_secret_basic",
             Self::ClientSecretPost => "client_secret_post",
+            Self::ClientSecretJwt => "client_secret_jwt",
+            Self::PrivateKeyJwt => "private_key_jwt",
             Self::None => "none",
         }
     }
@@ -61,6 +81,8 @@ impl AuthMethod {
         match s {
             "client_secret_basic" => Ok(Self::ClientSecretBasic),
             "client_secret_post" => Ok(Self::ClientSecretPost),
+            "client_secret_jwt" => Ok(Self::ClientSecretJwt),
+            "private_key_jwt" => Ok(Self::PrivateKeyJwt),
             "none" => Ok(Self::None),
             other => Err(bad(format!(
                 "token_endpoint_auth_method {other:?} is not supported (one of {})",
@@ -71,6 +93,21 @@ impl AuthMethod {
 
     pub fn is_confidential(self) -> bool {
         !matches!(self, Self::None)
+    }
+
+    /// Whether Sigil issues the client a secret: every confidential method but
+    /// `private_key_jwt`, whose client holds a key pair instead.
+    pub fn uses_secret(self) -> bool {
+        !matches!(self, Self::None | Self::PrivateKeyJwt)
+    }
+
+    /// The assertion algorithms this method allows (OIDC Core §9), empty for the others.
+    pub fn assertion_algs(self) -> &'static [&'static str] {
+        match self {
+            Self::ClientSecretJwt => &AssertionAlg::SECRET,
+            Self::PrivateKeyJwt => &AssertionAlg::PRIVATE_KEY,
+            _ => &[],
+        }
     }
 }
 
@@ -85,6 +122,7 @@ struct Submitted {
     grant_types: Option<Vec<String>>,
     response_types: Option<Vec<String>>,
     token_endpoint_auth_method: Option<String>,
+    token_endpoint_auth_signing_alg: Option<String>,
     scope: Option<String>,
     jwks: Option<Value>,
     jwks_uri: Option<String>,
@@ -108,6 +146,9 @@ pub struct ClientMetadata {
     pub grant_types: Vec<GrantType>,
     pub response_types: Vec<String>,
     pub token_endpoint_auth_method: AuthMethod,
+    /// The one algorithm the client's assertions may use (OIDC Registration §2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_signing_alg: Option<String>,
     pub scope: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<Value>,
@@ -258,6 +299,13 @@ impl ClientMetadata {
             }
         }
 
+        check_assertion_keys(
+            token_endpoint_auth_method,
+            s.token_endpoint_auth_signing_alg.as_deref(),
+            s.jwks.as_ref(),
+            s.jwks_uri.is_some(),
+        )?;
+
         let check_alg = |name: &str, alg: &str| -> Result<(), OAuthError> {
             if !CLIENT_SIGNING_ALGS.contains(&alg) {
                 return Err(bad(format!(
@@ -266,7 +314,7 @@ impl ClientMetadata {
                 )));
             }
             // OIDC Core §10.1: HMAC is keyed with the client secret; public clients have none.
-            if alg == "HS256" && !token_endpoint_auth_method.is_confidential() {
+            if alg == "HS256" && !token_endpoint_auth_method.uses_secret() {
                 return Err(bad(format!("{name} HS256 needs a client secret")));
             }
             Ok(())
@@ -317,6 +365,7 @@ impl ClientMetadata {
             grant_types,
             response_types,
             token_endpoint_auth_method,
+            token_endpoint_auth_signing_alg: s.token_endpoint_auth_signing_alg,
             scope: scope.to_string(),
             jwks: s.jwks,
             jwks_uri: s.jwks_uri,
@@ -342,6 +391,45 @@ fn check_uri(uri: &str) -> Result<(), String> {
         return Err("needs a host".into());
     }
     Ok(())
+}
+
+/// OIDC Registration §2 `token_endpoint_auth_signing_alg`, for the JWT methods only:
+/// `client_secret_jwt` signs HS256; `private_key_jwt` RS256, PS256, ES256 or EdDSA, and needs
+/// keys — a `jwks_uri`, or a `jwks` with at least one usable key for that algorithm.
+fn check_assertion_keys(
+    method: AuthMethod,
+    signing_alg: Option<&str>,
+    jwks: Option<&Value>,
+    has_jwks_uri: bool,
+) -> Result<(), OAuthError> {
+    let allowed = method.assertion_algs();
+    let pinned =
+        match signing_alg {
+            None => None,
+            Some(_) if allowed.is_empty() => return Err(bad(
+                "token_endpoint_auth_signing_alg goes with client_secret_jwt or private_key_jwt",
+            )),
+            Some(alg) if !allowed.contains(&alg) => {
+                return Err(bad(format!(
+                    "token_endpoint_auth_signing_alg {alg:?} is not allowed with {} (one of {})",
+                    method.as_str(),
+                    allowed.join(", ")
+                )))
+            }
+            Some(alg) => AssertionAlg::parse(alg),
+        };
+    if method != AuthMethod::PrivateKeyJwt {
+        return Ok(());
+    }
+    match jwks {
+        Some(jwks) if client_keys::from_jwks(jwks, pinned).is_empty() => Err(bad(format!(
+            "private_key_jwt: jwks holds no public signature key usable with {}",
+            pinned.map_or("RS256, PS256, ES256 or EdDSA", AssertionAlg::as_str)
+        ))),
+        Some(_) => Ok(()),
+        None if has_jwks_uri => Ok(()),
+        None => Err(bad("private_key_jwt needs jwks or jwks_uri")),
+    }
 }
 
 /// A JWK Set of public keys only (RFC 7517 §5).
@@ -436,6 +524,45 @@ mod tests {
         .is_err());
         assert!(parse(&format!(r#"{{{cc},"jwks":{{"nokeys":[]}}}}"#)).is_err());
         assert!(parse(&format!(r#"{{{cc},"jwks":{{"keys":[{{"kty":"RSA"}}]}}}}"#)).is_err());
+    }
+
+    #[test]
+    fn jwt_methods_pin_their_algorithms_and_need_keys() {
+        let cc = r#""grant_types":["client_credentials"]"#;
+        let ec = r#"{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+        let with = |rest: &str| parse(&format!("{{{cc},{rest}}}"));
+        let m = with(r#""token_endpoint_auth_method":"client_secret_jwt""#).unwrap();
+        assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretJwt);
+        assert!(with(r#""token_endpoint_auth_method":"client_secret_jwt","token_endpoint_auth_signing_alg":"HS256""#).is_ok());
+        for alg in ["RS256", "ES256", "none", "HS512"] {
+            let err = with(&format!(r#""token_endpoint_auth_method":"client_secret_jwt","token_endpoint_auth_signing_alg":"{alg}""#)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidClientMetadata, "{alg}");
+        }
+        // private_key_jwt: keys required, usable for the pinned algorithm.
+        assert!(with(r#""token_endpoint_auth_method":"private_key_jwt""#).is_err());
+        assert!(with(&format!(
+            r#""token_endpoint_auth_method":"private_key_jwt","jwks":{ec}"#
+        ))
+        .is_ok());
+        assert!(with(&format!(r#""token_endpoint_auth_method":"private_key_jwt","token_endpoint_auth_signing_alg":"ES256","jwks":{ec}"#)).is_ok());
+        assert!(with(&format!(r#""token_endpoint_auth_method":"private_key_jwt","token_endpoint_auth_signing_alg":"RS256","jwks":{ec}"#)).is_err());
+        for alg in ["HS256", "none", "ES384"] {
+            assert!(with(&format!(r#""token_endpoint_auth_method":"private_key_jwt","token_endpoint_auth_signing_alg":"{alg}","jwks":{ec}"#)).is_err(), "{alg}");
+        }
+        assert!(with(r#""token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://app.example/jwks""#).is_ok());
+        // The signing alg means nothing to the other methods.
+        assert!(with(r#""token_endpoint_auth_signing_alg":"HS256""#).is_err());
+        // An HS256 ID token needs a secret, which a private_key_jwt client does not have.
+        assert!(with(&format!(r#""token_endpoint_auth_method":"private_key_jwt","jwks":{ec},"id_token_signed_response_alg":"HS256""#)).is_err());
+    }
+
+    #[test]
+    fn only_secret_methods_get_a_secret() {
+        assert!(AuthMethod::ClientSecretJwt.uses_secret());
+        assert!(AuthMethod::ClientSecretBasic.uses_secret());
+        assert!(!AuthMethod::PrivateKeyJwt.uses_secret());
+        assert!(AuthMethod::PrivateKeyJwt.is_confidential());
+        assert!(!AuthMethod::None.uses_secret());
     }
 
     #[test]

@@ -2,11 +2,15 @@
 //! scopes, client metadata and client authentication.
 
 pub mod authorize_request;
+pub mod client_assertion;
 pub mod client_auth;
+pub mod client_key_cache;
+pub mod client_keys;
 pub mod client_metadata;
 pub mod error;
 pub mod form;
 pub mod pkce;
+pub mod resource_metadata;
 pub mod scope;
 pub mod token_request;
 

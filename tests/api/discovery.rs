@@ -35,7 +35,13 @@ async fn oidcc_discovery_parses_with_openidconnect_and_names_the_issuer(backend:
     );
     assert_eq!(
         doc["token_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+        serde_json::json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "client_secret_jwt",
+            "private_key_jwt",
+            "none"
+        ])
     );
     assert_eq!(
         doc["code_challenge_methods_supported"],
