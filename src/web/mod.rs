@@ -1,10 +1,12 @@
-//! The browser side: session and CSRF cookies, the login and consent pages, and brute-force
-//! protection for sign-in.
+//! The browser side: session and CSRF cookies, the login, consent and logout pages,
+//! back-channel logout, and brute-force protection for sign-in.
 
+pub mod backchannel;
 pub mod consent;
 pub mod cookies;
 pub mod flow;
 pub mod forms;
 pub mod login;
+pub mod logout;
 pub mod session;
 pub mod throttle;
