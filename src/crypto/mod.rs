@@ -5,7 +5,9 @@ pub mod keys;
 pub mod master_key;
 pub mod password;
 pub mod random;
+pub mod rewrap;
 pub mod rotation;
+pub mod schedule;
 
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {

@@ -6,6 +6,7 @@ use diesel::Connection;
 
 use super::keys::{self, GeneratedKey, KeyState, SigningAlg};
 use super::master_key::MasterKey;
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::storage::signing_keys::{self, KeyRow};
 use crate::storage::{self, AnyConnection, Database, StorageError};
@@ -17,15 +18,18 @@ const LOCK: &str = "signing_keys";
 pub struct Lifecycle {
     /// A `next` key must have been published this long before it may sign (2 × JWKS max-age).
     pub min_publication: i64,
-    /// A retiring key stays published this long (longest token lifetime + clock skew).
+    /// A retiring key stays published this long: the longest token lifetime plus the clock
+    /// skew, plus one `keys.refresh_interval`, because a node that has not yet reloaded its keys
+    /// keeps signing with the old key that long after the rotation.
     pub retirement_delay: i64,
 }
 
 impl Lifecycle {
     pub fn from_settings(s: &Settings) -> Self {
+        let refresh_lag = s.keys.refresh_interval.0.as_secs_f64().ceil() as i64;
         Self {
             min_publication: 2 * s.keys.jwks_max_age.as_secs() as i64,
-            retirement_delay: s.retirement_delay().as_secs() as i64,
+            retirement_delay: s.retirement_delay().as_secs() as i64 + refresh_lag,
         }
     }
 }
@@ -169,10 +173,7 @@ pub fn rotate(
             let mut done = Vec::new();
             for new_next in &fresh {
                 let alg = new_next.alg;
-                let next = signing_keys::with_state(conn, alg.as_str(), "next")?
-                    .into_iter()
-                    .next()
-                    .ok_or(KeyError::NoNextKey(alg))?;
+                let next = oldest(conn, alg, KeyState::Next)?.ok_or(KeyError::NoNextKey(alg))?;
                 let published = now - next.created_at;
                 if published < lifecycle.min_publication && !force {
                     return Err(KeyError::TooEarly {
@@ -182,27 +183,91 @@ pub fn rotate(
                         required: lifecycle.min_publication,
                     });
                 }
-                let mut retiring = None;
-                for old in signing_keys::with_state(conn, alg.as_str(), "active")? {
-                    signing_keys::start_retiring(
-                        conn,
-                        &old.kid,
-                        now,
-                        now + lifecycle.retirement_delay,
-                    )?;
-                    retiring = Some(old.kid);
-                }
-                signing_keys::activate(conn, &next.kid, now)?;
-                signing_keys::insert(conn, &row(new_next, KeyState::Next, master, now)?)?;
-                done.push(Rotation {
-                    alg,
-                    activated: next.kid,
-                    retiring,
-                    next: new_next.kid.clone(),
-                });
+                done.push(promote(conn, master, lifecycle, next, new_next, now)?);
             }
             Ok(done)
         })
+    })
+}
+
+/// The scheduled rotation: rotates each algorithm given whose active key has been active for
+/// `period` and whose next key has been published for `min_publication`. Both are decided again
+/// under the lock, at the time read after taking it, so nodes that found the same key due at
+/// the same moment rotate it once; a next key published too recently is waited for, never
+/// forced. Keys are generated before the transaction (RSA takes a while).
+pub fn rotate_due(
+    db: &Database,
+    master: &MasterKey,
+    lifecycle: Lifecycle,
+    period: i64,
+    algs: &[SigningAlg],
+    clock: &Clock,
+) -> Result<Vec<Rotation>, KeyError> {
+    let fresh = algs
+        .iter()
+        .map(|alg| generate(*alg))
+        .collect::<Result<Vec<_>, _>>()?;
+    db.with_conn(|conn| {
+        conn.transaction::<_, KeyError, _>(|conn| {
+            storage::lock(conn, LOCK, clock.now())?;
+            let now = clock.now();
+            let mut done = Vec::new();
+            for new_next in &fresh {
+                let alg = new_next.alg;
+                let Some(active) = oldest(conn, alg, KeyState::Active)? else {
+                    continue;
+                };
+                if now - active.activated_at.unwrap_or(active.created_at) < period {
+                    continue; // rotated meanwhile, by another node or the CLI
+                }
+                let Some(next) = oldest(conn, alg, KeyState::Next)? else {
+                    continue;
+                };
+                if now - next.created_at < lifecycle.min_publication {
+                    continue;
+                }
+                done.push(promote(conn, master, lifecycle, next, new_next, now)?);
+            }
+            Ok(done)
+        })
+    })
+}
+
+fn oldest(
+    conn: &mut AnyConnection,
+    alg: SigningAlg,
+    state: KeyState,
+) -> Result<Option<KeyRow>, StorageError> {
+    Ok(
+        signing_keys::with_state(conn, alg.as_str(), state.as_str())?
+            .into_iter()
+            .next(),
+    )
+}
+
+/// One algorithm's rotation, inside the caller's locked transaction: the active key starts
+/// retiring, `next` becomes active, and `new_next` is published in its place.
+fn promote(
+    conn: &mut AnyConnection,
+    master: &MasterKey,
+    lifecycle: Lifecycle,
+    next: KeyRow,
+    new_next: &GeneratedKey,
+    now: i64,
+) -> Result<Rotation, KeyError> {
+    let alg = new_next.alg;
+    let mut retiring = None;
+    for old in signing_keys::with_state(conn, alg.as_str(), KeyState::Active.as_str())? {
+        signing_keys::start_retiring(conn, &old.kid, now, now + lifecycle.retirement_delay)?;
+        retiring = Some(old.kid);
+    }
+    signing_keys::activate(conn, &next.kid, now)?;
+    signing_keys::insert(conn, &row(new_next, KeyState::Next, master, now)?)?;
+    Ok(Rotation {
+        alg,
+        activated: next.kid,
+        retiring,
+        next: new_next.kid.clone(),
     })
 }
 
