@@ -25,7 +25,8 @@
 #   SHARED_BENCH [REPO/../shared/bench]  where wrk-get.lua and wrk-client-credentials.lua live
 #
 # Tests: discovery, jwks, token_cc_es256 (server started with tokens.access_token_alg = ES256),
-# token_cc_rs256 (restarted with RS256), bare_actix_discovery, bare_actix_jwks.
+# introspection_es256, token_cc_rs256 (restarted with RS256), introspection_rs256,
+# bare_actix_discovery, bare_actix_jwks.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -178,6 +179,18 @@ EOF
   tail -n1 "$SUMMARY" | python3 -c 'import json,sys; d=json.load(sys.stdin); e=d["err_connect"]+d["err_read"]+d["err_write"]+d["err_timeout"]; print("   %-22s %9.0f req/s  p50 %.2f ms  p99 %.2f ms  non2xx %d  socket errors %d  srv CPU %s%%  wrk CPU %s%%  other CPU %s%%  peak RSS %s MiB" % (d["name"], d["rps"], d["p50_us"]/1000, d["p99_us"]/1000, d["non2xx"], e, d["srv_cpu_pct"], d["wrk_cpu_pct"], d["other_cpu_pct"], d["peak_rss_mib"]))'
 }
 
+# Introspect one fresh client_credentials access token again and again, as peer-bench.sh does
+# for node-oidc-provider (RFC 7662, HTTP Basic as the resource server's credentials).
+bench_introspection() { # name
+  wanted "$1" || return 0
+  local at
+  at=$(curl -sf -u "$CLIENT_ID:$CLIENT_SECRET" --data "$TOKEN_BODY" "$ISSUER/token" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])') || die "no token to introspect"
+  curl -sf -u "$CLIENT_ID:$CLIENT_SECRET" --data "token=$at" "$ISSUER/introspect" > "$RESULTS_DIR/$1-sample.json"
+  grep -q '"active":true' "$RESULTS_DIR/$1-sample.json" || die "introspection of a fresh token is not active: $(cat "$RESULTS_DIR/$1-sample.json")"
+  bench "$1" "$SIGIL_PID" "$ISSUER/introspect" wrk-client-credentials.lua "token=$at"
+}
+
 # ---------------------------------------------------------------- set-up: database, keys, client
 echo "== work dir $WORK_DIR, results $RESULTS_DIR"
 write_config ES256
@@ -221,6 +234,7 @@ if wanted token_cc_es256; then
   check_token ES256
   bench token_cc_es256 "$SIGIL_PID" "$ISSUER/token" wrk-client-credentials.lua "$TOKEN_BODY"
 fi
+bench_introspection introspection_es256
 END_RSS_KB=$(kb "$SIGIL_PID" VmRSS)
 stop_pid "$SIGIL_PID"
 
@@ -231,6 +245,7 @@ if wanted token_cc_rs256; then
   start_sigil sigil-rs256; sigil_ready sigil-rs256
   check_token RS256
   bench token_cc_rs256 "$SIGIL_PID" "$ISSUER/token" wrk-client-credentials.lua "$TOKEN_BODY"
+  bench_introspection introspection_rs256
   stop_pid "$SIGIL_PID"
 fi
 

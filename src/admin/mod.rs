@@ -1,4 +1,6 @@
 //! Management operations shared by the CLI and the admin API: clients, users, keys.
 
+pub mod api;
 pub mod clients;
+pub mod resources;
 pub mod users;

@@ -12,6 +12,7 @@ use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::storage::{grants, users};
 use crate::tokens::validate;
+use crate::tokens::verdicts::Verdicts;
 use crate::web::flow::hash;
 
 pub async fn introspect(
@@ -28,6 +29,16 @@ pub async fn introspect(
     let token = params.required("token")?.to_string();
     // RFC 7662 §2.1: the hint only orders the search.
     let refresh_first = params.get("token_type_hint") == Some("refresh_token");
+    // The same access token asked about again: this node's cached answer, while nothing that
+    // could end a token has changed (src/tokens/verdicts.rs).
+    if !refresh_first {
+        if let Some(body) = state
+            .verdicts
+            .get(&Verdicts::key(&token), state.clock.now())
+        {
+            return Ok(answer_response().body(body));
+        }
+    }
     let answer = if refresh_first {
         match refresh_token(&state, &client, token.clone()).await? {
             Some(active) => active,
@@ -41,10 +52,16 @@ pub async fn introspect(
                 .unwrap_or_else(inactive),
         }
     };
-    Ok(HttpResponse::Ok()
+    Ok(answer_response().json(answer))
+}
+
+fn answer_response() -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::Ok();
+    response
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
-        .json(answer))
+        .insert_header((header::CONTENT_TYPE, "application/json"));
+    response
 }
 
 fn inactive() -> Value {
@@ -52,9 +69,18 @@ fn inactive() -> Value {
 }
 
 async fn access_token(state: &AppState, token: &str) -> Result<Option<Value>, OAuthError> {
+    // Read before anything is checked: a change meanwhile makes the answer uncacheable.
+    let generation = state.verdicts.generation();
+    let key = Verdicts::key(token);
     let keys = state.keyring.current();
     let issuer = state.settings.issuer_str();
-    let Ok(token) = validate::check(&keys, token, issuer, state.clock.now()) else {
+    let Ok(token) = validate::check(
+        &keys,
+        token,
+        issuer,
+        validate::Audience::Any,
+        state.clock.now(),
+    ) else {
         return Ok(None);
     };
     let client_id = token.claim("client_id").unwrap_or("").to_string();
@@ -67,8 +93,16 @@ async fn access_token(state: &AppState, token: &str) -> Result<Option<Value>, OA
                 .await?
                 .is_some()
         }
-        // A client's own token lives as long as the client is registered.
-        None => state.client(&client_id).await?.is_some(),
+        // A client's own token lives as long as the client is registered and the token was
+        // not revoked.
+        None => {
+            let t = token.clone();
+            state.client(&client_id).await?.is_some()
+                && !state
+                    .db
+                    .run(move |conn| validate::is_revoked(conn, &t))
+                    .await?
+        }
     };
     if !live {
         return Ok(None);
@@ -85,6 +119,11 @@ async fn access_token(state: &AppState, token: &str) -> Result<Option<Value>, OA
         if let Some(v) = token.claims.get(name) {
             answer[name] = v.clone();
         }
+    }
+    if let Ok(body) = serde_json::to_vec(&answer) {
+        state
+            .verdicts
+            .put(key, token.exp, generation, web::Bytes::from(body));
     }
     Ok(Some(answer))
 }

@@ -8,6 +8,7 @@ pub mod health;
 pub mod introspection;
 pub mod jwks;
 pub mod pages;
+pub mod revocation;
 pub mod token;
 pub mod userinfo;
 
@@ -33,6 +34,9 @@ pub mod paths {
     pub const AUTHORIZE_RESUME: &str = "/authorize/resume";
     pub const USERINFO: &str = "/userinfo";
     pub const INTROSPECTION: &str = "/introspect";
+    pub const END_SESSION: &str = "/logout";
+    pub const REVOCATION: &str = "/revoke";
+    pub const ADMIN_API: &str = "/admin/api";
 }
 
 /// RFC 6749 §5.2 JSON errors. The status is decided here, where the error is rendered.

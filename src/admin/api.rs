@@ -1,0 +1,396 @@
+//! The admin API, an OAuth-protected resource of Sigil itself (RFC 6750): it accepts Sigil's own
+//! access tokens (audience = the issuer) that a client obtained with the client_credentials grant
+//! and the scope `sigil:admin` — which only clients registered with that scope can get. JSON in
+//! and out; every change is logged as an audit line naming the calling client.
+//!
+//! ```text
+//! GET    /admin/api/keys                          signing keys (kid, alg, state, dates)
+//! POST   /admin/api/keys/rotate                   {"alg"?: "ES256", "force"?: false}
+//! POST   /admin/api/keys/{kid}/retire
+//! GET    /admin/api/resources[?resource=URI]      resource servers, or one
+//! POST   /admin/api/resources                     resource metadata → the stored record (201)
+//! DELETE /admin/api/resources?resource=URI
+//! POST   /admin/api/users/{username}/logout-everywhere | disable | enable
+//! ```
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::admin::{resources, users as admin_users};
+use crate::clock::rfc3339;
+use crate::crypto::keys::SigningAlg;
+use crate::crypto::rotation::{self, KeyError, Lifecycle};
+use crate::state::AppState;
+use crate::storage::{signing_keys, users, StorageError};
+use crate::tokens::validate::{self, Audience};
+
+/// The scope that opens the admin API.
+pub const ADMIN_SCOPE: &str = "sigil:admin";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/keys", web::get().to(list_keys))
+        .route("/keys/rotate", web::post().to(rotate_keys))
+        .route("/keys/{kid}/retire", web::post().to(retire_key))
+        .route("/resources", web::get().to(get_resources))
+        .route("/resources", web::post().to(add_resource))
+        .route("/resources", web::delete().to(remove_resource))
+        .route("/users/{username}/{action}", web::post().to(user_action));
+}
+
+/// A JSON error: `{"error", "error_description"}` with its status (RFC 6750 §3 for the token).
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+        }
+    }
+    fn invalid_token(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description)
+    }
+    fn bad_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+    fn not_found(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", description)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error, self.description)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
+        match self.status {
+            StatusCode::UNAUTHORIZED => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!("Bearer realm=\"sigil\", error=\"{}\"", self.error),
+                ));
+            }
+            StatusCode::FORBIDDEN => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!("Bearer realm=\"sigil\", error=\"insufficient_scope\", scope=\"{ADMIN_SCOPE}\""),
+                ));
+            }
+            _ => {}
+        }
+        response.json(json!({"error": self.error, "error_description": self.description}))
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound(m) => Self::not_found(m),
+            StorageError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            other => {
+                tracing::error!(error = %other, "admin API storage error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "the database could not be used",
+                )
+            }
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Storage(s) => s.into(),
+            KeyError::UnknownKey(_) => Self::not_found(e.to_string()),
+            KeyError::TooEarly { .. } => {
+                Self::new(StatusCode::CONFLICT, "too_early", e.to_string())
+            }
+            KeyError::Generate(_) => {
+                tracing::error!(error = %e, "key generation failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "a key could not be generated",
+                )
+            }
+            other => Self::new(StatusCode::CONFLICT, "conflict", other.to_string()),
+        }
+    }
+}
+
+/// The client behind the request's bearer token, when it may use the admin API.
+async fn caller(req: &HttpRequest, state: &AppState) -> Result<String, ApiError> {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, t)| scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty())
+        .map(|(_, t)| t.trim().to_string())
+        .ok_or_else(|| ApiError::invalid_token("a bearer access token is required"))?;
+    let keys = state.keyring.current();
+    let issuer = state.settings.issuer_str();
+    let token = validate::check(
+        &keys,
+        &token,
+        issuer,
+        Audience::Only(issuer),
+        state.clock.now(),
+    )
+    .map_err(ApiError::invalid_token)?;
+    // Only a client acting for itself (client_credentials), never a user's token.
+    if token.grant_id.is_some() {
+        return Err(ApiError::invalid_token(
+            "the admin API takes client_credentials tokens",
+        ));
+    }
+    let has_scope = |scope: &str| scope.split(' ').any(|s| s == ADMIN_SCOPE);
+    if !token.claim("scope").is_some_and(has_scope) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("the token lacks the scope {ADMIN_SCOPE}"),
+        ));
+    }
+    let client_id = token.claim("client_id").unwrap_or("").to_string();
+    // The client must still be registered with the scope, and the token not revoked.
+    let client = state
+        .client(&client_id)
+        .await?
+        .filter(|c| has_scope(&c.metadata.scope))
+        .ok_or_else(|| ApiError::invalid_token("the client may no longer use the admin API"))?;
+    let revoked = state
+        .db
+        .run(move |conn| validate::is_revoked(conn, &token))
+        .await?;
+    if revoked {
+        return Err(ApiError::invalid_token("the token was revoked"));
+    }
+    Ok(client.client_id)
+}
+
+fn audit(caller: &str, action: &str, subject: &str) {
+    tracing::info!(target: "sigil::audit", admin_client = %caller, action, subject, "admin change");
+}
+
+fn ok(body: Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
+/// JSON or nothing: an empty body is `{}`.
+fn json_body<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not the expected JSON: {e}")))
+}
+
+async fn list_keys(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state).await?;
+    let rows = state.db.run(signing_keys::all).await?;
+    Ok(ok(Value::Array(
+        rows.iter().map(crate::cli::keys::describe).collect(),
+    )))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    alg: Option<SigningAlg>,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn rotate_keys(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = caller(&req, &state).await?;
+    let ask: RotateRequest = json_body(&body)?;
+    let algs: Vec<SigningAlg> = ask
+        .alg
+        .map(|a| vec![a])
+        .unwrap_or_else(|| SigningAlg::ALL.to_vec());
+    let (db, master) = (state.db.clone(), state.master.clone());
+    let lifecycle = Lifecycle::from_settings(&state.settings);
+    let now = state.clock.now();
+    // Key generation (RSA) and the transaction run off the async workers.
+    let done = web::block(move || rotation::rotate(&db, &master, lifecycle, &algs, ask.force, now))
+        .await
+        .map_err(|_| StorageError::Canceled)??;
+    for r in &done {
+        audit(&who, "keys.rotate", &format!("{} {}", r.alg, r.activated));
+    }
+    reload_keys(&state).await;
+    Ok(ok(json!(done)))
+}
+
+async fn retire_key(
+    req: HttpRequest,
+    kid: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = caller(&req, &state).await?;
+    let kid = kid.into_inner();
+    let (db, master, now) = (state.db.clone(), state.master.clone(), state.clock.now());
+    let row = web::block(move || rotation::retire(&db, &master, &kid, now))
+        .await
+        .map_err(|_| StorageError::Canceled)??;
+    audit(&who, "keys.retire", &row.kid);
+    reload_keys(&state).await;
+    Ok(ok(crate::cli::keys::describe(&row)))
+}
+
+/// This node serves the new JWKS at once; the others within `keys.refresh_interval`.
+async fn reload_keys(state: &AppState) {
+    let (db, master) = (state.db.clone(), state.master.clone());
+    match web::block(move || crate::startup::load_snapshot(&db, &master)).await {
+        Ok(Ok(snapshot)) => state.keyring.replace(snapshot),
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not reload keys after an admin change"),
+        Err(_) => tracing::warn!("could not reload keys after an admin change"),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ResourceQuery {
+    resource: Option<String>,
+}
+
+async fn get_resources(
+    req: HttpRequest,
+    query: web::Query<ResourceQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state).await?;
+    match query.into_inner().resource {
+        Some(uri) => {
+            let shown = state
+                .db
+                .run(move |conn| resources::show(conn, &uri))
+                .await?
+                .ok_or_else(|| ApiError::not_found("no such resource"))?;
+            Ok(ok(json!(shown)))
+        }
+        None => Ok(ok(json!(state.db.run(resources::list).await?))),
+    }
+}
+
+async fn add_resource(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = caller(&req, &state).await?;
+    let now = state.clock.now();
+    let record = state
+        .db
+        .run(move |conn| Ok(resources::register(conn, &body, now)))
+        .await
+        .map_err(|e: StorageError| ApiError::from(e))?;
+    match record {
+        Ok(record) => {
+            audit(&who, "resources.add", &record.metadata.resource);
+            Ok(HttpResponse::Created()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(record))
+        }
+        Err(resources::ResourceError::Storage(e)) => Err(e.into()),
+        Err(e) => Ok(HttpResponse::BadRequest()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(e.to_json())),
+    }
+}
+
+async fn remove_resource(
+    req: HttpRequest,
+    query: web::Query<ResourceQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = caller(&req, &state).await?;
+    let uri = query
+        .into_inner()
+        .resource
+        .ok_or_else(|| ApiError::bad_request("the resource query parameter is required"))?;
+    let removed = uri.clone();
+    state
+        .db
+        .run(move |conn| resources::remove(conn, &removed))
+        .await?;
+    audit(&who, "resources.remove", &uri);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn user_action(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = caller(&req, &state).await?;
+    let (username, action) = path.into_inner();
+    let now = state.clock.now();
+    let name = username.clone();
+    if matches!(action.as_str(), "logout-everywhere" | "disable") {
+        // End the user's sessions first, so that every client that took part hears of it
+        // (back-channel logout); then every token issued before now stops being accepted.
+        let user = state
+            .db
+            .run(move |conn| users::by_username(conn, &name))
+            .await?;
+        if let Some(user) = user {
+            crate::web::logout::end_every_session(&state, &user.id).await?;
+        }
+    }
+    let name = username.clone();
+    match action.as_str() {
+        // Every token and session issued before now ends (also by disabling).
+        "logout-everywhere" => {
+            state
+                .db
+                .run(move |conn| users::set_tokens_valid_after(conn, &name, now))
+                .await?
+        }
+        "disable" => {
+            state
+                .db
+                .run(move |conn| admin_users::disable(conn, &name, now))
+                .await?
+        }
+        "enable" => {
+            state
+                .db
+                .run(move |conn| users::set_disabled(conn, &name, false, now))
+                .await?
+        }
+        _ => return Err(ApiError::not_found(format!("no action {action:?}"))),
+    }
+    state.verdicts.invalidate();
+    audit(&who, &format!("users.{action}"), &username);
+    Ok(ok(json!({
+        "username": username,
+        "action": action,
+        "at": rfc3339(now),
+    })))
+}
