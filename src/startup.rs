@@ -69,6 +69,7 @@ impl Application {
         let state = web::Data::new(AppState {
             outbound,
             verdicts: verdicts.clone(),
+            encryption_keys: Default::default(),
             client_keys: Default::default(),
             clients,
             resources,

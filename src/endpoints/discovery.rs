@@ -8,9 +8,11 @@ use serde_json::{json, Value};
 use super::jwks::cached_json;
 use super::paths;
 use crate::config::Settings;
+use crate::oauth::client_keys::AssertionAlg;
 use crate::oauth::client_metadata::{AuthMethod, CLIENT_SIGNING_ALGS};
 use crate::oauth::token_request::GRANT_TYPES_SUPPORTED;
 use crate::state::AppState;
+use crate::tokens::jwe;
 
 pub fn document(settings: &Settings) -> Value {
     let url = |path: &str| settings.endpoint_url(path);
@@ -23,7 +25,14 @@ pub fn document(settings: &Settings) -> Value {
         "jwks_uri": url(paths::JWKS),
         "userinfo_endpoint": url(paths::USERINFO),
         "introspection_endpoint": url(paths::INTROSPECTION),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "end_session_endpoint": url(paths::END_SESSION),
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
+        "revocation_endpoint": url(paths::REVOCATION),
+        "revocation_endpoint_auth_methods_supported": token_auth,
+        // RFC 7662 §2.1: introspection is for confidential clients, so every method but `none`.
+        "introspection_endpoint_auth_methods_supported": AuthMethod::CONFIDENTIAL,
+        "introspection_endpoint_auth_signing_alg_values_supported": AssertionAlg::SUPPORTED,
         "scopes_supported": ["openid", "profile", "email", "address", "phone", "offline_access"],
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid",
@@ -40,7 +49,13 @@ pub fn document(settings: &Settings) -> Value {
         "grant_types_supported": GRANT_TYPES_SUPPORTED,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": id_token_algs,
+        "id_token_encryption_alg_values_supported": jwe::JWE_ALGS,
+        "id_token_encryption_enc_values_supported": jwe::JWE_ENCS,
+        "userinfo_signing_alg_values_supported": CLIENT_SIGNING_ALGS,
+        "userinfo_encryption_alg_values_supported": jwe::JWE_ALGS,
+        "userinfo_encryption_enc_values_supported": jwe::JWE_ENCS,
         "token_endpoint_auth_methods_supported": token_auth,
+        "token_endpoint_auth_signing_alg_values_supported": AssertionAlg::SUPPORTED,
         "authorization_response_iss_parameter_supported": true,
         "claims_parameter_supported": false,
         "request_parameter_supported": false,

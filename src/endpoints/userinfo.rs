@@ -8,7 +8,10 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use crate::oauth::form::Params;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
-use crate::tokens::{claims, validate};
+use serde_json::{Map, Value};
+
+use crate::oauth::client_metadata::Client;
+use crate::tokens::{claims, id_token, jwe, validate};
 
 fn invalid_token(why: &'static str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidToken, why)
@@ -72,17 +75,65 @@ fn bearer(req: &HttpRequest) -> Result<Option<String>, OAuthError> {
 async fn userinfo(state: &AppState, token: String) -> Result<HttpResponse, OAuthError> {
     let keys = state.keyring.current();
     let issuer = state.settings.issuer_str();
-    let token = validate::check(&keys, &token, issuer, state.clock.now()).map_err(invalid_token)?;
+    let token = validate::check(
+        &keys,
+        &token,
+        issuer,
+        validate::Audience::Only(issuer),
+        state.clock.now(),
+    )
+    .map_err(invalid_token)?;
     if token.grant_id.is_none() {
         return Err(invalid_token("the token was not issued to a user"));
     }
     let scope = token.claim("scope").unwrap_or("").to_string();
+    let client_id = token.claim("client_id").unwrap_or("").to_string();
     let user = state
         .db
         .run(move |conn| validate::live_user(conn, &token))
         .await?
         .ok_or_else(|| invalid_token("the token was revoked"))?;
+    let claims = claims::for_scope(&user, &scope);
+    let client = state
+        .client(&client_id)
+        .await?
+        .ok_or_else(|| invalid_token("the client is no longer registered"))?;
+    respond(state, &client, claims).await
+}
+
+/// OIDC Core §5.3.2: JSON, or — when the client registered `userinfo_signed_response_alg` — a
+/// JWT signed like its ID tokens, with `iss` and `aud` added.
+async fn respond(
+    state: &AppState,
+    client: &Client,
+    mut claims: Map<String, Value>,
+) -> Result<HttpResponse, OAuthError> {
+    let m = &client.metadata;
+    if m.userinfo_signed_response_alg.is_none() && m.userinfo_encrypted_response_alg.is_none() {
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(claims));
+    }
+    claims.insert("iss".into(), state.settings.issuer_str().into());
+    claims.insert("aud".into(), client.client_id.clone().into());
+    // OIDC Registration §2: signed when a signing algorithm is registered; then encrypted
+    // when an encryption algorithm is (a nested JWT), or encrypted JSON claims alone.
+    let content = match m.userinfo_signed_response_alg.as_deref() {
+        Some(alg) => {
+            let keys = state.keyring.current();
+            id_token::sign(&keys, alg, client.secret.as_ref(), &claims)?
+        }
+        None => serde_json::to_string(&claims).map_err(OAuthError::server_error)?,
+    };
+    let body = match m.userinfo_encrypted_response_alg.as_deref() {
+        Some(alg) => {
+            let enc = m.userinfo_encrypted_response_enc.as_deref();
+            jwe::seal_for_client(state, client, alg, enc, &content).await?
+        }
+        None => content,
+    };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(claims::for_scope(&user, &scope)))
+        .content_type("application/jwt")
+        .body(body))
 }

@@ -9,6 +9,7 @@ use super::client_auth::ClientSecret;
 use super::client_keys::{self, AssertionAlg};
 use super::scope::Scope;
 use super::{ErrorCode, OAuthError};
+use crate::tokens::jwe;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -157,6 +158,16 @@ pub struct ClientMetadata {
     pub id_token_signed_response_alg: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userinfo_signed_response_alg: Option<String>,
+    /// ID tokens encrypted (nested JWT) with this key management algorithm and `_enc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_encrypted_response_alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_encrypted_response_enc: Option<String>,
+    /// UserInfo responses encrypted with this algorithm and `_enc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_encrypted_response_alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_encrypted_response_enc: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backchannel_logout_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -329,30 +340,21 @@ impl ClientMetadata {
         if let Some(alg) = &s.userinfo_signed_response_alg {
             check_alg("userinfo_signed_response_alg", alg)?;
         }
-        for (name, value) in [
-            (
-                "id_token_encrypted_response_alg",
-                &s.id_token_encrypted_response_alg,
-            ),
-            (
-                "id_token_encrypted_response_enc",
-                &s.id_token_encrypted_response_enc,
-            ),
-            (
-                "userinfo_encrypted_response_alg",
-                &s.userinfo_encrypted_response_alg,
-            ),
-            (
-                "userinfo_encrypted_response_enc",
-                &s.userinfo_encrypted_response_enc,
-            ),
-        ] {
-            if value.is_some() {
-                return Err(bad(format!(
-                    "{name}: encrypted responses are not supported yet"
-                )));
-            }
-        }
+        let keys = EncryptionKeys {
+            uses_secret: token_endpoint_auth_method.uses_secret(),
+            jwks: s.jwks.as_ref(),
+            has_jwks_uri: s.jwks_uri.is_some(),
+        };
+        let (id_token_encrypted_response_alg, id_token_encrypted_response_enc) = keys.check(
+            "id_token_encrypted_response",
+            s.id_token_encrypted_response_alg,
+            s.id_token_encrypted_response_enc,
+        )?;
+        let (userinfo_encrypted_response_alg, userinfo_encrypted_response_enc) = keys.check(
+            "userinfo_encrypted_response",
+            s.userinfo_encrypted_response_alg,
+            s.userinfo_encrypted_response_enc,
+        )?;
         if let Some(name) = &s.client_name {
             if name.chars().count() > 200 || name.chars().any(char::is_control) {
                 return Err(bad("client_name must be at most 200 printable characters"));
@@ -371,6 +373,10 @@ impl ClientMetadata {
             jwks_uri: s.jwks_uri,
             id_token_signed_response_alg,
             userinfo_signed_response_alg: s.userinfo_signed_response_alg,
+            id_token_encrypted_response_alg,
+            id_token_encrypted_response_enc,
+            userinfo_encrypted_response_alg,
+            userinfo_encrypted_response_enc,
             backchannel_logout_uri: s.backchannel_logout_uri,
             client_name: s.client_name,
             skip_consent: s.skip_consent.unwrap_or(false),
@@ -429,6 +435,54 @@ fn check_assertion_keys(
         Some(_) => Ok(()),
         None if has_jwks_uri => Ok(()),
         None => Err(bad("private_key_jwt needs jwks or jwks_uri")),
+    }
+}
+
+/// What a client can be encrypted to: its secret (A256KW, dir) or its public keys.
+struct EncryptionKeys<'a> {
+    uses_secret: bool,
+    jwks: Option<&'a Value>,
+    has_jwks_uri: bool,
+}
+
+impl EncryptionKeys<'_> {
+    /// OIDC Registration §2 `*_encrypted_response_alg` / `_enc`: a supported pair (`_enc`
+    /// defaults to A128CBC-HS256 and needs `_alg`), and a key to encrypt to — the client secret
+    /// for A256KW and dir, else a fitting key in `jwks` (or a `jwks_uri`, read when used).
+    fn check(
+        &self,
+        name: &str,
+        alg: Option<String>,
+        enc: Option<String>,
+    ) -> Result<(Option<String>, Option<String>), OAuthError> {
+        let Some(alg) = alg else {
+            return match enc {
+                None => Ok((None, None)),
+                Some(_) => Err(bad(format!("{name}_enc needs {name}_alg"))),
+            };
+        };
+        let enc = jwe::check_pair(&alg, enc.as_deref())
+            .map_err(|e| bad(format!("{name}_alg/_enc: {e}")))?
+            .to_string();
+        if jwe::is_symmetric(&alg) {
+            if !self.uses_secret {
+                return Err(bad(format!(
+                    "{name}_alg {alg} is keyed by the client secret, and this client has none"
+                )));
+            }
+        } else {
+            match self.jwks {
+                Some(jwks) if jwe::pick_key(jwks, &alg).is_none() => {
+                    return Err(bad(format!(
+                        "{name}_alg {alg}: jwks holds no public encryption key for it"
+                    )))
+                }
+                Some(_) => {}
+                None if self.has_jwks_uri => {}
+                None => return Err(bad(format!("{name}_alg {alg} needs jwks or jwks_uri"))),
+            }
+        }
+        Ok((Some(alg), Some(enc)))
     }
 }
 

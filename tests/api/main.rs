@@ -4,18 +4,27 @@
 mod flow;
 mod helpers;
 
+mod admin_api;
 mod authorization_code;
 mod authorize;
+mod backchannel;
 mod browser;
 mod cli;
+mod client_assertion;
 mod discovery;
+mod encrypted_responses;
 mod health;
 mod introspection;
+mod jose_attacks;
 mod jwks;
 mod keys;
 mod login;
+mod logout;
 mod migrations;
 mod refresh_and_userinfo;
+mod resources;
+mod revocation;
 mod rp;
 mod secrets_at_rest;
 mod token;
+mod two_nodes;

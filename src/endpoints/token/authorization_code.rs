@@ -78,6 +78,7 @@ pub async fn grant(
         &grant.scope,
         resource.as_ref(),
         refresh,
-    )?;
+    )
+    .await?;
     Ok(respond(body))
 }

@@ -140,7 +140,7 @@ pub fn grant_target(
 
 /// The token response body for `grant` with `scope` (the grant's, or a narrower one), for
 /// `resource` when one was named.
-pub fn response(
+pub async fn response(
     state: &AppState,
     client: &Client,
     grant: &GrantRow,
@@ -204,7 +204,17 @@ pub fn response(
             "at_hash".into(),
             id_token::at_hash(&access_token, alg).into(),
         );
-        body["id_token"] = id_token::sign(&keys, alg, client.secret.as_ref(), &c)?.into();
+        let signed = id_token::sign(&keys, alg, client.secret.as_ref(), &c)?;
+        // OIDC Core §16.14: signed, then encrypted, when the client registered encryption.
+        let m = &client.metadata;
+        body["id_token"] = match &m.id_token_encrypted_response_alg {
+            Some(enc_alg) => {
+                let enc = m.id_token_encrypted_response_enc.as_deref();
+                jwe::seal_for_client(state, client, enc_alg, enc, &signed).await?
+            }
+            None => signed,
+        }
+        .into();
     }
     if let Some(rt) = refresh_token {
         body["refresh_token"] = rt.into();

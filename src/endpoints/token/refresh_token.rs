@@ -81,6 +81,7 @@ pub async fn grant(
         &scope,
         resource.as_ref(),
         Some(new_token),
-    )?;
+    )
+    .await?;
     Ok(respond(body))
 }
