@@ -396,14 +396,15 @@ async fn two_nodes_rotate_on_schedule_and_by_cli_without_a_failed_verification()
     }
     assert!(kids.len() >= 3, "tokens from {} keys", kids.len());
 
-    // Both nodes served the same JWKS, ETag included, within one refresh interval (plus the
-    // time one refresh takes and the watcher's polling) of every change.
+    // Both nodes served the same JWKS, ETag included, within one refresh interval of every
+    // change, plus the time one refresh takes and the watcher's polling — with room for a
+    // loaded CI machine running other tests beside this one (measured here: 67–249 ms).
     assert!(
         agreement.versions.len() >= 4,
         "the watcher saw the JWKS change: {} versions",
         agreement.versions.len()
     );
-    let bound = settings.keys.refresh_interval.0 + Duration::from_millis(750);
+    let bound = settings.keys.refresh_interval.0 + Duration::from_millis(1500);
     assert!(
         agreement.longest_disagreement <= bound,
         "the nodes disagreed for {:?} (bound {bound:?}, {} polls)",
