@@ -48,7 +48,7 @@ impl AppState {
             .run(move |conn| clients::load(conn, &master, &id))
             .await?;
         if let Some(client) = &loaded {
-            self.clients.put(client, now);
+            self.clients.put(&client.client_id, client, now);
         }
         Ok(loaded)
     }
@@ -68,7 +68,7 @@ impl AppState {
             .run(move |conn| crate::admin::resources::load(conn, &uri))
             .await?;
         if let Some(found) = &loaded {
-            self.resources.put(found, now);
+            self.resources.put(&found.resource, found, now);
         }
         Ok(loaded)
     }

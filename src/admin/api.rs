@@ -139,13 +139,9 @@ impl From<KeyError> for ApiError {
 
 /// The client behind the request's bearer token, when it may use the admin API.
 async fn caller(req: &HttpRequest, state: &AppState) -> Result<String, ApiError> {
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, t)| scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty())
-        .map(|(_, t)| t.trim().to_string())
+    let token = crate::endpoints::userinfo::bearer(req)
+        .ok()
+        .flatten()
         .ok_or_else(|| ApiError::invalid_token("a bearer access token is required"))?;
     let keys = state.keyring.current();
     let issuer = state.settings.issuer_str();

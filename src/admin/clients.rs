@@ -134,43 +134,6 @@ pub fn load(
     }))
 }
 
-/// Recently loaded clients, so that the token endpoint's hot path (client_credentials) needs
-/// no database read. A new client is found at once (a miss reads the database); a changed or
-/// removed client is seen within `ttl`. Unknown client ids are never cached.
-pub struct ClientCache {
-    ttl: i64,
-    entries: std::sync::RwLock<std::collections::HashMap<String, (Client, i64)>>,
-}
-
-impl ClientCache {
-    const MAX_ENTRIES: usize = 10_000;
-
-    pub fn new(ttl_secs: i64) -> Self {
-        Self {
-            ttl: ttl_secs,
-            entries: Default::default(),
-        }
-    }
-
-    pub fn get(&self, client_id: &str, now: i64) -> Option<Client> {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries
-            .get(client_id)
-            .filter(|(_, at)| now - at < self.ttl)
-            .map(|(c, _)| c.clone())
-    }
-
-    pub fn put(&self, client: &Client, now: i64) {
-        if self.ttl <= 0 {
-            return;
-        }
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= Self::MAX_ENTRIES {
-            entries.retain(|_, (_, at)| now - *at < self.ttl);
-            if entries.len() >= Self::MAX_ENTRIES {
-                entries.clear();
-            }
-        }
-        entries.insert(client.client_id.clone(), (client.clone(), now));
-    }
-}
+/// Recently loaded clients: the token endpoint's hot path (client_credentials) needs no
+/// database read.
+pub type ClientCache = super::cache::TtlCache<Client>;

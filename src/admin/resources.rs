@@ -110,43 +110,5 @@ pub fn load(
         .transpose()
 }
 
-/// Recently loaded resources, so that a token request naming a resource needs no database
-/// read. A new resource is found at once (a miss reads the database); a changed or removed one
-/// is seen within `ttl` (`clients.cache_ttl`). Unknown resources are never cached.
-pub struct ResourceCache {
-    ttl: i64,
-    entries: std::sync::RwLock<std::collections::HashMap<String, (ResourceMetadata, i64)>>,
-}
-
-impl ResourceCache {
-    const MAX_ENTRIES: usize = 10_000;
-
-    pub fn new(ttl_secs: i64) -> Self {
-        Self {
-            ttl: ttl_secs,
-            entries: Default::default(),
-        }
-    }
-
-    pub fn get(&self, resource: &str, now: i64) -> Option<ResourceMetadata> {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries
-            .get(resource)
-            .filter(|(_, at)| now - at < self.ttl)
-            .map(|(r, _)| r.clone())
-    }
-
-    pub fn put(&self, metadata: &ResourceMetadata, now: i64) {
-        if self.ttl <= 0 {
-            return;
-        }
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= Self::MAX_ENTRIES {
-            entries.retain(|_, (_, at)| now - *at < self.ttl);
-            if entries.len() >= Self::MAX_ENTRIES {
-                entries.clear();
-            }
-        }
-        entries.insert(metadata.resource.clone(), (metadata.clone(), now));
-    }
-}
+/// Recently loaded resources: a token request naming a resource needs no database read.
+pub type ResourceCache = super::cache::TtlCache<ResourceMetadata>;

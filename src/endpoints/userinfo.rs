@@ -55,7 +55,8 @@ fn no_token() -> OAuthError {
     invalid_token("an access token is required")
 }
 
-fn bearer(req: &HttpRequest) -> Result<Option<String>, OAuthError> {
+/// RFC 6750 §2.1: the token of an `Authorization: Bearer` header, if there is one.
+pub(crate) fn bearer(req: &HttpRequest) -> Result<Option<String>, OAuthError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };

@@ -201,40 +201,9 @@ fn check_ttl(text: &str) -> Result<DurationSetting, OAuthError> {
     Ok(ttl)
 }
 
-/// A JWK Set of complete public keys only (RFC 7517 §5).
+/// A JWK Set of public keys only (RFC 7517 §5).
 fn check_jwks(jwks: &Value) -> Result<(), OAuthError> {
-    const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
-    let keys = jwks
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("jwks must be an object with a \"keys\" array"))?;
-    if keys.is_empty() {
-        return Err(bad("jwks has no keys"));
-    }
-    for (i, key) in keys.iter().enumerate() {
-        let map = key
-            .as_object()
-            .ok_or_else(|| bad(format!("jwks key {i} is not an object")))?;
-        if let Some(m) = PRIVATE_MEMBERS.iter().find(|m| map.contains_key(**m)) {
-            return Err(bad(format!(
-                "jwks key {i} has the private member {m:?}: register public keys only"
-            )));
-        }
-        josekit::jwk::Jwk::from_map(map.clone())
-            .map_err(|e| bad(format!("jwks key {i} is not a valid JWK: {e}")))?;
-        let complete = match map.get("kty").and_then(Value::as_str) {
-            Some("RSA") => map.contains_key("n") && map.contains_key("e"),
-            Some("EC") => ["crv", "x", "y"].iter().all(|m| map.contains_key(*m)),
-            Some("OKP") => ["crv", "x"].iter().all(|m| map.contains_key(*m)),
-            _ => false,
-        };
-        if !complete {
-            return Err(bad(format!(
-                "jwks key {i} is not a complete RSA, EC or OKP public key"
-            )));
-        }
-    }
-    Ok(())
+    super::jwk_set::check_public(jwks).map_err(bad)
 }
 
 /// The encryption settings: `_enc` needs `_alg` and defaults to A256GCM (as OIDC Registration

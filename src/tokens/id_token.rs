@@ -31,12 +31,25 @@ pub fn sign(
     secret: Option<&ClientSecret>,
     claims: &Map<String, Value>,
 ) -> Result<String, OAuthError> {
+    sign_typed(keys, alg, secret, "JWT", claims)
+}
+
+/// Signs `claims` with header `typ` and the algorithm a client registered for its ID tokens:
+/// Sigil's active key of that algorithm (with its `kid`), or the client secret for HS256 (OIDC
+/// Core §10.1). ID tokens, signed UserInfo and logout tokens all sign this way.
+pub fn sign_typed(
+    keys: &KeySnapshot,
+    alg: &str,
+    secret: Option<&ClientSecret>,
+    typ: &str,
+    claims: &Map<String, Value>,
+) -> Result<String, OAuthError> {
     let payload = serde_json::to_vec(claims).map_err(OAuthError::server_error)?;
     let mut header = JwsHeader::new();
-    header.set_token_type("JWT");
+    header.set_token_type(typ);
     if alg == "HS256" {
         let secret = secret.ok_or_else(|| {
-            OAuthError::server_error("HS256 ID token for a client without a secret")
+            OAuthError::server_error("HS256 signing for a client without a secret")
         })?;
         let signer = HS256
             .signer_from_bytes(secret.expose().as_bytes())

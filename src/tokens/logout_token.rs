@@ -1,11 +1,9 @@
 //! Logout tokens (OIDC Back-Channel Logout 1.0 §2.4): a JWT with `typ: logout+jwt`, signed like
 //! the client's ID tokens, that tells a client a session at Sigil has ended.
 
-use josekit::jws::{JwsHeader, HS256};
 use serde_json::{json, Map, Value};
 
 use crate::crypto::keyring::KeySnapshot;
-use crate::crypto::keys::SigningAlg;
 use crate::crypto::random;
 use crate::oauth::client_auth::ClientSecret;
 use crate::oauth::OAuthError;
@@ -35,34 +33,14 @@ pub fn claims(issuer: &str, client_id: &str, sub: &str, sid: &str, now: i64) -> 
 }
 
 /// Signs `claims` with the algorithm the client registered for its ID tokens
-/// (`id_token_signed_response_alg`, §2.6): one of Sigil's active keys, with its `kid`, or the
-/// client secret for HS256 (OIDC Core §10.1).
+/// (`id_token_signed_response_alg`, §2.6), with `typ: logout+jwt`.
 pub fn sign(
     keys: &KeySnapshot,
     alg: &str,
     secret: Option<&ClientSecret>,
     claims: &Map<String, Value>,
 ) -> Result<String, OAuthError> {
-    let payload = serde_json::to_vec(claims).map_err(OAuthError::server_error)?;
-    let mut header = JwsHeader::new();
-    header.set_token_type(TYP);
-    if alg == "HS256" {
-        let secret = secret.ok_or_else(|| {
-            OAuthError::server_error("HS256 logout token for a client without a secret")
-        })?;
-        let signer = HS256
-            .signer_from_bytes(secret.expose().as_bytes())
-            .map_err(OAuthError::server_error)?;
-        return josekit::jws::serialize_compact(&payload, &header, &signer)
-            .map_err(OAuthError::server_error);
-    }
-    let alg: SigningAlg = alg.parse().map_err(OAuthError::server_error)?;
-    let key = keys
-        .active(alg)
-        .ok_or_else(|| OAuthError::server_error(format!("no active {alg} key")))?;
-    header.set_key_id(&key.kid);
-    josekit::jws::serialize_compact(&payload, &header, key.signer.as_ref())
-        .map_err(OAuthError::server_error)
+    super::id_token::sign_typed(keys, alg, secret, TYP, claims)
 }
 
 #[cfg(test)]
@@ -94,7 +72,7 @@ mod tests {
         let secret = ClientSecret::new("s".repeat(43));
         let c = claims("https://id.example", "rp", "u1", "s1", 1000);
         let token = sign(&keys, "HS256", Some(&secret), &c).unwrap();
-        let verifier = HS256
+        let verifier = josekit::jws::HS256
             .verifier_from_bytes(secret.expose().as_bytes())
             .unwrap();
         let (payload, header) = josekit::jws::deserialize_compact(&token, &verifier).unwrap();
