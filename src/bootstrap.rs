@@ -15,9 +15,9 @@ pub struct Core {
 }
 
 impl Core {
-    /// For the server: one connection kept ready.
+    /// For the server: `database.min_idle` connections kept ready (default one).
     pub fn open(settings: &Settings) -> anyhow::Result<Self> {
-        Self::open_with(settings, 1)
+        Self::open_with(settings, settings.database.min_idle)
     }
 
     /// For a one-shot command: connections opened on demand only.

@@ -201,6 +201,8 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long a SQLite writer waits for the lock before failing.
     pub busy_timeout: DurationSetting,
+    /// Connections the server keeps open while idle (the pool reopens them in the background).
+    pub min_idle: u32,
 }
 
 impl Default for DatabaseSettings {
@@ -208,6 +210,7 @@ impl Default for DatabaseSettings {
         Self {
             max_connections: 8,
             busy_timeout: DurationSetting::from_secs(5),
+            min_idle: 1,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod endpoints;
+pub mod metrics;
 pub mod oauth;
 pub mod outbound;
 pub mod published;

@@ -70,6 +70,7 @@ impl Application {
             outbound,
             verdicts: verdicts.clone(),
             encryption_keys: Default::default(),
+            metrics: Default::default(),
             client_keys: Default::default(),
             clients,
             resources,
@@ -136,15 +137,24 @@ impl Application {
 fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Server> {
     let settings = state.settings.clone();
     let mut server = HttpServer::new(move || {
+        let counted = state.clone();
         App::new()
             .app_data(state.clone())
             .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
-            .wrap_fn(|req, srv| {
+            .wrap_fn(move |req, srv| {
                 let started = std::time::Instant::now();
                 let fut = srv.call(req);
+                let counted = counted.clone();
                 async move {
                     let res = fut.await?;
                     let status = res.status().as_u16();
+                    let request = res.request();
+                    counted.metrics.record(
+                        request.path(),
+                        || request.match_pattern(),
+                        status,
+                        started.elapsed(),
+                    );
                     if status >= 500 || tracing::enabled!(tracing::Level::DEBUG) {
                         let (method, path) = (res.request().method(), res.request().path());
                         let ms = started.elapsed().as_secs_f64() * 1e3;
@@ -208,6 +218,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource(paths::HEALTHZ).route(web::get().to(health::healthz)))
     .service(web::resource(paths::READYZ).route(web::get().to(health::readyz)))
+    .service(web::resource(paths::METRICS).route(web::get().to(crate::metrics::metrics)))
     .service(web::resource(paths::AUTHORIZE_RESUME).route(web::get().to(authorize::resume)))
     .service(
         web::resource(paths::LOGIN)

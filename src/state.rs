@@ -29,6 +29,8 @@ pub struct AppState {
     pub outbound: crate::outbound::Outbound,
     /// Cached introspection answers for live access tokens, dropped when tokens change.
     pub verdicts: Arc<crate::tokens::verdicts::Verdicts>,
+    /// Request counters and latencies for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
     /// Clients' encryption keys fetched from their `jwks_uri`.
     pub encryption_keys: crate::tokens::jwe::JwksCache,
     /// `private_key_jwt` clients' verifying keys (`jwks`, cached `jwks_uri` fetches).

@@ -110,6 +110,11 @@ impl KeySnapshot {
         self.active.get(&alg)
     }
 
+    /// Every published key by kid.
+    pub fn published(&self) -> impl Iterator<Item = (&str, &PublicKey)> {
+        self.public.iter().map(|(kid, key)| (kid.as_str(), key))
+    }
+
     pub fn public_key(&self, kid: &str) -> Option<&PublicKey> {
         self.public.get(kid)
     }

@@ -27,6 +27,7 @@ pub mod paths {
     pub const AUTHORIZE: &str = "/authorize";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";
+    pub const METRICS: &str = "/metrics";
     pub const STYLESHEET: &str = "/static/sigil.css";
     pub const FORM_POST_SCRIPT: &str = "/static/form_post.js";
     pub const LOGIN: &str = "/login";

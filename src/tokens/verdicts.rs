@@ -90,6 +90,15 @@ impl Verdicts {
         );
     }
 
+    /// How many answers are held.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Drops every answer (this node just revoked or ended something).
     pub fn invalidate(&self) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());

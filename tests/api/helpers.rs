@@ -101,6 +101,10 @@ pub fn test_settings(backend: Backend, dir: &std::path::Path) -> (Settings, Opti
     s.tokens.revocation_poll = DurationSetting(Duration::from_millis(100));
     s.http.workers = 2;
     s.database.max_connections = 4;
+    // No connection is reopened in the pool's background thread: each test's PostgreSQL
+    // database is dropped when the test ends, and a libpq connect still running while the test
+    // process exits can crash it.
+    s.database.min_idle = 0;
     let pg = match backend {
         Backend::Sqlite => {
             s.database_url = Secret::new(format!("sqlite://{}", dir.join("sigil.db").display()));

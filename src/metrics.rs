@@ -1,0 +1,209 @@
+//! `/metrics` in the Prometheus text format (version 0.0.4): requests and their latency per
+//! route and status class, the published signing keys per algorithm and state, the cached
+//! introspection answers, and build information. Counting is a read lock and a few atomic
+//! additions per request; routes are the route table's patterns (`/admin/api/keys/{kid}/retire`),
+//! and every path that matched no route is counted as `unmatched`, so no one can grow the set
+//! of series by asking for new paths.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+
+use crate::state::AppState;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+#[derive(Default)]
+struct RouteStats {
+    by_class: [AtomicU64; 5],
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    routes: RwLock<HashMap<String, RouteStats>>,
+}
+
+impl Metrics {
+    /// Counts one answered request for `path`. Most routes are static, so the path itself names
+    /// the series; `pattern` (the route table's pattern, which takes a second walk through the
+    /// routes) is asked only for a path not seen as a route before.
+    pub fn record(
+        &self,
+        path: &str,
+        pattern: impl FnOnce() -> Option<String>,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let class = (usize::from(status / 100)).clamp(1, 5) - 1;
+        let seconds = elapsed.as_secs_f64();
+        let add = |s: &RouteStats| {
+            s.by_class[class].fetch_add(1, Ordering::Relaxed);
+            s.count.fetch_add(1, Ordering::Relaxed);
+            s.sum_micros
+                .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+            if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+                s.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        if let Some(stats) = self.read().get(path) {
+            add(stats);
+            return;
+        }
+        let route = pattern().unwrap_or_else(|| "unmatched".to_string());
+        if let Some(stats) = self.read().get(&route) {
+            add(stats);
+            return;
+        }
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        add(routes.entry(route).or_default());
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, RouteStats>> {
+        self.routes.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The request series, sorted by route.
+    fn render_requests(&self, out: &mut String) {
+        let routes = self.read();
+        let sorted: BTreeMap<&str, &RouteStats> =
+            routes.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        out.push_str(
+            "# HELP sigil_http_requests_total HTTP requests answered, by route and status class.\n",
+        );
+        out.push_str("# TYPE sigil_http_requests_total counter\n");
+        for (route, s) in &sorted {
+            for (i, class) in CLASSES.iter().enumerate() {
+                let n = s.by_class[i].load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "sigil_http_requests_total{{route=\"{}\",status=\"{class}\"}} {n}",
+                        escape(route)
+                    );
+                }
+            }
+        }
+        out.push_str("# HELP sigil_http_request_duration_seconds Time to answer, by route.\n");
+        out.push_str("# TYPE sigil_http_request_duration_seconds histogram\n");
+        for (route, s) in &sorted {
+            let route = escape(route);
+            let mut cumulative = 0;
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                cumulative += s.buckets[i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "sigil_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let count = s.count.load(Ordering::Relaxed);
+            let sum = s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "sigil_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "sigil_http_request_duration_seconds_sum{{route=\"{route}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "sigil_http_request_duration_seconds_count{{route=\"{route}\"}} {count}"
+            );
+        }
+    }
+}
+
+/// Label values are quoted strings: backslash, quote and newline are escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut out = String::with_capacity(4096);
+    state.metrics.render_requests(&mut out);
+    out.push_str("# HELP sigil_signing_keys Published signing keys, by algorithm and state.\n");
+    out.push_str("# TYPE sigil_signing_keys gauge\n");
+    let keys = state.keyring.current();
+    let mut counted: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for (_, key) in keys.published() {
+        *counted
+            .entry((key.alg.as_str(), key.state.as_str()))
+            .or_default() += 1;
+    }
+    for ((alg, key_state), n) in counted {
+        let _ = writeln!(
+            out,
+            "sigil_signing_keys{{alg=\"{alg}\",state=\"{key_state}\"}} {n}"
+        );
+    }
+    out.push_str(
+        "# HELP sigil_introspection_cached_answers Introspection answers held by this node.\n",
+    );
+    out.push_str("# TYPE sigil_introspection_cached_answers gauge\n");
+    let _ = writeln!(
+        out,
+        "sigil_introspection_cached_answers {}",
+        state.verdicts.len()
+    );
+    out.push_str("# HELP sigil_build_info Sigil's version.\n");
+    out.push_str("# TYPE sigil_build_info gauge\n");
+    let _ = writeln!(
+        out,
+        "sigil_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_per_route_class_and_bucket() {
+        let m = Metrics::default();
+        m.record(
+            "/token",
+            || Some("/token".into()),
+            200,
+            Duration::from_micros(300),
+        );
+        m.record(
+            "/token",
+            || unreachable!("a known route"),
+            401,
+            Duration::from_millis(20),
+        );
+        m.record("/nope", || None, 404, Duration::from_micros(10));
+        let mut out = String::new();
+        m.render_requests(&mut out);
+        assert!(out.contains("sigil_http_requests_total{route=\"/token\",status=\"2xx\"} 1\n"));
+        assert!(out.contains("sigil_http_requests_total{route=\"/token\",status=\"4xx\"} 1\n"));
+        assert!(out.contains("sigil_http_requests_total{route=\"unmatched\",status=\"4xx\"} 1\n"));
+        assert!(out.contains(
+            "sigil_http_request_duration_seconds_bucket{route=\"/token\",le=\"0.0005\"} 1\n"
+        ));
+        assert!(out.contains(
+            "sigil_http_request_duration_seconds_bucket{route=\"/token\",le=\"0.025\"} 2\n"
+        ));
+        assert!(out.contains("sigil_http_request_duration_seconds_count{route=\"/token\"} 2\n"));
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
