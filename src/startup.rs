@@ -137,7 +137,8 @@ impl Application {
 fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Server> {
     let settings = state.settings.clone();
     let mut server = HttpServer::new(move || {
-        let counted = state.clone();
+        // Each worker counts in its own shard of the metrics.
+        let counted = state.metrics.shard();
         App::new()
             .app_data(state.clone())
             .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
@@ -149,7 +150,7 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Se
                     let res = fut.await?;
                     let status = res.status().as_u16();
                     let request = res.request();
-                    counted.metrics.record(
+                    counted.record(
                         request.path(),
                         || request.match_pattern(),
                         status,
