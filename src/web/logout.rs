@@ -266,6 +266,8 @@ pub async fn end(
         .db
         .run(move |c| end_in_db(c, &id_hash, &owned_sid, now))
         .await?;
+    // The session's revoked grants end their access tokens: seen here at once.
+    state.verdicts.invalidate();
     backchannel::notify(state, user_id, sid, clients);
     Ok(())
 }
@@ -288,6 +290,7 @@ pub async fn end_every_session(
             Ok(ended)
         })
         .await?;
+    state.verdicts.invalidate();
     for (sid, clients) in &ended {
         backchannel::notify(state, user_id, sid, clients.clone());
     }
