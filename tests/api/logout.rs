@@ -147,6 +147,27 @@ async fn oidcc_rp_logout_valid_hint_redirects_with_state_then_prompt_none_is_log
     let browser = Browser::new();
     let tokens = sign_in(&app, &browser, &id, &secret, "alice", &[]).await;
     assert!(signed_in(&app, &browser, &id).await);
+    // A resource server asks about the access token: active, and now cached on this node.
+    let (probe, probe_secret) = app.cc_client("probe");
+    let introspect = |token: String| {
+        let (app, probe, probe_secret) = (&app, probe.clone(), probe_secret.clone());
+        async move {
+            let answer: serde_json::Value = app
+                .http
+                .post(app.endpoint("introspection_endpoint").await)
+                .basic_auth(probe, Some(probe_secret))
+                .form(&[("token", token)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["active"] == true
+        }
+    };
+    let at = tokens["access_token"].as_str().unwrap().to_string();
+    assert!(introspect(at.clone()).await);
     let url = end_session_url(
         &app,
         &[
@@ -172,9 +193,10 @@ async fn oidcc_rp_logout_valid_hint_redirects_with_state_then_prompt_none_is_log
         .any(|c| c.starts_with("sigil_session=;") && c.contains("Max-Age=0"));
     assert!(cleared, "the session cookie is cleared");
     assert!(!signed_in(&app, &browser, &id).await, "login_required");
-    // The session's grant ended with it.
-    let at = tokens["access_token"].as_str().unwrap();
-    assert_eq!(app.userinfo(at).await.status(), 401);
+    // The session's grant ended with it, at UserInfo and (cached answer dropped) at once at
+    // introspection.
+    assert_eq!(app.userinfo(&at).await.status(), 401);
+    assert!(!introspect(at.clone()).await);
 
     // §2: the same request by POST, naming the client.
     let browser = Browser::new();
