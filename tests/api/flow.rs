@@ -245,6 +245,26 @@ impl TestApp {
         self.token_basic(id, secret, &form).await
     }
 
+    /// A new web client `client_id` and the tokens of one sign-in of "alice" at it (scopes
+    /// openid, email, offline_access): (client id, secret, token response).
+    pub async fn user_tokens(&self, client_id: &str) -> (String, String, serde_json::Value) {
+        let (id, secret) = self.web_client(client_id, json!({}));
+        let code = self
+            .code_for(
+                &Browser::new(),
+                &id,
+                &[("scope", "openid email offline_access")],
+            )
+            .await;
+        let tokens = self
+            .exchange(&id, &secret, &code, Some(VERIFIER))
+            .await
+            .json()
+            .await
+            .unwrap();
+        (id, secret, tokens)
+    }
+
     pub async fn userinfo(&self, access_token: &str) -> Response {
         let url = self.endpoint("userinfo_endpoint").await;
         self.http

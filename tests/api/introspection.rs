@@ -4,7 +4,6 @@
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::flow::{Browser, VERIFIER};
 use crate::helpers::{spawn_app, Backend, TestApp};
 
 both_backends!(
@@ -37,22 +36,8 @@ async fn active(app: &TestApp, id: &str, secret: &str, token: &str) -> Value {
 }
 
 async fn user_tokens(app: &TestApp) -> (String, String, Value) {
-    let (id, secret) = app.web_client("rp", json!({}));
     app.add_user("alice");
-    let code = app
-        .code_for(
-            &Browser::new(),
-            &id,
-            &[("scope", "openid email offline_access")],
-        )
-        .await;
-    let tokens = app
-        .exchange(&id, &secret, &code, Some(VERIFIER))
-        .await
-        .json()
-        .await
-        .unwrap();
-    (id, secret, tokens)
+    app.user_tokens("rp").await
 }
 
 async fn introspection_reports_live_access_and_refresh_tokens(backend: Backend) {

@@ -154,24 +154,6 @@ async fn revoke(app: &TestApp, id: &str, secret: &str, form: &[(&str, &str)]) ->
         .unwrap()
 }
 
-async fn user_tokens(app: &TestApp, client_id: &str) -> (String, String, Value) {
-    let (id, secret) = app.web_client(client_id, json!({}));
-    let code = app
-        .code_for(
-            &Browser::new(),
-            &id,
-            &[("scope", "openid email offline_access")],
-        )
-        .await;
-    let tokens = app
-        .exchange(&id, &secret, &code, Some(VERIFIER))
-        .await
-        .json()
-        .await
-        .unwrap();
-    (id, secret, tokens)
-}
-
 fn text<'a>(v: &'a Value, name: &str) -> &'a str {
     v[name].as_str().unwrap_or_else(|| panic!("{name} in {v}"))
 }
@@ -209,7 +191,7 @@ async fn revoking_an_access_token_ends_it_at_userinfo_introspection_and_the_reso
     let app = spawn_app(backend).await;
     app.add_user("alice");
     let rs = ResourceServer::start(&app, &app.issuer()).await;
-    let (id, secret, tokens) = user_tokens(&app, "rp").await;
+    let (id, secret, tokens) = app.user_tokens("rp").await;
     let at = text(&tokens, "access_token");
     assert_eq!(rs.statuses(at).await, (200, 200));
     assert_eq!(app.userinfo(at).await.status(), 200);
@@ -241,9 +223,9 @@ async fn revoking_a_refresh_token_revokes_its_grant(backend: Backend) {
     let app = spawn_app(backend).await;
     app.add_user("alice");
     let rs = ResourceServer::start(&app, &app.issuer()).await;
-    let (id, secret, tokens) = user_tokens(&app, "rp").await;
+    let (id, secret, tokens) = app.user_tokens("rp").await;
     // A second, unrelated grant of the same user and client stays alive.
-    let (_, _, other) = user_tokens(&app, "rp2").await;
+    let (_, _, other) = app.user_tokens("rp2").await;
     let rt = text(&tokens, "refresh_token");
     let r = revoke(
         &app,
@@ -314,7 +296,7 @@ async fn revoking_a_refresh_token_revokes_its_grant(backend: Backend) {
 async fn a_client_revokes_only_its_own_tokens(backend: Backend) {
     let app = spawn_app(backend).await;
     app.add_user("alice");
-    let (id, secret, tokens) = user_tokens(&app, "rp").await;
+    let (id, secret, tokens) = app.user_tokens("rp").await;
     let (other, other_secret) = app.web_client("other", json!({}));
     for token in [
         text(&tokens, "access_token"),
@@ -397,7 +379,7 @@ async fn logout_everywhere_ends_access_at_the_resource_server(backend: Backend) 
     let app = spawn_app(backend).await;
     app.add_user("alice");
     let rs = ResourceServer::start(&app, &app.issuer()).await;
-    let (id, secret, tokens) = user_tokens(&app, "rp").await;
+    let (id, secret, tokens) = app.user_tokens("rp").await;
     let at = text(&tokens, "access_token");
     assert_eq!(rs.statuses(at).await, (200, 200));
     // Tokens issued in the same second as "log out everywhere" count as before it.
@@ -431,7 +413,7 @@ async fn attack08_a_token_for_another_audience_is_refused_by_the_resource_server
     app.add_user("alice");
     // This resource server is "B"; Sigil's tokens without a resource are for the issuer.
     let rs_b = ResourceServer::start(&app, "https://api-b.example").await;
-    let (_, _, tokens) = user_tokens(&app, "rp").await;
+    let (_, _, tokens) = app.user_tokens("rp").await;
     let at = text(&tokens, "access_token");
     let (header, claims) = jwt_parts(at);
     assert_eq!(header["typ"], "at+jwt");
