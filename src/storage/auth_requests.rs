@@ -15,6 +15,8 @@ pub struct AuthRequestRow {
     pub csrf_hash: String,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Who parked it (`web::client_address`), for the cap per address.
+    pub client_address: String,
 }
 
 pub fn insert(conn: &mut AnyConnection, row: &AuthRequestRow) -> Result<(), StorageError> {

@@ -22,6 +22,8 @@ pub struct GrantRow {
     pub revoked_at: Option<i64>,
     /// The resource server (RFC 8707) the grant's access tokens are for, if one was asked for.
     pub resource: Option<String>,
+    /// After this no token of the grant can be valid: the maintenance task may delete it.
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Insertable)]
@@ -45,6 +47,9 @@ pub struct RefreshRow {
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
+    /// The response of the refresh that used this token, sealed, while `tokens.refresh_grace`
+    /// lets a retry have it again.
+    pub successor_sealed: Option<Vec<u8>>,
 }
 
 /// A new grant and its code, together.

@@ -12,6 +12,8 @@ pub struct FailureRow {
     pub failures: i32,
     pub window_start: i64,
     pub locked_until: i64,
+    pub lockouts: i32,
+    pub expires_at: i64,
 }
 
 pub fn get(conn: &mut AnyConnection, key: &str) -> Result<Option<FailureRow>, StorageError> {

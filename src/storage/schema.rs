@@ -71,6 +71,7 @@ diesel::table! {
         csrf_hash -> Text,
         created_at -> BigInt,
         expires_at -> BigInt,
+        client_address -> Text,
     }
 }
 
@@ -97,6 +98,7 @@ diesel::table! {
         created_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
         resource -> Nullable<Text>,
+        expires_at -> BigInt,
     }
 }
 
@@ -120,6 +122,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
+        successor_sealed -> Nullable<Binary>,
     }
 }
 
@@ -129,6 +132,17 @@ diesel::table! {
         failures -> Integer,
         window_start -> BigInt,
         locked_until -> BigInt,
+        lockouts -> Integer,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    trusted_devices (device_hash, user_id) {
+        device_hash -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
     }
 }
 

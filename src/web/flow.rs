@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 use url::Url;
 
+use super::client_address::{self, ClientAddress};
 use super::cookies;
 use super::session::Session;
 use crate::crypto::{b64url, random, sha256};
@@ -24,8 +25,6 @@ use crate::storage::{consents, StorageError};
 
 /// Authorization codes live 60 s (RFC 6749 §4.1.2 recommends at most 10 minutes).
 pub const CODE_TTL: i64 = 60;
-/// A parked request waits this long for the person to sign in and consent.
-pub const PARKED_TTL: i64 = 15 * 60;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
@@ -120,6 +119,7 @@ pub async fn park(
     state: &AppState,
     request: &AuthorizationRequest,
     csrf: &str,
+    client_address: &ClientAddress,
 ) -> Result<String, StorageError> {
     let id = random::secret_256();
     let now = state.clock.now();
@@ -130,7 +130,8 @@ pub async fn park(
             .map_err(|e| StorageError::Corrupt(e.to_string()))?,
         csrf_hash: hash(csrf),
         created_at: now,
-        expires_at: now + PARKED_TTL,
+        expires_at: now + state.settings.login.request_ttl.as_secs() as i64,
+        client_address: client_address.throttle_bucket(),
     };
     state
         .db
@@ -233,7 +234,14 @@ pub async fn proceed(
     let (csrf, new_cookie) = csrf_value(req, state);
     let id = match parked {
         Some((id, _)) => id,
-        None => match park(state, &request, &csrf).await {
+        None => match park(
+            state,
+            &request,
+            &csrf,
+            &client_address::of(req, &state.settings.http.trusted_proxies),
+        )
+        .await
+        {
             Ok(id) => id,
             Err(e) => return reply(state, &request.reply_to(), Err(OAuthError::from(e))),
         },
@@ -279,6 +287,12 @@ async fn forget(state: &AppState, parked_id: Option<&str>) {
     }
 }
 
+/// How long after its last token was issued a grant may still have a valid one: the longest
+/// access-token lifetime plus the clock skew.
+pub fn grant_horizon(settings: &crate::config::Settings) -> i64 {
+    (*crate::config::ACCESS_TTL_RANGE.end() + settings.tokens.clock_skew.as_secs()) as i64
+}
+
 /// A grant and its one-time code (256-bit, stored hashed, 60 s).
 pub async fn issue_code(
     state: &AppState,
@@ -300,6 +314,7 @@ pub async fn issue_code(
         created_at: now,
         revoked_at: None,
         resource: request.resource.clone(),
+        expires_at: now + CODE_TTL + grant_horizon(&state.settings),
     };
     let code_row = CodeRow {
         code_hash: hash(&code),

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::flow::Parked;
-use super::{cookies, forms, session, throttle};
+use super::{client_address, cookies, forms, session, throttle};
 use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::{csp_with_form_target, render_with_csp};
 use crate::endpoints::paths;
@@ -81,10 +81,7 @@ pub async fn submit(
     };
     let username = params.get("username").unwrap_or("").to_string();
     let given = params.get("password").unwrap_or("").to_string();
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let address = client_address::of(&req, &state.settings.http.trusted_proxies).throttle_bucket();
     let previous = cookies::read(&req, &state.settings, cookies::SESSION);
     let outcome = sign_in(&state, username.clone(), given, address, previous).await;
     let csrf = params.get("csrf_token").unwrap_or("");

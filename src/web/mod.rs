@@ -2,6 +2,7 @@
 //! back-channel logout, and brute-force protection for sign-in.
 
 pub mod backchannel;
+pub mod client_address;
 pub mod consent;
 pub mod cookies;
 pub mod flow;

@@ -49,6 +49,8 @@ pub fn record_failure(
             failures: 0,
             window_start: now,
             locked_until: 0,
+            lockouts: 0,
+            expires_at: now + window,
         },
     };
     row.failures += 1;

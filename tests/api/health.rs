@@ -1,10 +1,42 @@
 use crate::both_backends;
 use crate::helpers::{spawn_app, Backend};
+use crate::instant;
 
 both_backends!(
     healthz_and_readyz_answer,
-    metrics_count_requests_per_route_and_show_the_keys
+    metrics_count_requests_per_route_and_show_the_keys,
+    thirty_requests_released_at_once_are_all_answered,
 );
+
+/// The harness for same-instant requests (tests/api/instant.rs) against a plain endpoint: every
+/// answer arrives whole, chunked or not, with its headers.
+async fn thirty_requests_released_at_once_are_all_answered(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let host = app.address.trim_start_matches("http://").to_string();
+    let mut requests = Vec::new();
+    for n in 0..30 {
+        requests.push(if n % 2 == 0 {
+            instant::request("GET", &app.url("/healthz"), &[], "")
+        } else {
+            instant::form_post(&app.url("/token"), None, &[("grant_type", "x")], &[])
+        });
+    }
+    let answers = instant::fire(&host, requests).await;
+    let counts = instant::by_status(&answers);
+    assert_eq!(counts.get(&200), Some(&15), "{counts:?}");
+    assert_eq!(
+        counts.get(&400).copied().unwrap_or(0) + counts.get(&401).copied().unwrap_or(0),
+        15,
+        "{counts:?}"
+    );
+    for a in &answers {
+        match a.status {
+            200 => assert!(a.body.contains("ok"), "{a:?}"),
+            _ => assert!(a.body.contains("\"error\""), "{a:?}"),
+        }
+        assert!(a.header("content-type").is_some());
+    }
+}
 
 async fn healthz_and_readyz_answer(backend: Backend) {
     let app = spawn_app(backend).await;

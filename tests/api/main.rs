@@ -3,6 +3,7 @@
 
 mod flow;
 mod helpers;
+mod instant;
 
 mod admin_api;
 mod authorization_code;

@@ -40,6 +40,7 @@ pub fn new_refresh(
             created_at: now,
             expires_at: now + ttl,
             used_at: None,
+            successor_sealed: None,
         },
     )?;
     Ok(token)

@@ -11,7 +11,9 @@ use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
-use crate::crypto::keys::SigningAlg;
+mod sections;
+
+pub use sections::*;
 
 pub const DEFAULT_CONFIG_FILE: &str = "sigil.toml";
 
@@ -54,210 +56,8 @@ pub struct Settings {
     pub clients: ClientSettings,
     #[serde(default)]
     pub outbound: OutboundSettings,
-}
-
-/// Requests Sigil makes itself: client `jwks_uri` fetches and back-channel logout deliveries.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OutboundSettings {
-    /// Allow targets on loopback, private, link-local and other non-public addresses (SSRF
-    /// protection is on by default; tests and single-network deployments turn it off).
-    pub allow_private_networks: bool,
-    /// Connect-plus-response time limit of one outbound request.
-    pub timeout: DurationSetting,
-    /// Largest response body read (a `jwks_uri` document).
-    pub max_response_bytes: usize,
-    /// Attempts per back-channel logout delivery (the first one included).
-    pub backchannel_attempts: u32,
-}
-
-impl Default for OutboundSettings {
-    fn default() -> Self {
-        Self {
-            allow_private_networks: false,
-            timeout: DurationSetting::from_secs(5),
-            max_response_bytes: 64 * 1024,
-            backchannel_attempts: 3,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClientSettings {
-    /// How long a node may reuse a client it loaded (0s: read the database every time). New
-    /// clients are always found at once; changes and removals are seen within this time.
-    pub cache_ttl: DurationSetting,
-}
-
-impl Default for ClientSettings {
-    fn default() -> Self {
-        Self {
-            cache_ttl: DurationSetting::from_secs(5),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LoginSettings {
-    /// Failed sign-ins per account and per client address before further attempts get 429.
-    pub max_failures: u32,
-    /// The window failures are counted in; the lockout starts at one window and doubles.
-    pub window: DurationSetting,
-}
-
-impl Default for LoginSettings {
-    fn default() -> Self {
-        Self {
-            max_failures: 5,
-            window: DurationSetting::from_secs(15 * 60),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SessionSettings {
-    /// A session unused this long ends.
-    pub idle_timeout: DurationSetting,
-    /// A session ends this long after sign-in, used or not.
-    pub lifetime: DurationSetting,
-}
-
-impl Default for SessionSettings {
-    fn default() -> Self {
-        Self {
-            idle_timeout: DurationSetting::from_secs(8 * 3600),
-            lifetime: DurationSetting::from_secs(7 * 86_400),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSettings {
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TokenSettings {
-    /// Access token lifetime (RFC 9068 tokens; 5–15 minutes).
-    pub access_ttl: DurationSetting,
-    /// Algorithm of the JWT access tokens: RS256, PS256, ES256 or EdDSA.
-    pub access_token_alg: SigningAlg,
-    /// The longest lifetime of any token Sigil signs; a retiring key stays published this long.
-    pub id_token_ttl: DurationSetting,
-    /// Allowed clock difference with relying parties, added to every retirement delay.
-    pub clock_skew: DurationSetting,
-    /// Refresh token lifetime (each use rotates the token and restarts it).
-    pub refresh_ttl: DurationSetting,
-    /// How often a node checks whether a token was revoked elsewhere (on another node or with
-    /// the CLI); it drops its cached introspection answers when so. A revocation made on a node
-    /// is seen there at once.
-    pub revocation_poll: DurationSetting,
-}
-
-impl Default for TokenSettings {
-    fn default() -> Self {
-        Self {
-            access_ttl: DurationSetting::from_secs(600),
-            access_token_alg: SigningAlg::RS256,
-            id_token_ttl: DurationSetting::from_secs(3600),
-            clock_skew: DurationSetting::from_secs(60),
-            refresh_ttl: DurationSetting::from_secs(30 * 86_400),
-            revocation_poll: DurationSetting::from_secs(1),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KeySettings {
-    /// `Cache-Control: max-age` of the JWKS.
-    pub jwks_max_age: DurationSetting,
-    /// How often a node reloads the signing keys from the database.
-    pub refresh_interval: DurationSetting,
-    /// How often each algorithm's key is rotated.
-    pub rotation_period: DurationSetting,
-}
-
-impl Default for KeySettings {
-    fn default() -> Self {
-        Self {
-            jwks_max_age: DurationSetting::from_secs(300),
-            refresh_interval: DurationSetting::from_secs(10),
-            rotation_period: DurationSetting::from_secs(30 * 86_400),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DatabaseSettings {
-    /// Connections in the pool (SQLite readers share the file in WAL mode).
-    pub max_connections: u32,
-    /// How long a SQLite writer waits for the lock before failing.
-    pub busy_timeout: DurationSetting,
-    /// Connections the server keeps open while idle (the pool reopens them in the background).
-    pub min_idle: u32,
-}
-
-impl Default for DatabaseSettings {
-    fn default() -> Self {
-        Self {
-            max_connections: 8,
-            busy_timeout: DurationSetting::from_secs(5),
-            min_idle: 1,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Human,
-    Json,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogSettings {
-    pub format: LogFormat,
-    /// A `tracing` filter such as `info` or `sigil=debug,actix_web=info`; `RUST_LOG` wins.
-    pub level: String,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        Self {
-            format: LogFormat::Human,
-            level: "info".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpSettings {
-    /// Worker threads; 0 means one per core.
-    pub workers: usize,
-    /// Largest request body accepted at the form endpoints.
-    pub max_body_bytes: usize,
-    /// How long in-flight requests may take to finish after SIGTERM.
-    pub shutdown_timeout: DurationSetting,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self {
-            workers: 0,
-            max_body_bytes: 16 * 1024,
-            shutdown_timeout: DurationSetting::from_secs(10),
-        }
-    }
+    #[serde(default)]
+    pub maintenance: MaintenanceSettings,
 }
 
 impl Default for Settings {
@@ -278,6 +78,7 @@ impl Default for Settings {
             sessions: SessionSettings::default(),
             clients: ClientSettings::default(),
             outbound: OutboundSettings::default(),
+            maintenance: MaintenanceSettings::default(),
         }
     }
 }
@@ -396,11 +197,38 @@ impl Settings {
                 "sessions.idle_timeout must be at least 1m and at most sessions.lifetime".into(),
             );
         }
-        if self.tokens.refresh_ttl.as_secs() < 3600 {
-            return invalid("tokens.refresh_ttl must be at least 1h".into());
+        if self.tokens.refresh_ttl.as_secs() < 300 {
+            return invalid("tokens.refresh_ttl must be at least 5m".into());
+        }
+        if self.login.request_ttl.as_secs() < 60 {
+            return invalid("login.request_ttl must be at least 1m".into());
         }
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes must be at least 1024".into());
+        }
+        if self.http.max_param_bytes < 256 || self.http.max_param_bytes > self.http.max_body_bytes {
+            return invalid(
+                "http.max_param_bytes must be at least 256 and at most http.max_body_bytes".into(),
+            );
+        }
+        if self.http.header_timeout.0.is_zero() || self.http.request_timeout.0.is_zero() {
+            return invalid(
+                "http.header_timeout and http.request_timeout must be above zero".into(),
+            );
+        }
+        if self.login.max_lockout < self.login.window {
+            return invalid("login.max_lockout must be at least login.window".into());
+        }
+        if self.maintenance.interval.0.is_zero() || self.maintenance.batch_size == 0 {
+            return invalid(
+                "maintenance.interval and maintenance.batch_size must be above zero".into(),
+            );
+        }
+        if self.tokens.refresh_grace.as_secs() > 300 {
+            return invalid("tokens.refresh_grace must be at most 5m".into());
+        }
+        if self.database.acquire_timeout.0.is_zero() {
+            return invalid("database.acquire_timeout must be above zero".into());
         }
         crate::storage::DatabaseUrl::parse(self.database_url.expose())
             .map_err(ConfigError::Invalid)?;
