@@ -12,7 +12,6 @@ use crate::oauth::client_metadata::Client;
 use crate::oauth::form::Params;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
-use crate::tokens::id_token;
 use crate::web::{cookies, flow, session};
 
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -54,7 +53,7 @@ async fn authorize(
         Ok(r) => r,
         Err(e) => return flow::reply(state, &reply_to, Err(e)),
     };
-    let hint_sub = match hint_subject(state, &request.id_token_hint, &client) {
+    let hint_sub = match flow::hint_subject(state, &request, &client) {
         Ok(sub) => sub,
         Err(e) => return flow::reply(state, &reply_to, Err(e)),
     };
@@ -83,7 +82,8 @@ pub async fn resume(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         Err(e) => return page(&e),
     };
     let reply_to = parked.request.reply_to();
-    let hint_sub = match hint_subject(&state, &parked.request.id_token_hint, &client) {
+    let request = parked.request.clone();
+    let hint_sub = match flow::hint_subject(&state, &parked.request, &client) {
         Ok(sub) => sub,
         Err(e) => return flow::reply(&state, &reply_to, Err(e)),
     };
@@ -95,9 +95,9 @@ pub async fn resume(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         &req,
         &state,
         &client,
-        parked.request,
+        request,
         session,
-        Some((parked.id, parked.created_at)),
+        Some(parked),
         hint_sub,
     )
     .await
@@ -111,17 +111,6 @@ pub async fn known_client(state: &AppState, client_id: Option<&str>) -> Result<C
         .client(client_id)
         .await?
         .ok_or_else(|| OAuthError::new(ErrorCode::InvalidClient, "unknown client").with_status(400))
-}
-
-/// OIDC Core §3.1.2.1: an `id_token_hint` must be an ID token Sigil issued to this client.
-fn hint_subject(
-    state: &AppState,
-    hint: &Option<String>,
-    client: &Client,
-) -> Result<Option<String>, OAuthError> {
-    let Some(token) = hint else { return Ok(None) };
-    let keys = state.keyring.current();
-    id_token::verify_hint(&keys, token, state.settings.issuer_str(), &client.client_id).map(Some)
 }
 
 fn expired() -> HttpResponse {

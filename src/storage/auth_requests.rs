@@ -17,6 +17,8 @@ pub struct AuthRequestRow {
     pub expires_at: i64,
     /// Who parked it (`web::client_address`), for the cap per address.
     pub client_address: String,
+    /// The session (`sid`) that signed in on the login page for this request.
+    pub signed_in_sid: Option<String>,
 }
 
 pub fn insert(conn: &mut AnyConnection, row: &AuthRequestRow) -> Result<(), StorageError> {
@@ -36,6 +38,18 @@ pub fn live(
         .filter(dsl::expires_at.gt(now))
         .first(conn)
         .optional()?)
+}
+
+/// Records that the session `sid` signed in for this request.
+pub fn mark_signed_in(
+    conn: &mut AnyConnection,
+    id_hash: &str,
+    sid: &str,
+) -> Result<(), StorageError> {
+    diesel::update(dsl::auth_requests.filter(dsl::id_hash.eq(id_hash)))
+        .set(dsl::signed_in_sid.eq(sid))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Removes the request; true when this call removed it (it is answered once).

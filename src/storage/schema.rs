@@ -72,6 +72,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         client_address -> Text,
+        signed_in_sid -> Nullable<Text>,
     }
 }
 

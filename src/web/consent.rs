@@ -8,6 +8,7 @@ use askama::Template;
 use super::{flow, forms, session};
 use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::{csp_with_form_target, error_page, render_with_csp};
+use crate::endpoints::paths;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 use crate::storage::{auth_requests, consents};
@@ -86,6 +87,27 @@ pub async fn submit(
             );
         }
     };
+    let client = match known_client(&state, Some(&parked.request.client_id)).await {
+        Ok(c) => c,
+        Err(e) => return page(&e),
+    };
+    // SECURITY.md 26: the form alone never stands in for a sign-in the request still needs.
+    let hint_sub = match flow::hint_subject(&state, &parked.request, &client) {
+        Ok(sub) => sub,
+        Err(e) => return page(&e),
+    };
+    let situation = flow::Situation {
+        session: Some(&session),
+        signed_in_sid: parked.signed_in_sid.as_deref(),
+        remembered_scope: None,
+        skip_consent: false,
+        hint_sub,
+        now: state.clock.now(),
+    };
+    let unmet = flow::session_meets(&parked.request, &situation).err();
+    if unmet == Some(flow::Unmet::SignIn) {
+        return flow::to_page(&state, paths::LOGIN, &parked.id);
+    }
     // The parked request is answered once: whoever removes it answers.
     let id_hash = flow::hash(&parked.id);
     match state
@@ -99,12 +121,12 @@ pub async fn submit(
     }
     let request = parked.request;
     let reply_to = request.reply_to();
+    if unmet.is_some() {
+        return flow::reply(&state, &reply_to, Err(flow::other_user()));
+    }
     if !allow {
         let denied = OAuthError::new(ErrorCode::AccessDenied, "the user denied the request");
         return flow::reply(&state, &reply_to, Err(denied));
-    }
-    if let Err(e) = known_client(&state, Some(&request.client_id)).await {
-        return page(&e);
     }
     let (user, client_id, scope, now) = (
         session.user.id.clone(),

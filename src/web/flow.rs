@@ -22,6 +22,7 @@ use crate::state::AppState;
 use crate::storage::auth_requests::{self, AuthRequestRow};
 use crate::storage::grants::{self, CodeRow, GrantRow};
 use crate::storage::{consents, StorageError};
+use crate::tokens::id_token;
 
 /// Authorization codes live 60 s (RFC 6749 §4.1.2 recommends at most 10 minutes).
 pub const CODE_TTL: i64 = 60;
@@ -36,9 +37,9 @@ pub enum Next {
 /// What the flow knows when it decides.
 pub struct Situation<'a> {
     pub session: Option<&'a Session>,
-    /// Set when the person signed in during this flow (the request's parking time): a fresh
-    /// sign-in satisfies `prompt=login` and `max_age`.
-    pub signed_in_since: Option<i64>,
+    /// The session that signed in on the login page for this request: that fresh sign-in
+    /// satisfies `prompt=login` and `max_age`.
+    pub signed_in_sid: Option<&'a str>,
     pub remembered_scope: Option<Scope>,
     pub skip_consent: bool,
     /// The `sub` of a verified `id_token_hint`.
@@ -46,31 +47,69 @@ pub struct Situation<'a> {
     pub now: i64,
 }
 
+/// Why a session does not (yet) satisfy a request's sign-in rules.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unmet {
+    /// The person must sign in (again): no session, `prompt=login`, `max_age` passed, or the
+    /// session belongs to someone other than the `id_token_hint` names.
+    SignIn,
+    /// They signed in during this flow, as someone other than the `id_token_hint` names.
+    OtherUser,
+}
+
+/// SECURITY.md 26, OIDC Core §3.1.2.1: the one decision whether `session` satisfies the sign-in
+/// rules of a parked request — `prompt=login` and `max_age` (met only by the sign-in made on the
+/// login page for this very request) and the `id_token_hint` subject.
+/// Every path that ends in a code asks it: `/authorize`, its resumption after the login page,
+/// and the consent form (and every later second step).
+pub fn session_meets(request: &AuthorizationRequest, s: &Situation<'_>) -> Result<(), Unmet> {
+    let Some(session) = s.session else {
+        return Err(Unmet::SignIn);
+    };
+    let fresh = s.signed_in_sid == Some(session.sid.as_str());
+    if s.hint_sub
+        .as_deref()
+        .is_some_and(|sub| sub != session.user.id)
+    {
+        return Err(if fresh {
+            Unmet::OtherUser
+        } else {
+            Unmet::SignIn
+        });
+    }
+    if fresh {
+        return Ok(());
+    }
+    let too_old = request
+        .max_age
+        .is_some_and(|max| s.now - session.auth_time > max);
+    if request.prompt.login || too_old {
+        return Err(Unmet::SignIn);
+    }
+    Ok(())
+}
+
+/// The error for a request whose `id_token_hint` names someone else than the person who signed
+/// in (OIDC Core §3.1.2.1: "it SHOULD return an error, such as login_required").
+pub fn other_user() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::LoginRequired,
+        "the signed-in user is not the one the id_token_hint names",
+    )
+}
+
 /// OIDC Core §3.1.2.3–§3.1.2.4: sign-in first (prompt, max_age, hint), then consent.
 pub fn decide(request: &AuthorizationRequest, s: &Situation<'_>) -> Result<Next, OAuthError> {
-    let fresh = |session: &Session| s.signed_in_since.is_some_and(|t| session.auth_time >= t);
-    let needs_login = match s.session {
-        None => true,
-        Some(session) if fresh(session) => false,
-        Some(session) => {
-            request.prompt.login
-                || request
-                    .max_age
-                    .is_some_and(|max| s.now - session.auth_time > max)
-                || s.hint_sub
-                    .as_deref()
-                    .is_some_and(|sub| sub != session.user.id)
-        }
-    };
-    if needs_login {
-        return if request.prompt.none {
-            Err(OAuthError::new(
+    match session_meets(request, s) {
+        Ok(()) => {}
+        Err(Unmet::OtherUser) => return Err(other_user()),
+        Err(Unmet::SignIn) if request.prompt.none => {
+            return Err(OAuthError::new(
                 ErrorCode::LoginRequired,
                 "the user is not signed in",
             ))
-        } else {
-            Ok(Next::Login)
-        };
+        }
+        Err(Unmet::SignIn) => return Ok(Next::Login),
     }
     let requested = Scope::parse(&request.scope).unwrap_or_default();
     let covered = s
@@ -111,7 +150,8 @@ pub fn csrf_value(req: &HttpRequest, state: &AppState) -> (String, Option<Cookie
 pub struct Parked {
     pub id: String,
     pub request: AuthorizationRequest,
-    pub created_at: i64,
+    /// The session that signed in on the login page for it, if one did.
+    pub signed_in_sid: Option<String>,
 }
 
 /// Parks `request` for this browser; returns the request id.
@@ -132,12 +172,22 @@ pub async fn park(
         created_at: now,
         expires_at: now + state.settings.login.request_ttl.as_secs() as i64,
         client_address: client_address.throttle_bucket(),
+        signed_in_sid: None,
     };
     state
         .db
         .run(move |conn| auth_requests::insert(conn, &row))
         .await?;
     Ok(id)
+}
+
+/// Records that the session `sid` signed in on the login page for the parked request `id`.
+pub async fn mark_signed_in(state: &AppState, id: &str, sid: String) -> Result<(), StorageError> {
+    let id_hash = hash(id);
+    state
+        .db
+        .run(move |conn| auth_requests::mark_signed_in(conn, &id_hash, &sid))
+        .await
 }
 
 /// Finds a parked request; `None` when it is unknown, expired, or was started by another
@@ -165,7 +215,7 @@ pub async fn find_parked(
     Ok(Some(Parked {
         id: id.to_string(),
         request,
-        created_at: row.created_at,
+        signed_in_sid: row.signed_in_sid,
     }))
 }
 
@@ -176,11 +226,11 @@ pub async fn proceed(
     client: &Client,
     request: AuthorizationRequest,
     session: Option<Session>,
-    parked: Option<(String, i64)>,
+    parked: Option<Parked>,
     hint_sub: Option<String>,
 ) -> HttpResponse {
     if let Err(e) = check_resource(state, client, &request).await {
-        forget(state, parked.as_ref().map(|(id, _)| id.as_str())).await;
+        forget(state, parked.as_ref().map(|p| p.id.as_str())).await;
         return reply(state, &request.reply_to(), Err(e));
     }
     let now = state.clock.now();
@@ -200,7 +250,7 @@ pub async fn proceed(
     };
     let situation = Situation {
         session: session.as_ref(),
-        signed_in_since: parked.as_ref().map(|(_, at)| *at),
+        signed_in_sid: parked.as_ref().and_then(|p| p.signed_in_sid.as_deref()),
         remembered_scope,
         skip_consent: client.metadata.skip_consent,
         hint_sub,
@@ -209,7 +259,7 @@ pub async fn proceed(
     let next = match decide(&request, &situation) {
         Ok(next) => next,
         Err(e) => {
-            forget(state, parked.as_ref().map(|(id, _)| id.as_str())).await;
+            forget(state, parked.as_ref().map(|p| p.id.as_str())).await;
             return reply(state, &request.reply_to(), Err(e));
         }
     };
@@ -222,7 +272,7 @@ pub async fn proceed(
                     Err(OAuthError::server_error("issue without a session")),
                 );
             };
-            forget(state, parked.as_ref().map(|(id, _)| id.as_str())).await;
+            forget(state, parked.as_ref().map(|p| p.id.as_str())).await;
             let result = issue_code(state, &request, &session)
                 .await
                 .map_err(OAuthError::from);
@@ -233,7 +283,7 @@ pub async fn proceed(
     };
     let (csrf, new_cookie) = csrf_value(req, state);
     let id = match parked {
-        Some((id, _)) => id,
+        Some(p) => p.id,
         None => match park(
             state,
             &request,
@@ -246,16 +296,37 @@ pub async fn proceed(
             Err(e) => return reply(state, &request.reply_to(), Err(OAuthError::from(e))),
         },
     };
-    let mut location = Url::parse(&state.settings.endpoint_url(page)).expect("issuer-based URL");
-    location.query_pairs_mut().append_pair("request", &id);
-    let mut response = HttpResponse::SeeOther();
-    response
-        .insert_header(("Location", location.as_str()))
-        .insert_header(("Cache-Control", "no-store"));
+    let mut response = to_page(state, page, &id);
     if let Some(cookie) = new_cookie {
-        response.cookie(cookie);
+        if let Err(e) = response.add_cookie(&cookie) {
+            tracing::error!(error = %e, "could not set the CSRF cookie");
+        }
     }
-    response.finish()
+    response
+}
+
+/// 303 to one of Sigil's pages (login, consent) for the parked request `id`.
+pub fn to_page(state: &AppState, page: &str, id: &str) -> HttpResponse {
+    let mut location = Url::parse(&state.settings.endpoint_url(page)).expect("issuer-based URL");
+    location.query_pairs_mut().append_pair("request", id);
+    HttpResponse::SeeOther()
+        .insert_header(("Location", location.as_str()))
+        .insert_header(("Cache-Control", "no-store"))
+        .finish()
+}
+
+/// OIDC Core §3.1.2.1: an `id_token_hint` must be an ID token Sigil issued to this client; its
+/// `sub` is who the request is for.
+pub fn hint_subject(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    client: &Client,
+) -> Result<Option<String>, OAuthError> {
+    let Some(token) = &request.id_token_hint else {
+        return Ok(None);
+    };
+    let keys = state.keyring.current();
+    id_token::verify_hint(&keys, token, state.settings.issuer_str(), &client.client_id).map(Some)
 }
 
 /// RFC 8707 §2: a named resource must be registered and open to this client, and the request
@@ -459,7 +530,7 @@ mod tests {
     fn situation(session: Option<&Session>) -> Situation<'_> {
         Situation {
             session,
-            signed_in_since: None,
+            signed_in_sid: None,
             remembered_scope: Scope::parse("openid email profile").ok(),
             skip_consent: false,
             hint_sub: None,
@@ -497,7 +568,7 @@ mod tests {
             Ok(Next::Login)
         );
         let mut fresh = situation(Some(&s));
-        fresh.signed_in_since = Some(900);
+        fresh.signed_in_sid = Some("s");
         assert_eq!(decide(&request(login, None), &fresh), Ok(Next::Issue));
         assert_eq!(
             decide(&request(Prompt::default(), Some(50)), &situation(Some(&s))),
@@ -512,6 +583,18 @@ mod tests {
         assert_eq!(
             decide(&request(Prompt::default(), None), &other),
             Ok(Next::Login)
+        );
+        // Signing in during the flow as someone the hint does not name is no way around it.
+        other.signed_in_sid = Some("s");
+        assert_eq!(
+            decide(&request(Prompt::default(), None), &other)
+                .unwrap_err()
+                .code,
+            ErrorCode::LoginRequired
+        );
+        assert_eq!(
+            session_meets(&request(Prompt::default(), None), &other),
+            Err(Unmet::OtherUser)
         );
     }
 

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::flow::Parked;
+use super::flow::{self, Parked};
 use super::{client_address, cookies, forms, session, throttle};
 use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::{csp_with_form_target, render_with_csp};
@@ -61,7 +61,8 @@ fn login_page(
 }
 
 enum Outcome {
-    SignedIn(String),
+    /// The session cookie's value and the session's `sid`.
+    SignedIn(String, String),
     Failed,
     Locked(i64),
 }
@@ -86,7 +87,11 @@ pub async fn submit(
     let outcome = sign_in(&state, username.clone(), given, address, previous).await;
     let csrf = params.get("csrf_token").unwrap_or("");
     match outcome {
-        Ok(Outcome::SignedIn(cookie_value)) => {
+        Ok(Outcome::SignedIn(cookie_value, sid)) => {
+            // Only this sign-in satisfies the request's prompt=login / max_age (SECURITY.md 26).
+            if let Err(e) = flow::mark_signed_in(&state, &parked.id, sid).await {
+                return page(&OAuthError::from(e));
+            }
             let mut location =
                 url::Url::parse(&state.settings.endpoint_url(paths::AUTHORIZE_RESUME))
                     .expect("issuer URL");
@@ -173,8 +178,9 @@ async fn sign_in(
                     return Ok(Outcome::Locked(wait));
                 }
                 throttle::clear(conn, &account)?;
-                let (cookie, _) = session::start(conn, user, previous.as_deref(), now, lifetime)?;
-                Ok(Outcome::SignedIn(cookie))
+                let (cookie, session) =
+                    session::start(conn, user, previous.as_deref(), now, lifetime)?;
+                Ok(Outcome::SignedIn(cookie, session.sid))
             }
             _ => {
                 for key in &keys {

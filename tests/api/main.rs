@@ -29,5 +29,6 @@ mod revocation;
 mod rewrap;
 mod rp;
 mod secrets_at_rest;
+mod step_up;
 mod token;
 mod two_nodes;

@@ -8,6 +8,7 @@ DROP INDEX authorization_codes_grant;
 DROP INDEX authorization_codes_expiry;
 DROP INDEX auth_requests_expiry;
 DROP INDEX auth_requests_address;
+ALTER TABLE auth_requests DROP COLUMN signed_in_sid;
 ALTER TABLE auth_requests DROP COLUMN client_address;
 DROP TABLE trusted_devices;
 DROP TABLE login_failures;

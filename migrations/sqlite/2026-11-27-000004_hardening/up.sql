@@ -28,8 +28,10 @@ CREATE TABLE trusted_devices (
 CREATE INDEX trusted_devices_expiry ON trusted_devices (expires_at);
 CREATE INDEX trusted_devices_user ON trusted_devices (user_id);
 
--- Parked authorization requests are capped per client address.
+-- Parked authorization requests are capped per client address, and remember the session that
+-- signed in for them (only that sign-in satisfies `prompt=login` and `max_age`).
 ALTER TABLE auth_requests ADD COLUMN client_address TEXT NOT NULL DEFAULT '';
+ALTER TABLE auth_requests ADD COLUMN signed_in_sid TEXT;
 CREATE INDEX auth_requests_address ON auth_requests (client_address);
 CREATE INDEX auth_requests_expiry ON auth_requests (expires_at);
 
