@@ -141,6 +141,8 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Se
         let counted = state.metrics.shard();
         App::new()
             .app_data(state.clone())
+            // DESIGN.md "Limits": every body Sigil reads, page forms and /authorize included.
+            .app_data(web::PayloadConfig::new(state.settings.http.max_body_bytes))
             .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
             .wrap_fn(move |req, srv| {
                 let started = std::time::Instant::now();

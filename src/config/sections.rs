@@ -65,6 +65,9 @@ pub struct LoginSettings {
     /// How long a sign-in may take: an authorization request waits this long for the person
     /// to sign in and consent.
     pub request_ttl: DurationSetting,
+    /// Authorization requests one client address may have waiting at once; beyond it the
+    /// oldest of that address's give way.
+    pub max_parked_per_address: u32,
 }
 
 impl Default for LoginSettings {
@@ -75,6 +78,7 @@ impl Default for LoginSettings {
             max_lockout: DurationSetting::from_secs(3600),
             max_pending: 0,
             request_ttl: DurationSetting::from_secs(15 * 60),
+            max_parked_per_address: 100,
         }
     }
 }

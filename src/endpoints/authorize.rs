@@ -15,11 +15,16 @@ use crate::state::AppState;
 use crate::web::{cookies, flow, session};
 
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    authorize(&req, &state, Params::parse(req.query_string().as_bytes())).await
+    let params = Params::parse(
+        req.query_string().as_bytes(),
+        state.settings.http.max_param_bytes,
+    );
+    authorize(&req, &state, params).await
 }
 
 pub async fn post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    authorize(&req, &state, Params::parse(&body)).await
+    let params = Params::parse(&body, state.settings.http.max_param_bytes);
+    authorize(&req, &state, params).await
 }
 
 async fn authorize(
@@ -66,7 +71,10 @@ async fn authorize(
 
 /// After the login page: picks the parked request up again.
 pub async fn resume(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let Ok(params) = Params::parse(req.query_string().as_bytes()) else {
+    let Ok(params) = Params::parse(
+        req.query_string().as_bytes(),
+        state.settings.http.max_param_bytes,
+    ) else {
         return expired();
     };
     let csrf = cookies::read(&req, &state.settings, cookies::CSRF);

@@ -43,7 +43,7 @@ pub async fn read(
             .with_status(413))
         }
     };
-    Params::parse(&body)
+    Params::parse(&body, state.settings.http.max_param_bytes)
 }
 
 /// The authenticated client; every failure is the same `invalid_client`.

@@ -32,7 +32,7 @@ pub async fn post(
         .content_type()
         .eq_ignore_ascii_case("application/x-www-form-urlencoded")
     {
-        Params::parse(&body)?
+        Params::parse(&body, state.settings.http.max_param_bytes)?
             .get("access_token")
             .map(str::to_string)
     } else {

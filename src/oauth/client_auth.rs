@@ -244,7 +244,7 @@ mod tests {
 
     #[test]
     fn two_methods_at_once_are_refused() {
-        let params = Params::parse(b"client_secret=x").unwrap();
+        let params = Params::parse(b"client_secret=x", usize::MAX).unwrap();
         let header = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("a:b")
@@ -265,6 +265,7 @@ mod tests {
                     client_assertion::ASSERTION_TYPE
                 )
                 .as_bytes(),
+                usize::MAX,
             )
             .unwrap()
         };
@@ -285,11 +286,14 @@ mod tests {
             code(extract(Some("Basic YTpi"), &form(""))),
             ErrorCode::InvalidRequest
         );
-        let other_type =
-            Params::parse(format!("client_assertion_type=urn:x&client_assertion={jwt}").as_bytes())
-                .unwrap();
+        let other_type = Params::parse(
+            format!("client_assertion_type=urn:x&client_assertion={jwt}").as_bytes(),
+            usize::MAX,
+        )
+        .unwrap();
         assert_eq!(code(extract(None, &other_type)), ErrorCode::InvalidClient);
-        let alone = Params::parse(format!("client_assertion={jwt}").as_bytes()).unwrap();
+        let alone =
+            Params::parse(format!("client_assertion={jwt}").as_bytes(), usize::MAX).unwrap();
         assert_eq!(code(extract(None, &alone)), ErrorCode::InvalidRequest);
         let no_sub = form("")
             .get("client_assertion")
@@ -301,6 +305,7 @@ mod tests {
                 client_assertion::ASSERTION_TYPE
             )
             .as_bytes(),
+            usize::MAX,
         )
         .unwrap();
         assert_eq!(code(extract(None, &no_sub)), ErrorCode::InvalidClient);

@@ -21,11 +21,32 @@ pub struct AuthRequestRow {
     pub signed_in_sid: Option<String>,
 }
 
-pub fn insert(conn: &mut AnyConnection, row: &AuthRequestRow) -> Result<(), StorageError> {
-    diesel::insert_into(dsl::auth_requests)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+/// Parks `row`; the oldest requests of the same client address beyond `cap` give way, so one
+/// address can keep at most `cap` rows (SECURITY.md 27).
+pub fn insert_capped(
+    conn: &mut AnyConnection,
+    row: &AuthRequestRow,
+    cap: i64,
+) -> Result<(), StorageError> {
+    conn.transaction(|conn| {
+        diesel::insert_into(dsl::auth_requests)
+            .values(row)
+            .execute(conn)?;
+        // The new row stays; of the others the newest `cap - 1` do. At most one row is beyond
+        // the cap, unless the cap was lowered.
+        let beyond_cap: Vec<String> = dsl::auth_requests
+            .filter(dsl::client_address.eq(&row.client_address))
+            .filter(dsl::id_hash.ne(&row.id_hash))
+            .order((dsl::created_at.desc(), dsl::id_hash.desc()))
+            .select(dsl::id_hash)
+            .offset(cap - 1)
+            .load(conn)?;
+        if !beyond_cap.is_empty() {
+            diesel::delete(dsl::auth_requests.filter(dsl::id_hash.eq_any(&beyond_cap)))
+                .execute(conn)?;
+        }
+        Ok(())
+    })
 }
 
 pub fn live(

@@ -174,9 +174,10 @@ pub async fn park(
         client_address: client_address.throttle_bucket(),
         signed_in_sid: None,
     };
+    let cap = i64::from(state.settings.login.max_parked_per_address);
     state
         .db
-        .run(move |conn| auth_requests::insert(conn, &row))
+        .run(move |conn| auth_requests::insert_capped(conn, &row, cap))
         .await?;
     Ok(id)
 }

@@ -45,7 +45,8 @@ pub async fn check(
     state: &AppState,
     body: &[u8],
 ) -> Result<(Params, Parked), HttpResponse> {
-    let params = Params::parse(body).map_err(|_| forbidden())?;
+    let params =
+        Params::parse(body, state.settings.http.max_param_bytes).map_err(|_| forbidden())?;
     if !same_origin(req, state) {
         return Err(forbidden());
     }
@@ -79,7 +80,11 @@ pub async fn page_request(
     req: &HttpRequest,
     state: &AppState,
 ) -> Result<PageRequest, HttpResponse> {
-    let params = Params::parse(req.query_string().as_bytes()).map_err(|_| forbidden())?;
+    let params = Params::parse(
+        req.query_string().as_bytes(),
+        state.settings.http.max_param_bytes,
+    )
+    .map_err(|_| forbidden())?;
     let csrf = cookies::read(req, &state.settings, cookies::CSRF).ok_or_else(forbidden)?;
     let parked =
         match flow::find_parked(state, params.get("request").unwrap_or(""), Some(&csrf)).await {

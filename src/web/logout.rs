@@ -51,13 +51,21 @@ struct ConfirmPage<'a> {
 struct SignedOutPage;
 
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    end_session(&req, &state, Params::parse(req.query_string().as_bytes())).await
+    end_session(
+        &req,
+        &state,
+        Params::parse(
+            req.query_string().as_bytes(),
+            state.settings.http.max_param_bytes,
+        ),
+    )
+    .await
 }
 
 /// §2: the RP may also send its request by POST. The confirmation form posts here too; it is
 /// told apart by its `logout` button or its `csrf_token`, which no RP request carries.
 pub async fn post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    match Params::parse(&body) {
+    match Params::parse(&body, state.settings.http.max_param_bytes) {
         Ok(p) if p.get("logout").is_some() || p.get("csrf_token").is_some() => {
             confirmed(&req, &state, &p).await
         }

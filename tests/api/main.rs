@@ -20,6 +20,7 @@ mod jose_attacks;
 mod jwks;
 mod key_schedule;
 mod keys;
+mod limits;
 mod login;
 mod logout;
 mod migrations;

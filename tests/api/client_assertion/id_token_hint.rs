@@ -31,7 +31,14 @@ struct Signed {
 }
 
 async fn signed_in(backend: Backend, alg: &str) -> Signed {
-    let app = spawn_app_with(backend, |s| s.outbound.allow_private_networks = true).await;
+    // Limits raised so that hints of up to 64 kB reach the JWT checks (by default such a
+    // parameter is refused as too long before anything reads it).
+    let app = spawn_app_with(backend, |s| {
+        s.outbound.allow_private_networks = true;
+        s.http.max_body_bytes = 256 * 1024;
+        s.http.max_param_bytes = 128 * 1024;
+    })
+    .await;
     let (id, secret) = app.web_client("rp", json!({"id_token_signed_response_alg": alg}));
     app.add_user("alice");
     let browser = Browser::new();
