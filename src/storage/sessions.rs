@@ -41,22 +41,6 @@ pub fn live(
         .optional()?)
 }
 
-/// The live session with the public id `sid` (the ID token's `sid` claim) of `user_id`.
-pub fn live_by_sid(
-    conn: &mut AnyConnection,
-    user_id: &str,
-    sid: &str,
-    now: i64,
-) -> Result<Option<SessionRow>, StorageError> {
-    Ok(dsl::sessions
-        .filter(dsl::user_id.eq(user_id))
-        .filter(dsl::sid.eq(sid))
-        .filter(dsl::ended_at.is_null())
-        .filter(dsl::expires_at.gt(now))
-        .first(conn)
-        .optional()?)
-}
-
 /// Every live session of `user_id` (index `sessions_user`).
 pub fn live_of_user(
     conn: &mut AnyConnection,

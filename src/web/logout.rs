@@ -1,9 +1,11 @@
 //! RP-initiated logout (OIDC RP-Initiated Logout 1.0) at the end-session endpoint, GET and
-//! POST. A verified `id_token_hint` for the signed-in user ends the session at once, then
-//! redirects to a registered `post_logout_redirect_uri` (exact match, `state` appended) or
-//! shows the signed-out page. Anything less — no hint, a hint that does not verify or names
-//! another user, an unregistered redirect URI — never redirects: the person is asked on a
-//! confirmation page, whose form is CSRF-protected.
+//! POST. A verified `id_token_hint` for the browser's own session (its `sub`, and its `sid` when
+//! it has one, are the session's) ends that session at once, then redirects to a registered
+//! `post_logout_redirect_uri` (exact match, `state` appended) or shows the signed-out page. A
+//! hint alone never ends anything: only the session of the cookie the request carries can end,
+//! so an old ID token in anyone's hands logs no one out. Anything less — no hint, a hint that
+//! does not verify or names another user or session, an unregistered redirect URI — never
+//! redirects: the person is asked on a confirmation page, whose form is CSRF-protected.
 //!
 //! CSRF design: the confirmation form carries `HMAC-SHA256(key = the session cookie's secret
 //! value, "sigil logout confirmation v1")`. Only the browser holding the session can have it
@@ -135,20 +137,24 @@ pub enum Decision {
     Confirm,
 }
 
-/// §2–§3: only a verified hint for the signed-in user ends the session without asking, and
-/// only a URI registered for the hint's client, compared exactly, is redirected to.
+/// §2–§3: only a verified hint for the browser's own session (`signed_in`: its user and
+/// `sid`) ends it without asking, and only a URI registered for the hint's client, compared
+/// exactly, is redirected to.
 pub fn decide(
     hint: Option<&Hint>,
     client: Option<&Client>,
     redirect_uri: Option<&str>,
     state: Option<&str>,
-    signed_in_user: Option<&str>,
+    signed_in: Option<(&str, &str)>,
 ) -> Decision {
     let Some(hint) = hint else {
         return Decision::Confirm;
     };
-    if signed_in_user.is_some_and(|user| user != hint.sub) {
-        return Decision::Confirm;
+    if let Some((user, sid)) = signed_in {
+        // §2: the hint must be for this End-User's session, not another one.
+        if user != hint.sub || hint.sid.as_deref().is_some_and(|s| s != sid) {
+            return Decision::Confirm;
+        }
     }
     let Some(uri) = redirect_uri else {
         return Decision::SignOut;
@@ -213,17 +219,22 @@ async fn end_session(
         client.as_ref(),
         params.get("post_logout_redirect_uri"),
         params.get("state"),
-        current.as_ref().map(|s| s.user.id.as_str()),
+        current
+            .as_ref()
+            .map(|s| (s.user.id.as_str(), s.sid.as_str())),
     );
-    let Some(hint) = hint.filter(|_| decision != Decision::Confirm) else {
+    if hint.is_none() || decision == Decision::Confirm {
         return match current {
             Some(session) => confirmation_page(req, state, &session, client.as_ref()),
             // Nobody is signed in here: there is nothing to confirm.
             None => signed_out(state),
         };
-    };
-    if let Err(e) = end_for_hint(state, current.as_ref(), &hint).await {
-        return unavailable(e);
+    }
+    // `decide` checked that the hint names this very session; without a cookie nothing ends.
+    if let Some(s) = &current {
+        if let Err(e) = end(state, &s.id_hash, &s.sid, &s.user.id).await {
+            return unavailable(e);
+        }
     }
     match decision {
         Decision::Redirect(url) => HttpResponse::SeeOther()
@@ -233,33 +244,6 @@ async fn end_session(
             .finish(),
         _ => signed_out(state),
     }
-}
-
-/// Ends the browser's session and, when the hint's `sid` names another live session of the
-/// hint's user, that one too.
-async fn end_for_hint(
-    state: &web::Data<AppState>,
-    current: Option<&session::Session>,
-    hint: &Hint,
-) -> Result<(), StorageError> {
-    if let Some(s) = current {
-        end(state, &s.id_hash, &s.sid, &s.user.id).await?;
-    }
-    let Some(sid) = hint.sid.clone() else {
-        return Ok(());
-    };
-    if current.is_some_and(|s| s.sid == sid) {
-        return Ok(());
-    }
-    let (sub, now) = (hint.sub.clone(), state.clock.now());
-    let other = state
-        .db
-        .run(move |c| sessions::live_by_sid(c, &sub, &sid, now))
-        .await?;
-    if let Some(row) = other {
-        end(state, &row.id_hash, &row.sid, &row.user_id).await?;
-    }
-    Ok(())
 }
 
 /// Ends one session and notifies the clients that took part in it.
@@ -450,7 +434,13 @@ mod tests {
         let (c, h) = (client(), hint("alice"));
         let expected = Url::parse("https://rp.example/bye?from=sigil&state=a+b").unwrap();
         assert_eq!(
-            decide(Some(&h), Some(&c), Some(BYE), Some("a b"), Some("alice")),
+            decide(
+                Some(&h),
+                Some(&c),
+                Some(BYE),
+                Some("a b"),
+                Some(("alice", "s"))
+            ),
             Decision::Redirect(expected)
         );
         assert_eq!(
@@ -470,13 +460,24 @@ mod tests {
             );
         }
         assert_eq!(
-            decide(None, Some(&c), Some(BYE), None, Some("alice")),
+            decide(None, Some(&c), Some(BYE), None, Some(("alice", "s"))),
             Decision::Confirm
         );
         assert_eq!(
-            decide(Some(&h), Some(&c), Some(BYE), None, Some("bob")),
+            decide(Some(&h), Some(&c), Some(BYE), None, Some(("bob", "s"))),
             Decision::Confirm,
             "the hint names another user than the one signed in"
+        );
+        assert_eq!(
+            decide(
+                Some(&h),
+                Some(&c),
+                Some(BYE),
+                None,
+                Some(("alice", "other"))
+            ),
+            Decision::Confirm,
+            "the hint names another session of the same user"
         );
         assert_eq!(
             decide(Some(&h), None, Some(BYE), None, None),

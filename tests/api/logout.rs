@@ -17,7 +17,7 @@ both_backends!(
     oidcc_rp_logout_without_a_valid_hint_or_registered_uri_shows_confirmation_no_redirect,
     oidcc_rp_logout_expired_hint_is_accepted,
     rp_logout_hint_of_another_user_asks_first,
-    rp_logout_hint_ends_the_session_it_names_from_another_browser,
+    rp_logout_a_hint_alone_never_ends_a_session,
     rp_logout_confirmation_with_csrf_signs_out_without_redirect,
     attack13_logout_confirmation_without_csrf_with_another_sessions_token_or_foreign_origin_is_403,
     attack14_logout_pages_send_the_security_headers,
@@ -407,20 +407,35 @@ async fn rp_logout_hint_of_another_user_asks_first(backend: Backend) {
     assert!(signed_in(&app, &bob, &id).await);
 }
 
-async fn rp_logout_hint_ends_the_session_it_names_from_another_browser(backend: Backend) {
+async fn rp_logout_a_hint_alone_never_ends_a_session(backend: Backend) {
     let (app, id, secret) = setup(backend).await;
     let browser = Browser::new();
     let hint = id_token(&sign_in(&app, &browser, &id, &secret, "alice", &[]).await);
-    // The hint's `sid` names the browser's session; the request comes without its cookie.
     let url = end_session_url(
         &app,
         &[("id_token_hint", &hint), ("post_logout_redirect_uri", BYE)],
     )
     .await;
+    // The hint's `sid` names the browser's session, but the request comes without its cookie
+    // (anyone who ever saw the ID token): sent on to the registered URI, nothing ends.
     let r = app.http.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(location(&r), BYE);
+    assert!(signed_in(&app, &browser, &id).await);
+    // Another browser of the same user, with its own session: the hint is not for it, so it is
+    // asked, and neither session ends.
+    let other = Browser::new();
+    sign_in(&app, &other, &id, &secret, "alice", &[]).await;
+    let r = other.get(&url).await;
+    assert_confirmation(r, "another session's hint").await;
+    assert!(signed_in(&app, &other, &id).await);
+    assert!(signed_in(&app, &browser, &id).await);
+    // The browser whose session the hint names is signed out at once.
+    let r = browser.get(&url).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), BYE);
     assert!(!signed_in(&app, &browser, &id).await);
+    assert!(signed_in(&app, &other, &id).await);
 }
 
 async fn rp_logout_confirmation_with_csrf_signs_out_without_redirect(backend: Backend) {
