@@ -1,5 +1,5 @@
-//! Load generator for Sigil's browser flows, run by hand through `bench/flow.sh` (never in CI).
-//! Three measurements against a running `sigil serve`:
+//! Load generator for Sigil's browser flows, run by hand through `bench/flow.sh` and
+//! `bench/growth.sh` (never in CI). Four measurements against a running `sigil serve`:
 //!
 //! 1. `auth_code_flow`: the whole authorization-code flow with an existing session, per second.
 //!    Each worker signs in once (authorize → login page → POST /login → resume → code; the
@@ -8,7 +8,10 @@
 //!    client_secret_basic, `code_verifier`) → 200. Latency is that of the whole flow.
 //! 2. `refresh`: each worker holds a refresh token and loops POST /token
 //!    `grant_type=refresh_token`, keeping the rotated token each time.
-//! 3. `discovery_under_login`: the p99 latency of GET /.well-known/openid-configuration from a
+//! 3. `introspect`: each worker holds a refresh token of its own grant and loops POST
+//!    /introspect (client_secret_basic) with it: a lookup of the token by its hash, its grant and
+//!    its user on every request (refresh tokens are never cached, unlike access tokens).
+//! 4. `discovery_under_login`: the p99 latency of GET /.well-known/openid-configuration from a
 //!    steady, paced stream (DISC_CLIENTS clients at DISC_RATE req/s each), first idle, then
 //!    while LOGINS workers each loop a full password sign-in (GET /authorize `prompt=login` →
 //!    GET /login → POST /login, argon2id → GET /authorize/resume → 303 with a code). DESIGN.md
@@ -167,7 +170,7 @@ fn parse_opts() -> Opts {
         disc_clients: num("discovery-clients", get("discovery-clients"), 4),
         disc_rate: num("discovery-rate", get("discovery-rate"), 250.0),
         only: get("only")
-            .unwrap_or_else(|| "flow refresh discovery".into())
+            .unwrap_or_else(|| "flow refresh introspect discovery".into())
             .split([' ', ','])
             .filter(|s| !s.is_empty())
             .map(str::to_string)
@@ -177,8 +180,8 @@ fn parse_opts() -> Opts {
         quiet_wait: num("quiet-wait", get("quiet-wait"), 180u64),
     };
     for o in &opts.only {
-        if !["flow", "refresh", "discovery"].contains(&o.as_str()) {
-            eprintln!("--only: unknown measurement {o:?} (flow, refresh, discovery)");
+        if !["flow", "refresh", "introspect", "discovery"].contains(&o.as_str()) {
+            eprintln!("--only: unknown measurement {o:?} (flow, refresh, introspect, discovery)");
             usage();
         }
     }
@@ -241,6 +244,37 @@ async fn refresh_worker(ctx: Arc<Ctx>, b: Client, mut rt: String, win: Window) -
     t
 }
 
+async fn introspect_worker(ctx: Arc<Ctx>, http: Client, rt: String, win: Window) -> Tally {
+    let url = ctx.url("/introspect");
+    let mut t = Tally::default();
+    while Instant::now() < win.end {
+        let s = Instant::now();
+        let res: Res<()> = async {
+            let r = http
+                .post(&url)
+                .header("Authorization", &ctx.basic)
+                .form(&[("token", rt.as_str())])
+                .send()
+                .await
+                .map_err(net("POST /introspect"))?;
+            if r.status() != StatusCode::OK {
+                return Err(unexpected("POST /introspect", r).await);
+            }
+            let v: Value = r.json().await.map_err(net("POST /introspect body"))?;
+            if v["active"] != json!(true) {
+                return Err(format!(
+                    "POST /introspect: the refresh token is not active: {v}"
+                ));
+            }
+            Ok(())
+        }
+        .await;
+        t.record(&win, s, Instant::now(), &res);
+        pause_on_error(&res).await;
+    }
+    t
+}
+
 async fn login_worker(ctx: Arc<Ctx>, win: Window) -> Tally {
     let b = browser();
     let mut t = Tally::default();
@@ -296,7 +330,7 @@ async fn main() {
     }
 
     let mut browsers: Vec<Client> = Vec::new();
-    if wants("flow") || wants("refresh") {
+    if wants("flow") || wants("refresh") || wants("introspect") {
         eprintln!("== set-up: signing {} browsers in", o.concurrency);
         browsers = match signed_in_browsers(&ctx, o.concurrency).await {
             Ok(b) => b,
@@ -362,6 +396,40 @@ async fn main() {
         line["refresh"] = stats(&t, secs);
         usage.await.expect("usage task").finish(tck, &mut line);
         warn_errors("refresh", &t);
+        println!("{line}");
+        lines.push(line);
+    }
+
+    // 3. Introspection of refresh tokens (a database read every time).
+    if wants("introspect") {
+        let mut tokens = Vec::new();
+        for b in &browsers {
+            match new_refresh_token(&ctx, b).await {
+                Ok(rt) => tokens.push(rt),
+                Err(e) => {
+                    eprintln!("FAIL: refresh token before measuring: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        wait_quiet(o.quiet_wait).await;
+        eprintln!(
+            "== introspect: {} workers, {:?} (+{:?} warm-up)",
+            o.concurrency, o.duration, o.warmup
+        );
+        let win = Window::after(o.warmup, o.duration);
+        let tasks: Vec<_> = browsers
+            .iter()
+            .zip(tokens)
+            .map(|(b, rt)| tokio::spawn(introspect_worker(ctx.clone(), b.clone(), rt, win)))
+            .collect();
+        let usage = usage_over(win, o.server_pid);
+        let t = join_tallies(tasks).await;
+        let mut line = base("introspect");
+        line["workers"] = json!(o.concurrency);
+        line["introspect"] = stats(&t, secs);
+        usage.await.expect("usage task").finish(tck, &mut line);
+        warn_errors("introspect", &t);
         println!("{line}");
         lines.push(line);
     }
@@ -465,6 +533,13 @@ fn table(lines: &[Value]) -> String {
                 l,
             ),
             Some("refresh") => row("refresh (grants)", label, &l["workers"], &l["refresh"], l),
+            Some("introspect") => row(
+                "introspect (refresh tk)",
+                label,
+                &l["workers"],
+                &l["introspect"],
+                l,
+            ),
             Some("discovery_under_login") => {
                 let w = json!(l["discovery_clients"]);
                 row("discovery idle", label, &w, &l["idle"], &l["idle"]);
