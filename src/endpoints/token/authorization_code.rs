@@ -23,13 +23,15 @@ use crate::web::flow::hash;
 /// What the checks found.
 enum Checked {
     /// The code may be redeemed.
-    Ready {
-        grant: GrantRow,
-        user: UserRow,
-        resource: Option<ResourceMetadata>,
-    },
+    Ready(Box<Ready>),
     /// A used code, presented by its owner: a replay.
     Replayed { grant_id: String },
+}
+
+struct Ready {
+    grant: GrantRow,
+    user: UserRow,
+    resource: Option<ResourceMetadata>,
 }
 
 pub async fn grant(
@@ -77,19 +79,19 @@ pub async fn grant(
                 issue::grant_target(conn, &owned_client, &grant, requested, &grant.scope)?;
             let user = issue::live_user(conn, &grant)?
                 .ok_or_else(|| invalid_grant("the user can no longer sign in"))?;
-            Ok::<_, OAuthError>(Checked::Ready {
+            Ok::<_, OAuthError>(Checked::Ready(Box::new(Ready {
                 grant,
                 user,
                 resource,
-            })
+            })))
         })
         .await?;
-    let (grant, user, resource) = match checked {
-        Checked::Ready {
-            grant,
-            user,
-            resource,
-        } => (grant, user, resource),
+    let Ready {
+        grant,
+        user,
+        resource,
+    } = match checked {
+        Checked::Ready(ready) => *ready,
         Checked::Replayed { grant_id } => {
             return replayed(state, grant_id, "the code was already used").await
         }

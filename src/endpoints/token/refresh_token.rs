@@ -24,14 +24,16 @@ use crate::web::flow::hash;
 /// What the checks found.
 enum Checked {
     /// The token may be rotated.
-    Ready {
-        grant: GrantRow,
-        user: UserRow,
-        scope: String,
-        resource: Option<ResourceMetadata>,
-    },
+    Ready(Box<Ready>),
     /// A used token, presented again by its client.
-    Used(Used),
+    Used(Box<Used>),
+}
+
+struct Ready {
+    grant: GrantRow,
+    user: UserRow,
+    scope: String,
+    resource: Option<ResourceMetadata>,
 }
 
 /// A used refresh token, its grant (live, this client's) and whether its user may still get
@@ -62,7 +64,7 @@ pub async fn grant(
         .run(move |conn| {
             let (row, grant) = found(conn, &owned_hash, &owned_client)?;
             if row.used_at.is_some() {
-                return used(conn, row, grant).map(Checked::Used);
+                return Ok(Checked::Used(Box::new(used(conn, row, grant)?)));
             }
             if row.expires_at <= now {
                 return Err(invalid_grant("the refresh token has expired"));
@@ -83,22 +85,22 @@ pub async fn grant(
                 issue::grant_target(conn, &owned_client, &grant, requested_resource, &scope)?;
             let user = issue::live_user(conn, &grant)?
                 .ok_or_else(|| invalid_grant("the user can no longer sign in"))?;
-            Ok(Checked::Ready {
+            Ok(Checked::Ready(Box::new(Ready {
                 grant,
                 user,
                 scope,
                 resource,
-            })
+            })))
         })
         .await?;
-    let (grant, user, scope, resource) = match checked {
-        Checked::Ready {
-            grant,
-            user,
-            scope,
-            resource,
-        } => (grant, user, scope, resource),
-        Checked::Used(used) => return again(state, used, &asked).await,
+    let Ready {
+        grant,
+        user,
+        scope,
+        resource,
+    } = match checked {
+        Checked::Ready(ready) => *ready,
+        Checked::Used(used) => return again(state, *used, &asked).await,
     };
 
     // Build: the complete response, the successor's value included, before anything is written.
@@ -197,7 +199,7 @@ async fn again(state: &AppState, used: Used, asked: &Asked) -> Result<HttpRespon
     }
     // Another scope or resource than the rotation's: no answer, but within the grace it is no
     // replay either.
-    let body = grace::open(&state.master, &used.row.token_hash, sealed, asked)?
+    let body = grace::open(&state.master, &used.row.token_hash, sealed, asked)
         .ok_or_else(|| invalid_grant(REPLAYED))?;
     tracing::debug!(client_id = %used.grant.client_id, "refresh within the grace: the same answer again");
     Ok(respond(body))
