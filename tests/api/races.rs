@@ -201,6 +201,17 @@ async fn refresh_row(app: &TestApp, token: &str) -> sigil::storage::grants::Refr
         .expect("the refresh token is stored")
 }
 
+/// The grant a refresh token belongs to.
+async fn grant_of(app: &TestApp, token: &str) -> sigil::storage::grants::GrantRow {
+    let id = refresh_row(app, token).await.grant_id;
+    app.state
+        .db
+        .run(move |c| sigil::storage::grants::grant(c, &id))
+        .await
+        .unwrap()
+        .expect("the grant is stored")
+}
+
 async fn attack28_concurrent_refreshes_within_the_grace_get_the_same_pair(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
         s.tokens.refresh_grace = sigil::config::DurationSetting::from_secs(10)
@@ -297,23 +308,35 @@ async fn attack28_concurrent_refreshes_without_grace_a_second_use_is_a_replay(ba
         let (id, secret, first) = app.user_tokens(&format!("rp{round}")).await;
         let rt = text(&first, "refresh_token");
         if round == 0 {
-            // One after the other: the second use is a replay.
+            // One after the other: the second use is a replay. The grant lives as long as
+            // its newest refresh token, and once revoked as long as its access tokens can.
+            let expiry = |row: sigil::storage::grants::RefreshRow| row.expires_at;
+            let grant = grant_of(&app, rt).await;
+            assert_eq!(grant.expires_at, expiry(refresh_row(&app, rt).await));
             let r = refresh(&app, &id, &secret, rt, None).await;
             assert_eq!(r.status(), 200);
             let second: Value = r.json().await.unwrap();
+            let newer = text(&second, "refresh_token");
             assert!(
                 refresh_row(&app, rt).await.successor_sealed.is_none(),
                 "nothing kept"
             );
+            let moved = grant_of(&app, rt).await.expires_at;
+            assert_eq!(moved, expiry(refresh_row(&app, newer).await));
+            app.state.clock.advance(5);
             assert_eq!(
                 error_of(refresh(&app, &id, &secret, rt, None).await).await,
                 "invalid_grant"
             );
+            let revoked = grant_of(&app, rt).await;
+            let at = revoked.revoked_at.expect("revoked as a replay");
+            let horizon = sigil::web::flow::grant_horizon(&app.state.settings);
+            assert_eq!(revoked.expires_at, at + horizon);
+            assert!(revoked.expires_at < moved);
             assert_eq!(
                 app.userinfo(text(&second, "access_token")).await.status(),
                 401
             );
-            let newer = text(&second, "refresh_token");
             assert_eq!(
                 error_of(refresh(&app, &id, &secret, newer, None).await).await,
                 "invalid_grant"
