@@ -94,6 +94,7 @@ async fn revoke_refresh_token(
     token: String,
 ) -> Result<(), OAuthError> {
     let now = state.clock.now();
+    let horizon = crate::web::flow::grant_horizon(&state.settings);
     let client_id = client.client_id.clone();
     let revoked = state
         .db
@@ -107,8 +108,8 @@ async fn revoke_refresh_token(
             if grant.client_id != client_id {
                 return Err(not_yours());
             }
-            grants::revoke_grant(conn, &grant.id, now)?;
-            Ok::<_, OAuthError>(true)
+            // True only when this revoked it: an already revoked grant leaves the caches be.
+            Ok::<_, OAuthError>(grants::revoke_grant(conn, &grant.id, now, horizon)?)
         })
         .await?;
     if revoked {

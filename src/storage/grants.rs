@@ -76,19 +76,30 @@ pub fn grant(conn: &mut AnyConnection, id: &str) -> Result<Option<GrantRow>, Sto
         .optional()?)
 }
 
-/// Revokes a grant: its refresh tokens and the access tokens issued under it stop working.
-pub fn revoke_grant(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), StorageError> {
+/// Revokes a grant: its refresh tokens and the access tokens issued under it stop working. The
+/// grant may be purged once its last access token is dead: `horizon` seconds from now (the
+/// longest access-token lifetime plus the clock skew). True only when this call revoked it, so
+/// that caches are dropped for a real revocation and never for a request that changed nothing.
+pub fn revoke_grant(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: i64,
+    horizon: i64,
+) -> Result<bool, StorageError> {
     let n = diesel::update(
         grants::table
             .filter(grants::id.eq(id))
             .filter(grants::revoked_at.is_null()),
     )
-    .set(grants::revoked_at.eq(now))
+    .set((
+        grants::revoked_at.eq(now),
+        grants::expires_at.eq(now + horizon),
+    ))
     .execute(conn)?;
     if n > 0 {
         revisions::bump(conn, revisions::TOKENS)?;
     }
-    Ok(())
+    Ok(n > 0)
 }
 
 /// Every grant made during the IdP session `sid` (index `grants_sid`): the clients that took
@@ -102,24 +113,6 @@ pub fn code(conn: &mut AnyConnection, code_hash: &str) -> Result<Option<CodeRow>
         .filter(codes::code_hash.eq(code_hash))
         .first(conn)
         .optional()?)
-}
-
-/// Marks the code used; true only for the one caller that changed the row (RFC 6749 §4.1.2:
-/// a code is used once).
-pub fn consume_code(
-    conn: &mut AnyConnection,
-    code_hash: &str,
-    now: i64,
-) -> Result<bool, StorageError> {
-    let n = diesel::update(
-        codes::table
-            .filter(codes::code_hash.eq(code_hash))
-            .filter(codes::consumed_at.is_null())
-            .filter(codes::expires_at.gt(now)),
-    )
-    .set(codes::consumed_at.eq(now))
-    .execute(conn)?;
-    Ok(n == 1)
 }
 
 pub fn insert_refresh(conn: &mut AnyConnection, row: &RefreshRow) -> Result<(), StorageError> {
@@ -139,19 +132,118 @@ pub fn refresh_token(
         .optional()?)
 }
 
-/// Marks a refresh token used (rotation); true only for the one caller that changed the row.
-pub fn use_refresh(
+/// What a token response spends: a code, or a refresh token (with, while
+/// `tokens.refresh_grace` lasts, the response of its rotation, sealed).
+pub enum Spend<'a> {
+    Code {
+        code_hash: &'a str,
+    },
+    Refresh {
+        token_hash: &'a str,
+        successor_sealed: Option<Vec<u8>>,
+    },
+}
+
+/// How a `redeem` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redeemed {
+    /// Spent, the new refresh token stored, the grant's expiry moved: send the response.
+    Committed,
+    /// Someone spent it first (a replay, or a concurrent twin); nothing was written.
+    AlreadyUsed,
+    /// It expired (or was purged) since it was checked; nothing was written.
+    Expired,
+    /// The grant was revoked since it was checked; nothing was written.
+    GrantRevoked,
+}
+
+/// The only write of a code redemption or a refresh, done after the whole response was built:
+/// in one transaction the code or refresh token is spent (`UPDATE … WHERE … IS NULL`, exactly
+/// one row: RFC 6749 §4.1.2, §6; of concurrent callers one wins, the others wait for its row
+/// lock on PostgreSQL or for the write lock on SQLite and then find it spent), the new refresh
+/// token is stored, and the grant, still live, is kept until at least `grant_until`. Anything
+/// but `Committed` leaves the database as it was.
+pub fn redeem(
     conn: &mut AnyConnection,
-    token_hash: &str,
+    spend: Spend<'_>,
+    grant: &GrantRow,
+    grant_until: i64,
+    new_refresh: Option<&RefreshRow>,
     now: i64,
-) -> Result<bool, StorageError> {
-    let n = diesel::update(
-        refresh::table
-            .filter(refresh::token_hash.eq(token_hash))
-            .filter(refresh::used_at.is_null())
-            .filter(refresh::expires_at.gt(now)),
-    )
-    .set(refresh::used_at.eq(now))
-    .execute(conn)?;
-    Ok(n == 1)
+) -> Result<Redeemed, StorageError> {
+    enum Abort {
+        Revoked,
+        Storage(StorageError),
+    }
+    impl From<diesel::result::Error> for Abort {
+        fn from(e: diesel::result::Error) -> Self {
+            Self::Storage(e.into())
+        }
+    }
+    let done = conn.transaction::<_, Abort, _>(|conn| {
+        // First statement of the transaction is the write: SQLite takes its write lock here
+        // (waiting out `busy_timeout`), so no stale read snapshot can be upgraded.
+        let spent = match &spend {
+            Spend::Code { code_hash } => diesel::update(
+                codes::table
+                    .filter(codes::code_hash.eq(code_hash))
+                    .filter(codes::consumed_at.is_null())
+                    .filter(codes::expires_at.gt(now)),
+            )
+            .set(codes::consumed_at.eq(now))
+            .execute(conn)?,
+            Spend::Refresh {
+                token_hash,
+                successor_sealed,
+            } => diesel::update(
+                refresh::table
+                    .filter(refresh::token_hash.eq(token_hash))
+                    .filter(refresh::used_at.is_null())
+                    .filter(refresh::expires_at.gt(now)),
+            )
+            .set((
+                refresh::used_at.eq(now),
+                refresh::successor_sealed.eq(successor_sealed.as_deref()),
+            ))
+            .execute(conn)?,
+        };
+        if spent != 1 {
+            return Ok(false);
+        }
+        // Only this transaction can extend the grant now (the one live code or refresh token
+        // of a grant is what it just spent), so the expiry read before is current; a
+        // revocation meanwhile is seen through `revoked_at`.
+        let live = diesel::update(
+            grants::table
+                .filter(grants::id.eq(&grant.id))
+                .filter(grants::revoked_at.is_null()),
+        )
+        .set(grants::expires_at.eq(grant.expires_at.max(grant_until)))
+        .execute(conn)?;
+        if live != 1 {
+            return Err(Abort::Revoked);
+        }
+        if let Some(row) = new_refresh {
+            insert_refresh(conn, row).map_err(Abort::Storage)?;
+        }
+        Ok(true)
+    });
+    match done {
+        Ok(true) => Ok(Redeemed::Committed),
+        Err(Abort::Revoked) => Ok(Redeemed::GrantRevoked),
+        Err(Abort::Storage(e)) => Err(e),
+        // Not spent: used by someone else, or expired. Read after the winner committed.
+        Ok(false) => {
+            let used = match spend {
+                Spend::Code { code_hash } => code(conn, code_hash)?.and_then(|c| c.consumed_at),
+                Spend::Refresh { token_hash, .. } => {
+                    refresh_token(conn, token_hash)?.and_then(|r| r.used_at)
+                }
+            };
+            Ok(match used {
+                Some(_) => Redeemed::AlreadyUsed,
+                None => Redeemed::Expired,
+            })
+        }
+    }
 }

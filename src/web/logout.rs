@@ -25,6 +25,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 use url::Url;
 
+use super::flow::grant_horizon;
 use super::{backchannel, cookies, forms, session};
 use crate::crypto::b64url;
 use crate::crypto::keyring::KeySnapshot;
@@ -254,9 +255,10 @@ pub async fn end(
     user_id: &str,
 ) -> Result<(), StorageError> {
     let (id_hash, owned_sid, now) = (id_hash.to_string(), sid.to_string(), state.clock.now());
+    let horizon = grant_horizon(&state.settings);
     let clients = state
         .db
-        .run(move |c| end_in_db(c, &id_hash, &owned_sid, now))
+        .run(move |c| end_in_db(c, &id_hash, &owned_sid, now, horizon))
         .await?;
     // The session's revoked grants end their access tokens: seen here at once.
     state.verdicts.invalidate();
@@ -271,12 +273,13 @@ pub async fn end_every_session(
     user_id: &str,
 ) -> Result<usize, StorageError> {
     let (owned, now) = (user_id.to_string(), state.clock.now());
+    let horizon = grant_horizon(&state.settings);
     let ended = state
         .db
         .run(move |c| -> Result<_, StorageError> {
             let mut ended = Vec::new();
             for row in sessions::live_of_user(c, &owned, now)? {
-                let clients = end_in_db(c, &row.id_hash, &row.sid, now)?;
+                let clients = end_in_db(c, &row.id_hash, &row.sid, now, horizon)?;
                 ended.push((row.sid, clients));
             }
             Ok(ended)
@@ -290,12 +293,14 @@ pub async fn end_every_session(
 }
 
 /// In one transaction: the session ends, and its grants without `offline_access` are revoked
-/// (OIDC Core §11). Returns every client that took part in the session.
+/// (OIDC Core §11). Returns every client that took part in the session. `horizon`:
+/// `web::flow::grant_horizon`, how long a revoked grant's access tokens may live.
 pub fn end_in_db(
     conn: &mut AnyConnection,
     id_hash: &str,
     sid: &str,
     now: i64,
+    horizon: i64,
 ) -> Result<Vec<String>, StorageError> {
     conn.transaction::<_, StorageError, _>(|conn| {
         sessions::end(conn, id_hash, now)?;
@@ -303,7 +308,7 @@ pub fn end_in_db(
         for grant in grants::by_sid(conn, sid)? {
             let offline = grant.scope.split(' ').any(|s| s == "offline_access");
             if grant.revoked_at.is_none() && !offline {
-                grants::revoke_grant(conn, &grant.id, now)?;
+                grants::revoke_grant(conn, &grant.id, now, horizon)?;
             }
             if !clients.contains(&grant.client_id) {
                 clients.push(grant.client_id);

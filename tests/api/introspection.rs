@@ -28,7 +28,8 @@ async fn introspect(
         .unwrap()
 }
 
-async fn active(app: &TestApp, id: &str, secret: &str, token: &str) -> Value {
+/// Introspects `token` as the confidential client `id`; the answer (200, never cached).
+pub async fn active(app: &TestApp, id: &str, secret: &str, token: &str) -> Value {
     let r = introspect(app, id, secret, &[("token", token)]).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");

@@ -24,6 +24,7 @@ mod limits;
 mod login;
 mod logout;
 mod migrations;
+mod races;
 mod refresh_and_userinfo;
 mod resources;
 mod revocation;

@@ -28,7 +28,7 @@ async fn offline_tokens(app: &TestApp, scope: &str) -> (String, String, Value) {
     (id, secret, r.json().await.unwrap())
 }
 
-async fn refresh(
+pub async fn refresh(
     app: &TestApp,
     id: &str,
     secret: &str,
@@ -42,7 +42,7 @@ async fn refresh(
     app.token_basic(id, secret, &form).await
 }
 
-async fn error_of(r: reqwest::Response) -> String {
+pub async fn error_of(r: reqwest::Response) -> String {
     assert_eq!(r.status(), 400);
     r.json::<Value>().await.unwrap()["error"]
         .as_str()

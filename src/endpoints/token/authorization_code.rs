@@ -1,15 +1,38 @@
 //! RFC 6749 §4.1.3: a code for tokens. The code must belong to this client, be presented with
 //! the same redirect_uri and the PKCE verifier, and is used once: a second use is an attack
 //! (RFC 6749 §4.1.2) and revokes everything issued from it.
+//!
+//! Validate, build, then commit (SECURITY.md 28): everything is read and checked without a
+//! write, the whole response is built (tokens signed, the ID token encrypted, perhaps after
+//! fetching the client's `jwks_uri`), and only then is the code spent, in the transaction that
+//! stores the new refresh token. A response that fails before that leaves the code unused, so
+//! the client's retry is never taken for a replay; of N concurrent redemptions exactly one
+//! commits, and the others are replays.
 
 use actix_web::HttpResponse;
 
-use super::{invalid_grant, issue, respond};
+use super::{grant_until, invalid_grant, issue, replayed, respond};
 use crate::oauth::client_metadata::Client;
+use crate::oauth::resource_metadata::ResourceMetadata;
 use crate::oauth::{pkce, OAuthError};
 use crate::state::AppState;
-use crate::storage::grants;
+use crate::storage::grants::{self, CodeRow, GrantRow, Redeemed, Spend};
+use crate::storage::users::UserRow;
 use crate::web::flow::hash;
+
+/// What the checks found.
+enum Checked {
+    /// The code may be redeemed.
+    Ready(Box<Ready>),
+    /// A used code, presented by its owner: a replay.
+    Replayed { grant_id: String },
+}
+
+struct Ready {
+    grant: GrantRow,
+    user: UserRow,
+    resource: Option<ResourceMetadata>,
+}
 
 pub async fn grant(
     state: &AppState,
@@ -21,55 +44,68 @@ pub async fn grant(
 ) -> Result<HttpResponse, OAuthError> {
     let requested = issue::requested_resource(state, client, resource).await?;
     let now = state.clock.now();
-    let refresh_ttl = state.settings.tokens.refresh_ttl.as_secs() as i64;
-    let client_for_db = client.clone();
-    let (grant, user, refresh, resource) = state
+    let code_hash = hash(&code);
+    let (owned_hash, owned_client) = (code_hash.clone(), client.clone());
+    let checked = state
         .db
         .run(move |conn| {
-            let code_hash = hash(&code);
-            let row = grants::code(conn, &code_hash)?.ok_or_else(|| invalid_grant("unknown authorization code"))?;
-            // SECURITY.md attack 9: another client's code, or another redirect_uri.
-            if row.client_id != client_for_db.client_id {
+            let row = grants::code(conn, &owned_hash)?
+                .ok_or_else(|| invalid_grant("unknown authorization code"))?;
+            // SECURITY.md attack 9: another client's code changes nothing.
+            if row.client_id != owned_client.client_id {
                 return Err(invalid_grant("the code was issued to another client"));
             }
             if row.consumed_at.is_some() {
-                grants::revoke_grant(conn, &row.grant_id, now)?;
-                tracing::warn!(client_id = %row.client_id, "authorization code replayed; its grant is revoked");
-                return Err(invalid_grant("the code was already used"));
+                // SECURITY.md 28: only the code's owner can have its grant revoked.
+                presented_by_owner(&owned_client, &row, verifier.as_deref())?;
+                return Ok(Checked::Replayed {
+                    grant_id: row.grant_id,
+                });
             }
             if row.expires_at <= now {
                 return Err(invalid_grant("the code has expired"));
             }
             // RFC 6749 §4.1.3: identical to the redirect_uri of the authorization request.
             if row.redirect_uri != redirect_uri {
-                return Err(invalid_grant("redirect_uri differs from the authorization request"));
+                return Err(invalid_grant(
+                    "redirect_uri differs from the authorization request",
+                ));
             }
-            // RFC 7636 §4.6, and no verifier without a challenge (downgrade).
-            match (&row.code_challenge, &verifier) {
-                (Some(challenge), Some(v)) => pkce::verify(v, challenge)?,
-                (Some(_), None) => return Err(invalid_grant("code_verifier is required")),
-                (None, Some(_)) => return Err(invalid_grant("no code_challenge was sent for this code")),
-                (None, None) => {}
-            }
-            let resource = match grants::grant(conn, &row.grant_id)? {
-                Some(g) => issue::grant_target(conn, &client_for_db, &g, requested, &g.scope)?,
-                None => None,
-            };
-            if !grants::consume_code(conn, &code_hash, now)? {
-                // Someone else used it a moment ago: the same attack.
-                grants::revoke_grant(conn, &row.grant_id, now)?;
-                return Err(invalid_grant("the code was already used"));
-            }
+            check_verifier(&row, verifier.as_deref())?;
             let grant = grants::grant(conn, &row.grant_id)?
                 .filter(|g| g.revoked_at.is_none())
                 .ok_or_else(|| invalid_grant("the grant was revoked"))?;
-            let user = issue::live_user(conn, &grant)?.ok_or_else(|| invalid_grant("the user can no longer sign in"))?;
-            let refresh = issue::wants_refresh(&client_for_db, &grant.scope)
-                .then(|| issue::new_refresh(conn, &grant.id, now, refresh_ttl))
-                .transpose()?;
-            Ok::<_, OAuthError>((grant, user, refresh, resource))
+            let resource =
+                issue::grant_target(conn, &owned_client, &grant, requested, &grant.scope)?;
+            let user = issue::live_user(conn, &grant)?
+                .ok_or_else(|| invalid_grant("the user can no longer sign in"))?;
+            Ok::<_, OAuthError>(Checked::Ready(Box::new(Ready {
+                grant,
+                user,
+                resource,
+            })))
         })
         .await?;
+    let Ready {
+        grant,
+        user,
+        resource,
+    } = match checked {
+        Checked::Ready(ready) => *ready,
+        Checked::Replayed { grant_id } => {
+            return replayed(state, grant_id, "the code was already used").await
+        }
+    };
+
+    // Build: the complete response, before anything is written.
+    let refresh_ttl = state.settings.tokens.refresh_ttl.as_secs() as i64;
+    let (refresh_token, refresh_row) = match issue::wants_refresh(client, &grant.scope) {
+        true => {
+            let (token, row) = issue::new_refresh(&grant.id, now, refresh_ttl);
+            (Some(token), Some(row))
+        }
+        false => (None, None),
+    };
     let body = issue::response(
         state,
         client,
@@ -77,8 +113,56 @@ pub async fn grant(
         &user,
         &grant.scope,
         resource.as_ref(),
-        refresh,
+        refresh_token,
     )
     .await?;
-    Ok(respond(body))
+
+    // Commit: the code is spent together with the new refresh token, or not at all.
+    let until = grant_until(state, now, refresh_row.as_ref());
+    let grant_id = grant.id.clone();
+    let outcome = state
+        .db
+        .run(move |conn| {
+            let spend = Spend::Code {
+                code_hash: &code_hash,
+            };
+            grants::redeem(conn, spend, &grant, until, refresh_row.as_ref(), now)
+        })
+        .await?;
+    match outcome {
+        Redeemed::Committed => Ok(respond(body)),
+        // A concurrent redemption won: the same attack as a later replay (RFC 6749 §4.1.2).
+        // The winner's tokens die with the grant; this response is thrown away.
+        Redeemed::AlreadyUsed => replayed(state, grant_id, "the code was already used").await,
+        Redeemed::Expired => Err(invalid_grant("the code has expired")),
+        Redeemed::GrantRevoked => Err(invalid_grant("the grant was revoked")),
+    }
+}
+
+/// RFC 7636 §4.6, and no verifier without a challenge (downgrade, SECURITY.md attack 10).
+fn check_verifier(row: &CodeRow, verifier: Option<&str>) -> Result<(), OAuthError> {
+    match (&row.code_challenge, verifier) {
+        (Some(challenge), Some(v)) => pkce::verify(v, challenge),
+        (Some(_), None) => Err(invalid_grant("code_verifier is required")),
+        (None, Some(_)) => Err(invalid_grant("no code_challenge was sent for this code")),
+        (None, None) => Ok(()),
+    }
+}
+
+/// Whether a used code comes back from the client it was issued to (the caller checked the
+/// client id): a confidential client authenticated to get here; a public client proves it only
+/// with the code's PKCE verifier (RFC 7636 §1). Anyone else gets `invalid_grant` and nothing
+/// changes, so a stolen used code cannot be spent to revoke its victim's grant.
+fn presented_by_owner(
+    client: &Client,
+    row: &CodeRow,
+    verifier: Option<&str>,
+) -> Result<(), OAuthError> {
+    if client.metadata.token_endpoint_auth_method.is_confidential() {
+        return Ok(());
+    }
+    match (&row.code_challenge, verifier) {
+        (Some(challenge), Some(v)) if pkce::verify(v, challenge).is_ok() => Ok(()),
+        _ => Err(invalid_grant("the code was already used")),
+    }
 }

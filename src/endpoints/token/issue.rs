@@ -10,7 +10,7 @@ use crate::oauth::resource_metadata::{self, ResourceMetadata};
 use crate::oauth::scope::Scope;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
-use crate::storage::grants::{self, GrantRow, RefreshRow};
+use crate::storage::grants::{GrantRow, RefreshRow};
 use crate::storage::users::UserRow;
 use crate::storage::{AnyConnection, StorageError};
 use crate::tokens::access_token::{self, AccessTokenClaims};
@@ -24,26 +24,18 @@ pub fn wants_refresh(client: &Client, scope: &str) -> bool {
         && (scope.split(' ').any(|s| s == "offline_access") || client.metadata.skip_consent)
 }
 
-/// Stores a new refresh token for `grant_id`; returns the token.
-pub fn new_refresh(
-    conn: &mut AnyConnection,
-    grant_id: &str,
-    now: i64,
-    ttl: i64,
-) -> Result<String, StorageError> {
+/// A new refresh token for `grant_id` and its row, stored only when the response commits.
+pub fn new_refresh(grant_id: &str, now: i64, ttl: i64) -> (String, RefreshRow) {
     let token = random::secret_256();
-    grants::insert_refresh(
-        conn,
-        &RefreshRow {
-            token_hash: hash(&token),
-            grant_id: grant_id.to_string(),
-            created_at: now,
-            expires_at: now + ttl,
-            used_at: None,
-            successor_sealed: None,
-        },
-    )?;
-    Ok(token)
+    let row = RefreshRow {
+        token_hash: hash(&token),
+        grant_id: grant_id.to_string(),
+        created_at: now,
+        expires_at: now + ttl,
+        used_at: None,
+        successor_sealed: None,
+    };
+    (token, row)
 }
 
 /// Who an access token is for: its `aud`, its scope and its lifetime.

@@ -3,6 +3,7 @@
 
 mod authorization_code;
 mod client_credentials;
+mod grace;
 mod issue;
 mod refresh_token;
 
@@ -13,6 +14,8 @@ use super::client_form;
 use crate::oauth::token_request::TokenRequest;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
+use crate::storage::grants::{self, RefreshRow};
+use crate::web::flow::grant_horizon;
 
 pub async fn token(
     req: HttpRequest,
@@ -33,7 +36,10 @@ pub async fn token(
             ),
         ));
     }
-    let result = match request {
+    // RFC 6749 §4.1.2, RFC 9700 §4.14.2: a replay revokes its grant; the cached introspection
+    // answers are dropped where that revocation happens (`replayed`), never because a request
+    // failed (SECURITY.md 29).
+    match request {
         TokenRequest::ClientCredentials { scope, resource } => {
             client_credentials::grant(&state, &client, scope, resource).await
         }
@@ -51,13 +57,35 @@ pub async fn token(
             scope,
             resource,
         } => refresh_token::grant(&state, &client, refresh_token, scope, resource).await,
-    };
-    // A replayed code or refresh token revokes its grant (RFC 9700 §4.14.2, RFC 6749 §4.1.2);
-    // drop this node's cached introspection answers so that is seen here at once.
-    if matches!(&result, Err(e) if e.code == ErrorCode::InvalidGrant) {
-        state.verdicts.invalidate();
     }
-    result
+}
+
+/// A used code or refresh token presented again by its owner: the grant is revoked (RFC 6749
+/// §4.1.2, RFC 9700 §4.14.2) and, only when that revoked something, this node's cached
+/// introspection answers are dropped at once (other nodes see the moved revision).
+async fn replayed(
+    state: &AppState,
+    grant_id: String,
+    what: &'static str,
+) -> Result<HttpResponse, OAuthError> {
+    let (now, horizon) = (state.clock.now(), grant_horizon(&state.settings));
+    let id = grant_id.clone();
+    let revoked = state
+        .db
+        .run(move |conn| grants::revoke_grant(conn, &id, now, horizon))
+        .await?;
+    if revoked {
+        state.verdicts.invalidate();
+        tracing::warn!(grant_id = %grant_id, "{what}: its grant is revoked");
+    }
+    Err(invalid_grant(what))
+}
+
+/// After this no token of the grant may be valid: the access tokens issued now die within the
+/// horizon, the new refresh token at its expiry.
+fn grant_until(state: &AppState, now: i64, refresh: Option<&RefreshRow>) -> i64 {
+    let tokens = now + grant_horizon(&state.settings);
+    refresh.map_or(tokens, |r| tokens.max(r.expires_at))
 }
 
 fn invalid_grant(why: &'static str) -> OAuthError {

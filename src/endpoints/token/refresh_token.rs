@@ -1,16 +1,48 @@
 //! RFC 6749 §6: refresh. Each refresh token is used once and replaced (rotation); presenting a
-//! used one again revokes the whole grant (RFC 9700 §4.14.2).
+//! used one again revokes the whole grant (RFC 9700 §4.14.2) — unless `tokens.refresh_grace`
+//! is on and it comes back within the grace, when it gets the rotation's own response again
+//! (grace.rs).
+//!
+//! Validate, build, then commit (SECURITY.md 28): the token is marked used only in the
+//! transaction that stores its successor, after the whole response was built, so a response
+//! that fails (the client's `jwks_uri` down) leaves the token usable for the client's retry.
 
 use actix_web::HttpResponse;
-use diesel::Connection;
 
-use super::{invalid_grant, issue, respond};
+use super::grace::{self, Asked};
+use super::{grant_until, invalid_grant, issue, replayed, respond};
 use crate::oauth::client_metadata::Client;
+use crate::oauth::resource_metadata::ResourceMetadata;
 use crate::oauth::scope::Scope;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
-use crate::storage::{grants, StorageError};
+use crate::storage::grants::{self, GrantRow, Redeemed, RefreshRow, Spend};
+use crate::storage::users::UserRow;
+use crate::storage::AnyConnection;
 use crate::web::flow::hash;
+
+/// What the checks found.
+enum Checked {
+    /// The token may be rotated.
+    Ready(Box<Ready>),
+    /// A used token, presented again by its client.
+    Used(Box<Used>),
+}
+
+struct Ready {
+    grant: GrantRow,
+    user: UserRow,
+    scope: String,
+    resource: Option<ResourceMetadata>,
+}
+
+/// A used refresh token, its grant (live, this client's) and whether its user may still get
+/// tokens.
+struct Used {
+    row: RefreshRow,
+    grant: GrantRow,
+    user_live: bool,
+}
 
 pub async fn grant(
     state: &AppState,
@@ -19,28 +51,20 @@ pub async fn grant(
     requested: Option<Scope>,
     resource: Option<String>,
 ) -> Result<HttpResponse, OAuthError> {
+    let asked = Asked {
+        scope: requested.as_ref().map(Scope::to_string),
+        resource: resource.clone(),
+    };
     let requested_resource = issue::requested_resource(state, client, resource).await?;
     let now = state.clock.now();
-    let refresh_ttl = state.settings.tokens.refresh_ttl.as_secs() as i64;
-    let client_id = client.client_id.clone();
-    let client_for_db = client.clone();
-    let (grant, user, scope, new_token, resource) = state
+    let token_hash = hash(&token);
+    let (owned_hash, owned_client) = (token_hash.clone(), client.clone());
+    let checked = state
         .db
         .run(move |conn| {
-            let token_hash = hash(&token);
-            let row = grants::refresh_token(conn, &token_hash)?.ok_or_else(|| invalid_grant("unknown refresh token"))?;
-            let grant = grants::grant(conn, &row.grant_id)?.ok_or_else(|| invalid_grant("unknown refresh token"))?;
-            // SECURITY.md: client B cannot use client A's refresh token (and does not burn it).
-            if grant.client_id != client_id {
-                return Err(invalid_grant("the refresh token was issued to another client"));
-            }
-            if grant.revoked_at.is_some() {
-                return Err(invalid_grant("the grant was revoked"));
-            }
+            let (row, grant) = found(conn, &owned_hash, &owned_client)?;
             if row.used_at.is_some() {
-                grants::revoke_grant(conn, &grant.id, now)?;
-                tracing::warn!(client_id = %grant.client_id, "rotated refresh token replayed; its grant is revoked");
-                return Err(invalid_grant("the refresh token was already used"));
+                return Ok(Checked::Used(Box::new(used(conn, row, grant)?)));
             }
             if row.expires_at <= now {
                 return Err(invalid_grant("the refresh token has expired"));
@@ -57,22 +81,31 @@ pub async fn grant(
                 Some(s) => s.to_string(),
                 None => grant.scope.clone(),
             };
-            let resource = issue::grant_target(conn, &client_for_db, &grant, requested_resource, &scope)?;
-            let user = issue::live_user(conn, &grant)?.ok_or_else(|| invalid_grant("the user can no longer sign in"))?;
-            let rotated = conn.transaction::<_, StorageError, _>(|conn| {
-                if !grants::use_refresh(conn, &token_hash, now)? {
-                    return Ok(None);
-                }
-                issue::new_refresh(conn, &grant.id, now, refresh_ttl).map(Some)
-            })?;
-            let Some(new_token) = rotated else {
-                // Used concurrently: one of the two presentations is a replay.
-                grants::revoke_grant(conn, &grant.id, now)?;
-                return Err(invalid_grant("the refresh token was already used"));
-            };
-            Ok::<_, OAuthError>((grant, user, scope, new_token, resource))
+            let resource =
+                issue::grant_target(conn, &owned_client, &grant, requested_resource, &scope)?;
+            let user = issue::live_user(conn, &grant)?
+                .ok_or_else(|| invalid_grant("the user can no longer sign in"))?;
+            Ok(Checked::Ready(Box::new(Ready {
+                grant,
+                user,
+                scope,
+                resource,
+            })))
         })
         .await?;
+    let Ready {
+        grant,
+        user,
+        scope,
+        resource,
+    } = match checked {
+        Checked::Ready(ready) => *ready,
+        Checked::Used(used) => return again(state, *used, &asked).await,
+    };
+
+    // Build: the complete response, the successor's value included, before anything is written.
+    let refresh_ttl = state.settings.tokens.refresh_ttl.as_secs() as i64;
+    let (successor, successor_row) = issue::new_refresh(&grant.id, now, refresh_ttl);
     let body = issue::response(
         state,
         client,
@@ -80,8 +113,94 @@ pub async fn grant(
         &user,
         &scope,
         resource.as_ref(),
-        Some(new_token),
+        Some(successor),
     )
     .await?;
+    let successor_sealed = match state.settings.tokens.refresh_grace.as_secs() {
+        0 => None,
+        _ => Some(grace::seal(&state.master, &token_hash, &asked, &body)?),
+    };
+
+    // Commit: the token is used, its successor stored, the grant kept alive — or nothing.
+    let until = grant_until(state, now, Some(&successor_row));
+    let (owned_hash, owned_client) = (token_hash.clone(), client.clone());
+    let outcome = state
+        .db
+        .run(move |conn| {
+            let spend = Spend::Refresh {
+                token_hash: &token_hash,
+                successor_sealed,
+            };
+            grants::redeem(conn, spend, &grant, until, Some(&successor_row), now)
+        })
+        .await?;
+    match outcome {
+        Redeemed::Committed => Ok(respond(body)),
+        // A concurrent presentation rotated it first (its transaction has committed): this
+        // response is thrown away, and the token is judged as used.
+        Redeemed::AlreadyUsed => {
+            let used = state
+                .db
+                .run(move |conn| {
+                    let (row, grant) = found(conn, &owned_hash, &owned_client)?;
+                    used(conn, row, grant)
+                })
+                .await?;
+            again(state, used, &asked).await
+        }
+        Redeemed::Expired => Err(invalid_grant("the refresh token has expired")),
+        Redeemed::GrantRevoked => Err(invalid_grant("the grant was revoked")),
+    }
+}
+
+/// The token's row and its grant, which must be live and this client's. SECURITY.md: client B
+/// cannot use client A's refresh token (and does not burn it).
+fn found(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    client: &Client,
+) -> Result<(RefreshRow, GrantRow), OAuthError> {
+    let row = grants::refresh_token(conn, token_hash)?
+        .ok_or_else(|| invalid_grant("unknown refresh token"))?;
+    let grant = grants::grant(conn, &row.grant_id)?
+        .ok_or_else(|| invalid_grant("unknown refresh token"))?;
+    if grant.client_id != client.client_id {
+        return Err(invalid_grant(
+            "the refresh token was issued to another client",
+        ));
+    }
+    if grant.revoked_at.is_some() {
+        return Err(invalid_grant("the grant was revoked"));
+    }
+    Ok((row, grant))
+}
+
+fn used(conn: &mut AnyConnection, row: RefreshRow, grant: GrantRow) -> Result<Used, OAuthError> {
+    let user_live = issue::live_user(conn, &grant)?.is_some();
+    Ok(Used {
+        row,
+        grant,
+        user_live,
+    })
+}
+
+/// A used token presented again by its client: within the grace, for the same request, the
+/// rotation's own response; otherwise a replay, which revokes the grant (RFC 9700 §4.14.2).
+async fn again(state: &AppState, used: Used, asked: &Asked) -> Result<HttpResponse, OAuthError> {
+    const REPLAYED: &str = "the refresh token was already used";
+    let grace = state.settings.tokens.refresh_grace.as_secs() as i64;
+    let used_at = used.row.used_at.unwrap_or(i64::MIN);
+    let within = grace > 0 && state.clock.now() <= used_at.saturating_add(grace);
+    let Some(sealed) = used.row.successor_sealed.as_deref().filter(|_| within) else {
+        return replayed(state, used.grant.id, REPLAYED).await;
+    };
+    if !used.user_live {
+        return Err(invalid_grant("the user can no longer sign in"));
+    }
+    // Another scope or resource than the rotation's: no answer, but within the grace it is no
+    // replay either.
+    let body = grace::open(&state.master, &used.row.token_hash, sealed, asked)
+        .ok_or_else(|| invalid_grant(REPLAYED))?;
+    tracing::debug!(client_id = %used.grant.client_id, "refresh within the grace: the same answer again");
     Ok(respond(body))
 }

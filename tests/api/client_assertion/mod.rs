@@ -8,7 +8,7 @@ mod id_token_hint;
 mod keys;
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
@@ -96,12 +96,13 @@ pub fn key_client(app: &TestApp, client_id: &str, key: &ClientKey) {
     assert!(r.get("client_secret").is_none(), "no secret for {r}");
 }
 
-/// An HTTP server on 127.0.0.1 answering every request with `body`, counting connections: a
-/// count of 0 proves Sigil never reached it.
+/// An HTTP server on 127.0.0.1 answering every request with `body` (or 500 while `set_down`),
+/// counting connections: a count of 0 proves Sigil never reached it.
 pub struct LocalServer {
     pub url: String,
     hits: Arc<AtomicUsize>,
     body: Arc<Mutex<String>>,
+    down: Arc<AtomicBool>,
 }
 
 impl LocalServer {
@@ -110,7 +111,8 @@ impl LocalServer {
         let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
         let hits = Arc::new(AtomicUsize::new(0));
         let body = Arc::new(Mutex::new(body));
-        let (h, b) = (hits.clone(), body.clone());
+        let down = Arc::new(AtomicBool::new(false));
+        let (h, b, d) = (hits.clone(), body.clone(), down.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -123,15 +125,23 @@ impl LocalServer {
                         Ok(n) => request.extend_from_slice(&buf[..n]),
                     }
                 }
-                let body = b.lock().unwrap().clone();
+                let (status, body) = match d.load(Ordering::SeqCst) {
+                    true => ("500 Internal Server Error", "{}".to_string()),
+                    false => ("200 OK", b.lock().unwrap().clone()),
+                };
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
             }
         });
-        Self { url, hits, body }
+        Self {
+            url,
+            hits,
+            body,
+            down,
+        }
     }
 
     pub fn hits(&self) -> usize {
@@ -140,6 +150,10 @@ impl LocalServer {
 
     pub fn serve(&self, body: String) {
         *self.body.lock().unwrap() = body;
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
     }
 }
 
