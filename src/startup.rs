@@ -136,11 +136,14 @@ impl Application {
 
 fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Server> {
     let settings = state.settings.clone();
+    let body_timeout = settings.http.request_timeout.0;
     let mut server = HttpServer::new(move || {
         // Each worker counts in its own shard of the metrics.
         let counted = state.metrics.shard();
         App::new()
             .app_data(state.clone())
+            // Innermost, so that a 408 is counted and carries the headers below.
+            .wrap_fn(move |req, srv| crate::deadline::body_deadline(body_timeout, req, srv))
             .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
             .wrap_fn(move |req, srv| {
                 let started = std::time::Instant::now();
@@ -159,8 +162,10 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Se
                     if status >= 500 || tracing::enabled!(tracing::Level::DEBUG) {
                         let (method, path) = (res.request().method(), res.request().path());
                         let ms = started.elapsed().as_secs_f64() * 1e3;
-                        // Paths only: query strings can carry codes and tokens.
-                        if status >= 500 {
+                        // Paths only: query strings can carry codes and tokens. A 503 (the
+                        // database is down, the password queue is full) is expected under
+                        // its cause, which is logged once where it is seen.
+                        if status >= 500 && status != 503 {
                             tracing::warn!(%method, %path, status, ms, "request");
                         } else {
                             tracing::debug!(%method, %path, status, ms, "request");
@@ -171,7 +176,12 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Se
             })
             .configure(routes)
     })
-    .shutdown_timeout(settings.http.shutdown_timeout.as_secs());
+    .shutdown_timeout(settings.http.shutdown_timeout.as_secs())
+    // The request head (line and headers) within `http.header_timeout`, else 408 and closed;
+    // the body is bounded by `crate::deadline`. A connection whose answer went out before its
+    // body was read lingers at most a second.
+    .client_request_timeout(settings.http.header_timeout.0)
+    .client_disconnect_timeout(Duration::from_secs(1));
     if settings.http.workers > 0 {
         server = server.workers(settings.http.workers);
     }
