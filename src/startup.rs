@@ -283,7 +283,11 @@ impl KeyRefresher {
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                     if let Err(e) = refresh(&db, &master, &keyring, &clock) {
-                        tracing::warn!(error = %e, "key refresh failed; keeping the current keys");
+                        if db.is_reachable() {
+                            tracing::warn!(error = %e, "key refresh failed; keeping the current keys");
+                        } else {
+                            tracing::debug!(error = %e, "key refresh failed; keeping the current keys");
+                        }
                     }
                 }
             })

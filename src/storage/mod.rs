@@ -251,6 +251,12 @@ impl Database {
         &self.url
     }
 
+    /// False from a failed wait for a connection until the next connection is had: background
+    /// tasks log their failures below WARN meanwhile, since the outage itself was logged once.
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.0.load(Ordering::Relaxed)
+    }
+
     /// Runs `f` with a pooled connection on the calling thread (the CLI, start-up, background
     /// tasks).
     pub fn with_conn<T, E: From<StorageError>>(
