@@ -156,3 +156,26 @@ impl From<crate::storage::StorageError> for OAuthError {
         Self::server_error(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StorageError;
+
+    #[test]
+    fn an_unusable_database_is_temporarily_unavailable_and_a_fault_is_a_server_error() {
+        let down = StorageError::Query(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ClosedConnection,
+            Box::new("server closed the connection unexpectedly".to_string()),
+        ));
+        let e = OAuthError::from(down);
+        assert_eq!((e.code, e.status), (ErrorCode::TemporarilyUnavailable, 503));
+        let e = OAuthError::from(StorageError::Corrupt("bad row".into()));
+        assert_eq!((e.code, e.status), (ErrorCode::ServerError, 500));
+        assert_eq!(
+            e.description.as_deref(),
+            Some("internal error"),
+            "no detail leaks"
+        );
+    }
+}

@@ -375,7 +375,90 @@ pub(crate) fn conflict_on_unique(
 
 #[cfg(test)]
 mod tests {
-    use super::DatabaseUrl;
+    use std::time::{Duration, Instant};
+
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    use super::{Database, DatabaseUrl, StorageError};
+
+    fn db_error(kind: DatabaseErrorKind, message: &str) -> StorageError {
+        StorageError::Query(Error::DatabaseError(kind, Box::new(message.to_string())))
+    }
+
+    #[test]
+    fn unavailability_is_told_apart_from_faults() {
+        for unavailable in [
+            db_error(
+                DatabaseErrorKind::ClosedConnection,
+                "server closed the connection",
+            ),
+            db_error(
+                DatabaseErrorKind::UnableToSendCommand,
+                "no connection to the server",
+            ),
+            db_error(DatabaseErrorKind::Unknown, "database is locked"),
+            StorageError::Query(Error::BrokenTransactionManager),
+            StorageError::Connect(diesel::ConnectionError::BadConnection("refused".into())),
+        ] {
+            assert!(unavailable.is_unavailable(), "{unavailable}");
+        }
+        for fault in [
+            db_error(DatabaseErrorKind::UniqueViolation, "duplicate key"),
+            db_error(DatabaseErrorKind::Unknown, "no such table: users"),
+            StorageError::Query(Error::NotFound),
+            StorageError::Corrupt("bad row".into()),
+            StorageError::Canceled,
+            StorageError::Connect(diesel::ConnectionError::InvalidConnectionUrl("x".into())),
+        ] {
+            assert!(!fault.is_unavailable(), "{fault}");
+        }
+    }
+
+    /// A burst while no connection can be had (here: the pool's only one is held) queues on
+    /// the blocking pool; each request's wait counts from its call, so the queue drains at
+    /// once instead of every request waiting in turn (8 × 250 ms through one blocking thread).
+    #[test]
+    fn waits_for_a_connection_count_from_the_call_not_from_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::Sqlite(dir.path().join("t.db"));
+        let wait = Duration::from_millis(250);
+        let db = Database::connect(&url, 1, 0, Duration::from_secs(1), wait).unwrap();
+        let held = db.pool.get().unwrap();
+        let probe = db.clone();
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .max_blocking_threads(1)
+                .build()
+                .unwrap()
+        };
+        let (took, failed) = actix_web::rt::System::with_tokio_rt(runtime).block_on(async move {
+            let started = Instant::now();
+            let pings: Vec<_> = (0..8)
+                .map(|_| {
+                    let db = db.clone();
+                    actix_web::rt::spawn(async move { db.ping(wait).await })
+                })
+                .collect();
+            let mut failed = 0;
+            for p in pings {
+                let result = p.await.unwrap();
+                failed += usize::from(result.is_err_and(|e| e.is_unavailable()));
+            }
+            (started.elapsed(), failed)
+        });
+        assert_eq!(failed, 8, "every ping is refused as unavailable");
+        assert!(took < 4 * wait, "8 queued waits took {took:?}");
+        assert!(!probe.is_reachable(), "the outage is remembered");
+        drop(held);
+        probe
+            .with_conn(|_| Ok::<_, super::StorageError>(()))
+            .unwrap();
+        assert!(
+            probe.is_reachable(),
+            "and forgotten with the next connection"
+        );
+    }
 
     #[test]
     fn urls_pick_the_backend() {

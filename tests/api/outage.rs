@@ -171,6 +171,7 @@ async fn postgres_outage_is_503_and_sigil_recovers_by_itself() {
     let (ready, took) = probe.readyz().await;
     assert_eq!(ready.status(), 503, "readyz while the database is down");
     assert!(took < Duration::from_secs(1), "readyz took {took:?}");
+    eprintln!("outage: /readyz answered 503 in {took:?}");
     assert!(ready.headers().contains_key("retry-after"));
     assert_json_unavailable("refresh", probe.refresh().await).await;
     assert_json_unavailable("client_credentials", probe.client_credentials().await).await;
@@ -206,6 +207,7 @@ async fn postgres_outage_is_503_and_sigil_recovers_by_itself() {
             took < ACQUIRE + SLACK,
             "round {round}: the burst took {took:?}"
         );
+        eprintln!("outage: 40 token requests at once, all answered within {took:?}");
         for a in &answers {
             assert_eq!(a.status, 503, "round {round}: {a:?}");
             assert!(a.body.contains("temporarily_unavailable"), "{a:?}");
@@ -250,6 +252,7 @@ async fn postgres_outage_is_503_and_sigil_recovers_by_itself() {
         recovered < Duration::from_secs(8),
         "recovery took {recovered:?}"
     );
+    eprintln!("outage: every endpoint answered again {recovered:?} after the database's return");
     // The refresh token from before the outage was never spent: it still works.
     let (r, _) = probe.refresh().await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
