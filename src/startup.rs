@@ -134,6 +134,10 @@ impl Application {
     }
 }
 
+/// How long an idle keep-alive connection is kept (actix's default, written out because the
+/// slow-client watchdog counts on it).
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
 fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Server> {
     let settings = state.settings.clone();
     let body_timeout = settings.http.request_timeout.0;
@@ -181,7 +185,13 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Se
     // the body is bounded by `crate::deadline`. A connection whose answer went out before its
     // body was read lingers at most a second.
     .client_request_timeout(settings.http.header_timeout.0)
-    .client_disconnect_timeout(Duration::from_secs(1));
+    .client_disconnect_timeout(Duration::from_secs(1))
+    // An idle connection closes after this; one answered that then trickles its next head is
+    // closed by the watchdog after this plus `http.header_timeout`.
+    .keep_alive(KEEP_ALIVE)
+    .on_connect(crate::deadline::watchdog(
+        KEEP_ALIVE + settings.http.header_timeout.0,
+    ));
     if settings.http.workers > 0 {
         server = server.workers(settings.http.workers);
     }

@@ -1,7 +1,7 @@
 //! Slow clients (issue 10 item 10): the request head must arrive within `http.header_timeout`
 //! and the body within `http.request_timeout`; past either the answer is 408 and the
-//! connection is closed, whether nothing more arrives or a byte now and then. Meanwhile
-//! everyone else is served. Short deadlines (1 s) here; the reads wait far longer, so that a
+//! connection is closed, whether nothing more arrives or a byte now and then, on a new
+//! connection or on one kept alive after an answer. Meanwhile everyone else is served. Short deadlines (1 s) here; the reads wait far longer, so that a
 //! connection left open fails the test rather than slowing it.
 
 use std::time::Duration;
@@ -18,6 +18,7 @@ both_backends!(
     a_body_that_never_arrives_is_answered_408_and_closed,
     a_trickled_body_is_cut_off_at_the_deadline,
     a_head_that_never_finishes_is_answered_408_and_closed,
+    a_next_head_trickled_on_a_kept_alive_connection_is_cut_off,
     others_are_served_while_slow_clients_hang,
 );
 
@@ -166,6 +167,60 @@ async fn a_head_that_never_finishes_is_answered_408_and_closed(backend: Backend)
     assert!(
         trickle.await.unwrap() < 1000,
         "the trickled head was read to the end"
+    );
+}
+
+/// Bytes sent a byte every 100 ms until the server stops taking them; returns how many it took
+/// and what it answered. 1000 bytes would take 100 s.
+async fn trickle(stream: TcpStream) -> (usize, String) {
+    let (mut reader, mut writer) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        for sent in 0..1000 {
+            if writer.write_all(b"a").await.is_err() {
+                return sent;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        1000
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, reader.read_to_end(&mut answer))
+        .await
+        .expect("the server ended the trickle")
+        .ok();
+    let sent = trickle.await.unwrap();
+    (sent, String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// actix bounds only a connection's first head; after an answer on a kept-alive connection the
+/// next head is bounded by the keep-alive wait (5 s) plus `http.header_timeout`.
+async fn a_next_head_trickled_on_a_kept_alive_connection_is_cut_off(backend: Backend) {
+    let app = app_with_short_deadlines(backend).await;
+    let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: sigil\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&first).contains("\"ok\"}") {
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut chunk))
+            .await
+            .expect("the first answer")
+            .unwrap();
+        assert!(n > 0, "closed after the first answer");
+        first.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&first).starts_with("HTTP/1.1 200"));
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: sigil\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let (sent, answer) = trickle(stream).await;
+    assert!(sent < 1000, "the trickled second head was read to the end");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
     );
 }
 
