@@ -14,9 +14,9 @@ use serde_json::{json, Value};
 
 use sigil::config::Settings;
 
-use crate::helpers::{sigil_command, test_settings, Backend};
+use crate::helpers::{test_settings, Backend};
 use crate::pg_cluster::free_port;
-use crate::server_process::{settings_on, ServerProcess};
+use crate::server_process::{register_client, settings_on, ServerProcess};
 
 const TOKENS: usize = 300;
 /// Revocations answered 200 before the kill.
@@ -122,18 +122,12 @@ async fn sqlite_kill_9_during_revocations_loses_nothing_committed() {
     let dir = tempfile::tempdir().unwrap();
     let (settings, _) = test_settings(Backend::Sqlite, dir.path());
     let settings = settings_on(settings, free_port());
-    let out = sigil_command(
+    let registered = register_client(
         &settings,
         dir.path(),
-        &["client", "add", "--client-id", "svc", "--metadata", "-"],
-        Some(&json!({"grant_types": ["client_credentials"], "scope": "api:read"}).to_string()),
+        "svc",
+        &json!({"grant_types": ["client_credentials"], "scope": "api:read"}),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let registered: Value = serde_json::from_slice(&out.stdout).unwrap();
     let client = Arc::new(Client {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))

@@ -12,9 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::both_backends;
 use crate::flow::REDIRECT;
-use crate::helpers::{form_encode, sigil_command, test_settings, Backend};
+use crate::helpers::{form_encode, test_settings, Backend};
 use crate::pg_cluster::free_port;
-use crate::server_process::{settings_on, ServerProcess};
+use crate::server_process::{register_client, settings_on, ServerProcess};
 
 both_backends!(garbage_input_is_never_logged_at_warn_or_error);
 
@@ -60,20 +60,8 @@ async fn garbage_input_is_never_logged_at_warn_or_error(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let (settings, _pg) = test_settings(backend, dir.path());
     let settings = settings_on(settings, free_port());
-    let register = |id: &str, metadata: Value| -> Value {
-        let out = sigil_command(
-            &settings,
-            dir.path(),
-            &["client", "add", "--client-id", id, "--metadata", "-"],
-            Some(&metadata.to_string()),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let register =
+        |id: &str, metadata: Value| register_client(&settings, dir.path(), id, &metadata);
     let svc = register("svc", json!({"grant_types": ["client_credentials"]}));
     let svc_secret = svc["client_secret"].as_str().unwrap().to_string();
     // Nothing listens on this port: the client's key host is down.

@@ -13,9 +13,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{sigil_command, test_settings, Backend};
+use crate::helpers::{test_settings, Backend};
 use crate::pg_cluster::free_port;
-use crate::server_process::{settings_on, ServerProcess};
+use crate::server_process::{register_client, settings_on, ServerProcess};
 
 both_backends!(attack30_a_proxy_from_the_environment_never_carries_outbound_requests);
 
@@ -76,17 +76,7 @@ async fn attack30_a_proxy_from_the_environment_never_carries_outbound_requests(b
     for (id, jwks_uri) in &clients {
         let metadata = json!({"grant_types": ["client_credentials"],
             "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwks_uri});
-        let out = sigil_command(
-            &settings,
-            dir.path(),
-            &["client", "add", "--client-id", id, "--metadata", "-"],
-            Some(&metadata.to_string()),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        register_client(&settings, dir.path(), id, &metadata);
     }
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use sigil::config::Settings;
 
-use crate::helpers::sigil_binary;
+use crate::helpers::{sigil_binary, sigil_command};
 
 pub struct ServerProcess {
     child: Option<Child>,
@@ -23,6 +23,22 @@ pub fn settings_on(mut settings: Settings, port: u16) -> Settings {
     settings.bind = format!("127.0.0.1:{port}");
     settings.issuer = url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
     settings
+}
+
+/// Registers a client with the CLI against `settings`' database; the RFC 7591 response.
+pub fn register_client(settings: &Settings, dir: &Path, id: &str, metadata: &Value) -> Value {
+    let out = sigil_command(
+        settings,
+        dir,
+        &["client", "add", "--client-id", id, "--metadata", "-"],
+        Some(&metadata.to_string()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("client add prints JSON")
 }
 
 impl ServerProcess {

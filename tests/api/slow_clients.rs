@@ -95,34 +95,9 @@ async fn a_body_that_never_arrives_is_answered_408_and_closed(backend: Backend) 
 
 async fn a_trickled_body_is_cut_off_at_the_deadline(backend: Backend) {
     let app = app_with_short_deadlines(backend).await;
-    let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
-    stream
-        .write_all(&head_with_partial_body("/token", 1000, 0))
-        .await
-        .unwrap();
-    let (mut reader, mut writer) = stream.into_split();
-    // One byte every 100 ms would take 100 s; the deadline is 1 s.
-    let trickle = tokio::spawn(async move {
-        for sent in 0..1000 {
-            if writer.write_all(b"a").await.is_err() {
-                return sent;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        1000
-    });
-    let mut answer = Vec::new();
-    tokio::time::timeout(PATIENCE, reader.read_to_end(&mut answer))
-        .await
-        .expect("the server ended the trickle")
-        .ok();
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
-        "{answer}"
-    );
-    let sent = trickle.await.unwrap();
-    assert!(sent < 1000, "the server read the whole trickled body");
+    let stream = TcpStream::connect(addr(&app)).await.unwrap();
+    let head = head_with_partial_body("/token", 1000, 0);
+    assert_trickle_cut_off(stream, &head, "a trickled body").await;
 }
 
 async fn a_head_that_never_finishes_is_answered_408_and_closed(backend: Backend) {
@@ -137,15 +112,18 @@ async fn a_head_that_never_finishes_is_answered_408_and_closed(backend: Backend)
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     // A header trickled a byte at a time: the deadline is for the whole head.
     let stream = TcpStream::connect(addr(&app)).await.unwrap();
+    assert_trickle_cut_off(stream, SLOW_HEAD, "a trickled head").await;
+}
+
+/// A head whose last header never ends.
+const SLOW_HEAD: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: sigil\r\nX-Slow: ";
+
+/// Writes `start`, then a byte every 100 ms (1000 would take 100 s): the server must stop
+/// taking them and close, answering 408 or nothing.
+async fn assert_trickle_cut_off(mut stream: TcpStream, start: &[u8], what: &str) {
+    stream.write_all(start).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
     let trickle = tokio::spawn(async move {
-        if writer
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: sigil\r\nX-Slow: ")
-            .await
-            .is_err()
-        {
-            return 0;
-        }
         for sent in 0..1000 {
             if writer.write_all(b"a").await.is_err() {
                 return sent;
@@ -157,39 +135,15 @@ async fn a_head_that_never_finishes_is_answered_408_and_closed(backend: Backend)
     let mut answer = Vec::new();
     tokio::time::timeout(PATIENCE, reader.read_to_end(&mut answer))
         .await
-        .expect("the server ended the trickled head")
+        .unwrap_or_else(|_| panic!("{what}: the server did not close the connection"))
         .ok();
     let answer = String::from_utf8_lossy(&answer);
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
-        "{answer}"
+        "{what}: {answer}"
     );
-    assert!(
-        trickle.await.unwrap() < 1000,
-        "the trickled head was read to the end"
-    );
-}
-
-/// Bytes sent a byte every 100 ms until the server stops taking them; returns how many it took
-/// and what it answered. 1000 bytes would take 100 s.
-async fn trickle(stream: TcpStream) -> (usize, String) {
-    let (mut reader, mut writer) = stream.into_split();
-    let trickle = tokio::spawn(async move {
-        for sent in 0..1000 {
-            if writer.write_all(b"a").await.is_err() {
-                return sent;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        1000
-    });
-    let mut answer = Vec::new();
-    tokio::time::timeout(PATIENCE, reader.read_to_end(&mut answer))
-        .await
-        .expect("the server ended the trickle")
-        .ok();
     let sent = trickle.await.unwrap();
-    (sent, String::from_utf8_lossy(&answer).into_owned())
+    assert!(sent < 1000, "{what}: read to the end");
 }
 
 /// actix bounds only a connection's first head; after an answer on a kept-alive connection the
@@ -212,16 +166,7 @@ async fn a_next_head_trickled_on_a_kept_alive_connection_is_cut_off(backend: Bac
         first.extend_from_slice(&chunk[..n]);
     }
     assert!(String::from_utf8_lossy(&first).starts_with("HTTP/1.1 200"));
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: sigil\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let (sent, answer) = trickle(stream).await;
-    assert!(sent < 1000, "the trickled second head was read to the end");
-    assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
-        "{answer}"
-    );
+    assert_trickle_cut_off(stream, SLOW_HEAD, "a trickled second head").await;
 }
 
 async fn others_are_served_while_slow_clients_hang(backend: Backend) {
