@@ -33,6 +33,7 @@ impl Core {
             settings.database.max_connections,
             min_idle,
             settings.database.busy_timeout.0,
+            settings.database.acquire_timeout.0,
         )?;
         let applied = db.migrate()?;
         for m in applied {

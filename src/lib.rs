@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod deadline;
 pub mod demo;
 pub mod endpoints;
 pub mod metrics;

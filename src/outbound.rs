@@ -2,7 +2,8 @@
 //! through one HTTP client with SSRF rules: http(s) only, no redirects, a time limit, a cap on
 //! the response size, and (unless `outbound.allow_private_networks`) no loopback, private,
 //! link-local or otherwise non-public address, checked on the addresses actually connected to
-//! (the resolver filters them), so a DNS name cannot point Sigil at an internal service.
+//! (the resolver filters them), so a DNS name cannot point Sigil at an internal service. No
+//! proxy is taken from the environment: a proxy would resolve and connect in Sigil's place.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -35,6 +36,9 @@ pub struct Outbound {
 impl Outbound {
     pub fn new(settings: &OutboundSettings) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
+            // SECURITY.md 30: a proxy from the environment (HTTP(S)_PROXY, ALL_PROXY) would
+            // resolve and connect to the target itself, past the resolver below.
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.timeout.0)
             .connect_timeout(settings.timeout.0)

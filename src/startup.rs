@@ -134,8 +134,13 @@ impl Application {
     }
 }
 
+/// How long an idle keep-alive connection is kept (actix's default, written out because the
+/// slow-client watchdog counts on it).
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
 fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Server> {
     let settings = state.settings.clone();
+    let body_timeout = settings.http.request_timeout.0;
     let mut server = HttpServer::new(move || {
         // Each worker counts in its own shard of the metrics.
         let counted = state.metrics.shard();
@@ -143,6 +148,8 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Se
             .app_data(state.clone())
             // DESIGN.md "Limits": every body Sigil reads, page forms and /authorize included.
             .app_data(web::PayloadConfig::new(state.settings.http.max_body_bytes))
+            // Innermost, so that a 408 is counted and carries the headers below.
+            .wrap_fn(move |req, srv| crate::deadline::body_deadline(body_timeout, req, srv))
             .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
             .wrap_fn(move |req, srv| {
                 let started = std::time::Instant::now();
@@ -161,8 +168,10 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Se
                     if status >= 500 || tracing::enabled!(tracing::Level::DEBUG) {
                         let (method, path) = (res.request().method(), res.request().path());
                         let ms = started.elapsed().as_secs_f64() * 1e3;
-                        // Paths only: query strings can carry codes and tokens.
-                        if status >= 500 {
+                        // Paths only: query strings can carry codes and tokens. A 503 (the
+                        // database is down, the password queue is full) is expected under
+                        // its cause, which is logged once where it is seen.
+                        if status >= 500 && status != 503 {
                             tracing::warn!(%method, %path, status, ms, "request");
                         } else {
                             tracing::debug!(%method, %path, status, ms, "request");
@@ -173,7 +182,18 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Se
             })
             .configure(routes)
     })
-    .shutdown_timeout(settings.http.shutdown_timeout.as_secs());
+    .shutdown_timeout(settings.http.shutdown_timeout.as_secs())
+    // The request head (line and headers) within `http.header_timeout`, else 408 and closed;
+    // the body is bounded by `crate::deadline`. A connection whose answer went out before its
+    // body was read lingers at most a second.
+    .client_request_timeout(settings.http.header_timeout.0)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    // An idle connection closes after this; one answered that then trickles its next head is
+    // closed by the watchdog after this plus `http.header_timeout`.
+    .keep_alive(KEEP_ALIVE)
+    .on_connect(crate::deadline::watchdog(
+        KEEP_ALIVE + settings.http.header_timeout.0,
+    ));
     if settings.http.workers > 0 {
         server = server.workers(settings.http.workers);
     }
@@ -275,7 +295,11 @@ impl KeyRefresher {
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                     if let Err(e) = refresh(&db, &master, &keyring, &clock) {
-                        tracing::warn!(error = %e, "key refresh failed; keeping the current keys");
+                        if db.is_reachable() {
+                            tracing::warn!(error = %e, "key refresh failed; keeping the current keys");
+                        } else {
+                            tracing::debug!(error = %e, "key refresh failed; keeping the current keys");
+                        }
                     }
                 }
             })

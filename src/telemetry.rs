@@ -1,5 +1,15 @@
 //! Structured logs with `tracing`: human-readable by default, JSON by configuration.
+//!
+//! Levels: ERROR means Sigil itself is wrong (a page that does not render, a key that does not
+//! load, a query that fails); WARN an operator should look (the database became unreachable,
+//! a replayed code); bad input from outside is INFO at most.
 
+use std::fmt;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
@@ -14,7 +24,41 @@ pub fn init(settings: &LogSettings) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(MalformedRequests)
+            .try_init(),
+        LogFormat::Human => builder.finish().with(MalformedRequests).try_init(),
     };
+}
+
+/// actix-http answers a malformed request (a bad request line or header, an invalid chunk,
+/// a URI too long) with 400 itself, and then logs it at ERROR as "stream error: …": bad input
+/// from outside, dropped here.
+struct MalformedRequests;
+
+const DISPATCHER: &str = "actix_http::h1::dispatcher";
+
+impl<S: Subscriber> Layer<S> for MalformedRequests {
+    fn event_enabled(&self, event: &Event<'_>, _: Context<'_, S>) -> bool {
+        let meta = event.metadata();
+        if *meta.level() != Level::ERROR || meta.target() != DISPATCHER {
+            return true;
+        }
+        let mut message = StreamError(false);
+        event.record(&mut message);
+        !message.0
+    }
+}
+
+struct StreamError(bool);
+
+impl Visit for StreamError {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}").starts_with("stream error");
+        }
+    }
 }

@@ -93,6 +93,12 @@ impl ResponseError for ApiError {
                     format!("Bearer realm=\"sigil\", error=\"insufficient_scope\", scope=\"{ADMIN_SCOPE}\""),
                 ));
             }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                response.insert_header((
+                    header::RETRY_AFTER,
+                    crate::oauth::error::RETRY_AFTER_SECS.to_string(),
+                ));
+            }
             _ => {}
         }
         response.json(json!({"error": self.error, "error_description": self.description}))
@@ -104,6 +110,12 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::NotFound(m) => Self::not_found(m),
             StorageError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            // Logged once by the pool when the outage starts.
+            other if other.is_unavailable() => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the database cannot be reached; try again in a few seconds",
+            ),
             other => {
                 tracing::error!(error = %other, "admin API storage error");
                 Self::new(

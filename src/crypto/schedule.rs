@@ -102,6 +102,10 @@ impl Schedule {
                     tracing::info!(alg = %r.alg, activated = %r.activated, retiring = ?r.retiring, next = %r.next, "scheduled rotation of signing key");
                 }
             }
+            // An outage is logged once by the pool.
+            Err(e) if !db.is_reachable() => {
+                tracing::debug!(error = %e, "scheduled key rotation failed; trying again at the next refresh")
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "scheduled key rotation failed; trying again at the next refresh")
             }

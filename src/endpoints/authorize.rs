@@ -129,7 +129,12 @@ fn expired() -> HttpResponse {
     )
 }
 
+/// An error as a page: the RFC's code, 400 for the request's faults; a server that cannot
+/// answer for now gets the 503 page with `Retry-After`.
 pub fn page(e: &OAuthError) -> HttpResponse {
+    if e.code == ErrorCode::TemporarilyUnavailable {
+        return super::pages::unavailable_page();
+    }
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     let status = if status.is_server_error() {
         status

@@ -129,7 +129,8 @@ async fn assertion_keys(
             found.map_err(|e| {
                 match e {
                     KeysError::NotYet => tracing::debug!(client_id = %client.client_id, error = %e, "client keys"),
-                    _ => tracing::warn!(client_id = %client.client_id, error = %e, "client keys unavailable"),
+                    // The client's own keys or host: its fault, not Sigil's (INFO at most).
+                    _ => tracing::info!(client_id = %client.client_id, error = %e, "client keys unavailable"),
                 }
                 OAuthError::invalid_client()
             })

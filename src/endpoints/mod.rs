@@ -66,6 +66,13 @@ impl ResponseError for OAuthError {
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
                 ));
             }
+            // RFC 9110 §10.2.3: how long to wait before trying again.
+            ErrorCode::TemporarilyUnavailable => {
+                response.insert_header((
+                    header::RETRY_AFTER,
+                    HeaderValue::from(crate::oauth::error::RETRY_AFTER_SECS),
+                ));
+            }
             _ => {}
         }
         response.json(self.to_json())

@@ -56,6 +56,23 @@ pub fn error_page(status: StatusCode, code: &str, message: &str) -> HttpResponse
     render(status, &page)
 }
 
+/// The page when Sigil cannot answer for now (its database is down or overloaded): 503 with
+/// `Retry-After` (RFC 9110 §15.6.4), never a redirect, so that the person can simply reload
+/// and nothing reaches the client until Sigil can really answer.
+pub fn unavailable_page() -> HttpResponse {
+    let page = ErrorPage {
+        title: "Sign-in unavailable for a moment",
+        message: "Sign-in is unavailable for a moment. Try again in a few seconds.",
+        code: "temporarily_unavailable",
+    };
+    let mut response = render(StatusCode::SERVICE_UNAVAILABLE, &page);
+    response.headers_mut().insert(
+        actix_web::http::header::RETRY_AFTER,
+        actix_web::http::header::HeaderValue::from(crate::oauth::error::RETRY_AFTER_SECS),
+    );
+    response
+}
+
 pub async fn stylesheet() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/css; charset=utf-8")

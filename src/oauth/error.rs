@@ -100,7 +100,17 @@ impl OAuthError {
         Self::new(ErrorCode::InvalidClient, "client authentication failed")
     }
 
-    /// Logs the detail; the client sees only `server_error`.
+    /// RFC 6749 §4.1.2.1 (and 503 with `Retry-After` at the JSON endpoints): Sigil cannot
+    /// answer for now — its database is down or overloaded — and the same request may succeed
+    /// in a few seconds.
+    pub fn temporarily_unavailable() -> Self {
+        Self::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the service is temporarily unavailable; try again in a few seconds",
+        )
+    }
+
+    /// Logs the detail at ERROR (Sigil itself is wrong); the client sees only `server_error`.
     pub fn server_error(detail: impl fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
         Self::new(ErrorCode::ServerError, "internal error")
@@ -132,8 +142,40 @@ impl fmt::Display for OAuthError {
 
 impl std::error::Error for OAuthError {}
 
+/// `Retry-After` (seconds) of every `temporarily_unavailable` answer, JSON or page.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// A database that cannot be used for now is `temporarily_unavailable` (503), logged once by
+/// the pool when the outage starts; any other storage error is Sigil's own fault.
 impl From<crate::storage::StorageError> for OAuthError {
     fn from(e: crate::storage::StorageError) -> Self {
+        if e.is_unavailable() {
+            tracing::debug!(error = %e, "database unavailable");
+            return Self::temporarily_unavailable();
+        }
         Self::server_error(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StorageError;
+
+    #[test]
+    fn an_unusable_database_is_temporarily_unavailable_and_a_fault_is_a_server_error() {
+        let down = StorageError::Query(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ClosedConnection,
+            Box::new("server closed the connection unexpectedly".to_string()),
+        ));
+        let e = OAuthError::from(down);
+        assert_eq!((e.code, e.status), (ErrorCode::TemporarilyUnavailable, 503));
+        let e = OAuthError::from(StorageError::Corrupt("bad row".into()));
+        assert_eq!((e.code, e.status), (ErrorCode::ServerError, 500));
+        assert_eq!(
+            e.description.as_deref(),
+            Some("internal error"),
+            "no detail leaks"
+        );
     }
 }

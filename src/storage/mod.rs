@@ -15,7 +15,9 @@ pub mod sessions;
 pub mod signing_keys;
 pub mod users;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -52,6 +54,44 @@ pub enum StorageError {
     Corrupt(String),
     #[error("the blocking pool is gone")]
     Canceled,
+}
+
+impl StorageError {
+    /// Whether the database cannot be used for now — no connection within the wait (it is
+    /// down, unreachable, or every connection is busy), a connection lost mid-query, SQLite's
+    /// lock held past `busy_timeout` — as opposed to a fault of the query or the data. Such an
+    /// error is answered 503 with `Retry-After`, never 500.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Pool(_) => true,
+            Self::Connect(e) => matches!(
+                e,
+                diesel::ConnectionError::BadConnection(_)
+                    | diesel::ConnectionError::CouldntSetupConfiguration(_)
+            ),
+            Self::Query(e) => query_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+fn query_unavailable(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind as Kind, Error};
+    match e {
+        // libpq: the connection is gone (diesel maps SQLSTATE class 08 and CONNECTION_BAD here).
+        Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _) => true,
+        // SQLITE_BUSY / SQLITE_LOCKED after busy_timeout: contention, not a fault.
+        Error::DatabaseError(_, info) => {
+            let m = info.message();
+            m.contains("database is locked") || m.contains("database table is locked")
+        }
+        Error::BrokenTransactionManager => true,
+        Error::RollbackErrorOnCommit {
+            rollback_error,
+            commit_error,
+        } => query_unavailable(rollback_error) || query_unavailable(commit_error),
+        _ => false,
+    }
 }
 
 /// The database URL, parsed: `sqlite://PATH`, `sqlite:PATH` or `postgres(ql)://…`.
@@ -123,28 +163,71 @@ impl ManageConnection for Manager {
             .map_err(r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
-        false
+    /// A connection left in a broken transaction (its server went away mid-transaction) is
+    /// not handed out again.
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        r2d2::R2D2Connection::is_broken(conn)
     }
 }
 
 pub type Pool = r2d2::Pool<Manager>;
+
+/// r2d2 reports every failed connection attempt of its background threads (several a second
+/// while the database is down); `Database` itself says once that it is unreachable.
+#[derive(Debug)]
+struct QuietErrors;
+
+impl r2d2::HandleError<r2d2::Error> for QuietErrors {
+    fn handle_error(&self, error: r2d2::Error) {
+        tracing::debug!(%error, "database connection attempt failed");
+    }
+}
 
 /// The pool, shared by the server (through `web::Data`) and the CLI.
 #[derive(Clone)]
 pub struct Database {
     pool: Pool,
     url: DatabaseUrl,
+    acquire_timeout: Duration,
+    reachable: Arc<Reachable>,
+}
+
+/// Whether the last attempt to get a connection succeeded: an outage is logged once at WARN
+/// when it starts and once at INFO when it ends, not once per request.
+#[derive(Debug)]
+struct Reachable(AtomicBool);
+
+impl Reachable {
+    fn up(&self) {
+        if !self.0.load(Ordering::Relaxed) && !self.0.swap(true, Ordering::Relaxed) {
+            tracing::info!("database connections work again");
+        }
+    }
+
+    fn down(&self, wait: Duration, error: &r2d2::PoolError) {
+        if self.0.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                %error,
+                wait_ms = wait.as_millis() as u64,
+                "no database connection within the wait (the database is down, unreachable, \
+                 or every connection is busy); requests are answered 503 until one is had"
+            );
+        }
+    }
 }
 
 impl Database {
     /// `min_idle` connections are kept open; the CLI keeps none, so that no connection is
-    /// being opened in the pool's background thread while the process exits.
+    /// being opened in the pool's background thread while the process exits. A caller waits
+    /// at most `acquire_timeout` for a connection (r2d2 keeps retrying in the background, at
+    /// least every `acquire_timeout / 2`, so connections come back by themselves when the
+    /// database does).
     pub fn connect(
         url: &DatabaseUrl,
         max_connections: u32,
         min_idle: u32,
         busy_timeout: Duration,
+        acquire_timeout: Duration,
     ) -> Result<Self, StorageError> {
         let manager = Manager {
             url: url.clone(),
@@ -153,11 +236,14 @@ impl Database {
         let pool = r2d2::Pool::builder()
             .max_size(max_connections)
             .min_idle(Some(min_idle.min(max_connections)))
-            .connection_timeout(Duration::from_secs(10))
+            .connection_timeout(acquire_timeout)
+            .error_handler(Box::new(QuietErrors))
             .build(manager)?;
         Ok(Self {
             pool,
             url: url.clone(),
+            acquire_timeout,
+            reachable: Arc::new(Reachable(AtomicBool::new(true))),
         })
     }
 
@@ -165,29 +251,69 @@ impl Database {
         &self.url
     }
 
-    /// Runs `f` with a pooled connection on the calling thread (the CLI, start-up).
+    /// False from a failed wait for a connection until the next connection is had: background
+    /// tasks log their failures below WARN meanwhile, since the outage itself was logged once.
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.0.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` with a pooled connection on the calling thread (the CLI, start-up, background
+    /// tasks).
     pub fn with_conn<T, E: From<StorageError>>(
         &self,
         f: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.pool.get().map_err(StorageError::from)?;
+        let mut conn = self.acquire(Instant::now() + self.acquire_timeout)?;
         f(&mut conn)
     }
 
-    /// Runs `f` on the blocking pool, never on an async worker.
+    /// Runs `f` on the blocking pool, never on an async worker, waiting at most
+    /// `database.acquire_timeout` for a connection.
     pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StorageError> + Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
     {
-        let pool = self.pool.clone();
+        self.run_within(self.acquire_timeout, f).await
+    }
+
+    /// `run` with its own wait for a connection. The wait is counted from the call, not from
+    /// when a blocking thread picks the closure up: during an outage every closure holds its
+    /// thread for the whole wait, and a burst queues behind them; a closure whose wait has
+    /// passed in the queue tries once for an idle connection and gives up at once, so no
+    /// request waits longer than its wait however many arrive.
+    pub async fn run_within<T, E, F>(&self, wait: Duration, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StorageError> + Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+    {
+        let deadline = Instant::now() + wait;
+        let db = self.clone();
         actix_web::web::block(move || {
-            let mut conn = pool.get().map_err(StorageError::from)?;
+            let mut conn = db.acquire(deadline)?;
             f(&mut conn)
         })
         .await
         .map_err(|_| E::from(StorageError::Canceled))?
+    }
+
+    fn acquire(&self, deadline: Instant) -> Result<r2d2::PooledConnection<Manager>, StorageError> {
+        // Even past the deadline an idle connection is taken (r2d2 tests it first).
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        match self.pool.get_timeout(wait) {
+            Ok(conn) => {
+                self.reachable.up();
+                Ok(conn)
+            }
+            Err(e) => {
+                self.reachable.down(self.acquire_timeout, &e);
+                Err(StorageError::Pool(e))
+            }
+        }
     }
 
     /// Applies pending migrations; several nodes starting at once take turns.
@@ -210,10 +336,12 @@ impl Database {
         })
     }
 
-    /// `SELECT 1` for `/readyz`.
-    pub async fn ping(&self) -> Result<(), StorageError> {
-        self.run(|conn| -> Result<(), StorageError> { Ok(conn.batch_execute("SELECT 1")?) })
-            .await
+    /// `SELECT 1` for `/readyz`, waiting at most `wait` for a connection.
+    pub async fn ping(&self, wait: Duration) -> Result<(), StorageError> {
+        self.run_within(wait, |conn| -> Result<(), StorageError> {
+            Ok(conn.batch_execute("SELECT 1")?)
+        })
+        .await
     }
 }
 
@@ -247,7 +375,90 @@ pub(crate) fn conflict_on_unique(
 
 #[cfg(test)]
 mod tests {
-    use super::DatabaseUrl;
+    use std::time::{Duration, Instant};
+
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    use super::{Database, DatabaseUrl, StorageError};
+
+    fn db_error(kind: DatabaseErrorKind, message: &str) -> StorageError {
+        StorageError::Query(Error::DatabaseError(kind, Box::new(message.to_string())))
+    }
+
+    #[test]
+    fn unavailability_is_told_apart_from_faults() {
+        for unavailable in [
+            db_error(
+                DatabaseErrorKind::ClosedConnection,
+                "server closed the connection",
+            ),
+            db_error(
+                DatabaseErrorKind::UnableToSendCommand,
+                "no connection to the server",
+            ),
+            db_error(DatabaseErrorKind::Unknown, "database is locked"),
+            StorageError::Query(Error::BrokenTransactionManager),
+            StorageError::Connect(diesel::ConnectionError::BadConnection("refused".into())),
+        ] {
+            assert!(unavailable.is_unavailable(), "{unavailable}");
+        }
+        for fault in [
+            db_error(DatabaseErrorKind::UniqueViolation, "duplicate key"),
+            db_error(DatabaseErrorKind::Unknown, "no such table: users"),
+            StorageError::Query(Error::NotFound),
+            StorageError::Corrupt("bad row".into()),
+            StorageError::Canceled,
+            StorageError::Connect(diesel::ConnectionError::InvalidConnectionUrl("x".into())),
+        ] {
+            assert!(!fault.is_unavailable(), "{fault}");
+        }
+    }
+
+    /// A burst while no connection can be had (here: the pool's only one is held) queues on
+    /// the blocking pool; each request's wait counts from its call, so the queue drains at
+    /// once instead of every request waiting in turn (8 × 250 ms through one blocking thread).
+    #[test]
+    fn waits_for_a_connection_count_from_the_call_not_from_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::Sqlite(dir.path().join("t.db"));
+        let wait = Duration::from_millis(250);
+        let db = Database::connect(&url, 1, 0, Duration::from_secs(1), wait).unwrap();
+        let held = db.pool.get().unwrap();
+        let probe = db.clone();
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .max_blocking_threads(1)
+                .build()
+                .unwrap()
+        };
+        let (took, failed) = actix_web::rt::System::with_tokio_rt(runtime).block_on(async move {
+            let started = Instant::now();
+            let pings: Vec<_> = (0..8)
+                .map(|_| {
+                    let db = db.clone();
+                    actix_web::rt::spawn(async move { db.ping(wait).await })
+                })
+                .collect();
+            let mut failed = 0;
+            for p in pings {
+                let result = p.await.unwrap();
+                failed += usize::from(result.is_err_and(|e| e.is_unavailable()));
+            }
+            (started.elapsed(), failed)
+        });
+        assert_eq!(failed, 8, "every ping is refused as unavailable");
+        assert!(took < 4 * wait, "8 queued waits took {took:?}");
+        assert!(!probe.is_reachable(), "the outage is remembered");
+        drop(held);
+        probe
+            .with_conn(|_| Ok::<_, super::StorageError>(()))
+            .unwrap();
+        assert!(
+            probe.is_reachable(),
+            "and forgotten with the next connection"
+        );
+    }
 
     #[test]
     fn urls_pick_the_backend() {

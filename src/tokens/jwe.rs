@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::crypto::sha256;
 use crate::oauth::client_auth::ClientSecret;
 use crate::oauth::client_metadata::Client;
-use crate::oauth::OAuthError;
+use crate::oauth::{ErrorCode, OAuthError};
 use crate::outbound::Outbound;
 use crate::state::AppState;
 
@@ -191,8 +191,15 @@ pub async fn seal_for_client(
 ) -> Result<String, OAuthError> {
     let enc = enc.unwrap_or(DEFAULT_ENC);
     let failed = |e: String| {
-        tracing::warn!(client_id = %client.client_id, error = %e, "could not encrypt for the client");
-        OAuthError::server_error(format!("could not encrypt for the client: {e}"))
+        OAuthError::server_error(format!(
+            "could not encrypt for client {}: {e}",
+            client.client_id
+        ))
+    };
+    // The client's keys or its `jwks_uri` host failed: its fault, not Sigil's (INFO at most).
+    let clients_fault = |e: String| {
+        tracing::info!(client_id = %client.client_id, error = %e, "could not encrypt for the client");
+        OAuthError::new(ErrorCode::ServerError, "could not encrypt for the client")
     };
     if is_symmetric(alg) {
         let secret = client
@@ -211,12 +218,12 @@ pub async fn seal_for_client(
                 .encryption_keys
                 .get(&state.outbound, uri, state.clock.now())
                 .await
-                .map_err(failed)?;
+                .map_err(clients_fault)?;
             &fetched
         }
         (None, None) => return Err(failed("the client registered no keys".into())),
     };
-    encrypt(content, alg, enc, Recipient::Keys(jwks)).map_err(|e| failed(e.to_string()))
+    encrypt(content, alg, enc, Recipient::Keys(jwks)).map_err(|e| clients_fault(e.to_string()))
 }
 
 #[cfg(test)]

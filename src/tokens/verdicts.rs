@@ -136,7 +136,12 @@ impl RevisionWatcher {
                     if let Err(e) = verdicts.refresh(&db) {
                         // Without the revision nothing cached can be trusted.
                         verdicts.invalidate();
-                        tracing::warn!(error = %e, "could not read the tokens revision");
+                        // An outage is logged once by the pool, not at every poll.
+                        if e.is_unavailable() {
+                            tracing::debug!(error = %e, "could not read the tokens revision");
+                        } else {
+                            tracing::warn!(error = %e, "could not read the tokens revision");
+                        }
                     }
                 }
             })

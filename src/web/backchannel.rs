@@ -84,7 +84,7 @@ pub async fn deliver(state: &AppState, client_id: &str, sub: &str, sid: &str) ->
                 return Outcome::Delivered { attempts: attempt };
             }
             Err(OutboundError::Refused(reason)) => {
-                tracing::warn!(client_id, %reason, "back-channel logout refused");
+                tracing::info!(client_id, %reason, "back-channel logout refused");
                 return Outcome::Refused(reason);
             }
             Err(e) if attempt >= attempts || !worth_retrying(&e) => {
@@ -107,8 +107,9 @@ fn worth_retrying(e: &OutboundError) -> bool {
     }
 }
 
+/// The client's URI or host failed: its fault, not Sigil's (INFO at most).
 fn failed(client_id: &str, attempts: u32, reason: String) -> Outcome {
-    tracing::warn!(
+    tracing::info!(
         client_id,
         attempts,
         %reason,

@@ -354,7 +354,12 @@ async fn forget(state: &AppState, parked_id: Option<&str>) {
             .run(move |c| auth_requests::take(c, &id_hash))
             .await
         {
-            tracing::warn!(error = %e, "could not remove a finished authorization request");
+            // It expires anyway; an outage is logged once by the pool.
+            if e.is_unavailable() {
+                tracing::debug!(error = %e, "could not remove a finished authorization request");
+            } else {
+                tracing::warn!(error = %e, "could not remove a finished authorization request");
+            }
         }
     }
 }
@@ -420,6 +425,13 @@ pub fn reply(
     request: &ReplyTo,
     result: Result<String, OAuthError>,
 ) -> HttpResponse {
+    // Sigil cannot answer for now (its database): the person gets the 503 page and can reload,
+    // rather than be sent back to the client with an error that ends the sign-in.
+    if let Err(e) = &result {
+        if e.code == ErrorCode::TemporarilyUnavailable {
+            return crate::endpoints::pages::unavailable_page();
+        }
+    }
     let issuer = state.settings.issuer_str();
     let mut fields: Vec<(&str, &str)> = Vec::new();
     let description;

@@ -368,7 +368,7 @@ fn confirmation_page(
         .as_deref()
         .and_then(csrf_token);
     let Some(token) = token else {
-        return unavailable("no CSRF token for a live session");
+        return failed("no CSRF token for a live session");
     };
     let page = ConfirmPage {
         username: &session.user.username,
@@ -395,7 +395,15 @@ fn forbidden() -> HttpResponse {
     )
 }
 
-fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
+/// A database that cannot be used for now gets the 503 page; any other failure is Sigil's.
+fn unavailable(e: StorageError) -> HttpResponse {
+    if e.is_unavailable() {
+        return crate::endpoints::pages::unavailable_page();
+    }
+    failed(e)
+}
+
+fn failed(e: impl std::fmt::Display) -> HttpResponse {
     tracing::error!(error = %e, "sign-out failed");
     error_page(
         StatusCode::INTERNAL_SERVER_ERROR,
