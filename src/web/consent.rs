@@ -41,8 +41,10 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         Ok(at) => at,
         Err(response) => return response,
     };
-    let Ok(Some(session)) = session::current(&req, &state).await else {
-        return not_signed_in();
+    let session = match session::current(&req, &state).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return not_signed_in(),
+        Err(e) => return page(&e.into()),
     };
     let scopes = at.parked.request.scope.split(' ').filter(|s| !s.is_empty());
     let page = ConsentPage {
@@ -73,8 +75,10 @@ pub async fn submit(
         Ok(checked) => checked,
         Err(response) => return response,
     };
-    let Ok(Some(session)) = session::current(&req, &state).await else {
-        return not_signed_in();
+    let session = match session::current(&req, &state).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return not_signed_in(),
+        Err(e) => return page(&e.into()),
     };
     let allow = match params.get("decision") {
         Some("allow") => true,
