@@ -240,11 +240,18 @@ fn render_passwords(pool: &PasswordPool, out: &mut String) {
     );
     gauge(
         "sigil_password_checks_limit",
-        "Password checks that may wait or run at once, by lane; per_address is one client address's share of the normal lane.",
+        "Password checks that may wait or run at once, by lane (beyond: 503).",
         &[
-            ("{lane=\"normal\"}", bounds.pending),
-            ("{lane=\"priority\"}", bounds.priority),
-            ("{lane=\"per_address\"}", bounds.per_address),
+            ("{lane=\"normal\"}", bounds.normal.pending),
+            ("{lane=\"priority\"}", bounds.priority.pending),
+        ],
+    );
+    gauge(
+        "sigil_password_checks_address_limit",
+        "Of those, the most one client address may hold, by lane.",
+        &[
+            ("{lane=\"normal\"}", bounds.normal.per_address),
+            ("{lane=\"priority\"}", bounds.priority.per_address),
         ],
     );
     gauge(
@@ -327,7 +334,8 @@ mod tests {
             "sigil_password_threads 2\n",
             "sigil_password_checks_limit{lane=\"normal\"} 64\n",
             "sigil_password_checks_limit{lane=\"priority\"} 16\n",
-            "sigil_password_checks_limit{lane=\"per_address\"} 16\n",
+            "sigil_password_checks_address_limit{lane=\"normal\"} 16\n",
+            "sigil_password_checks_address_limit{lane=\"priority\"} 4\n",
             "sigil_password_checks_queued{lane=\"normal\"} 0\n",
             "sigil_password_checks_running 0\n",
             "sigil_password_checks_total{outcome=\"hashed\"} 0\n",

@@ -53,26 +53,48 @@ pub enum Lane {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
+/// The bounds of one lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneBounds {
+    /// Checks queued or running at once.
+    pub pending: usize,
+    /// Of those, the most one client address may hold (a quarter).
+    pub per_address: usize,
+}
+
+impl LaneBounds {
+    fn new(pending: usize) -> Self {
+        let pending = pending.max(1);
+        Self {
+            pending,
+            per_address: (pending / 4).max(1),
+        }
+    }
+}
+
 /// The bounds of the pool, fixed at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
     pub threads: usize,
-    /// Normal-lane checks queued or running at once (`login.max_pending`).
-    pub pending: usize,
-    /// Of those, the most one client address may hold (a quarter).
-    pub per_address: usize,
-    /// Priority-lane checks queued or running at once (a quarter of `pending`, on top of it).
-    pub priority: usize,
+    /// `login.max_pending`.
+    pub normal: LaneBounds,
+    /// A quarter of that again, for browsers that signed in to the account before.
+    pub priority: LaneBounds,
 }
 
 impl Bounds {
-    pub fn new(threads: usize, pending: usize) -> Self {
-        let pending = pending.max(1);
+    pub fn new(threads: usize, max_pending: usize) -> Self {
         Self {
             threads: threads.max(1),
-            pending,
-            per_address: (pending / 4).max(1),
-            priority: (pending / 4).max(1),
+            normal: LaneBounds::new(max_pending),
+            priority: LaneBounds::new(max_pending / 4),
+        }
+    }
+
+    fn of(&self, lane: Lane) -> LaneBounds {
+        match lane {
+            Lane::Priority => self.priority,
+            Lane::Normal => self.normal,
         }
     }
 }
@@ -102,44 +124,35 @@ struct Job {
     done: oneshot::Sender<bool>,
 }
 
+/// One lane's waiting checks and what it holds.
 #[derive(Default)]
-struct Queue {
-    priority: VecDeque<Job>,
-    normal: VecDeque<Job>,
-    /// Queued or running, per lane.
-    pending_priority: usize,
-    pending_normal: usize,
-    /// Normal-lane checks queued or running per client address (no entry at zero).
+struct LaneQueue {
+    waiting: VecDeque<Job>,
+    /// Queued or running.
+    pending: usize,
+    /// Queued or running per client address (no entry at zero).
     per_address: HashMap<String, usize>,
-    running: usize,
-    /// Threads take no job while positive (see [`PasswordPool::pause`]).
-    paused: usize,
-    closed: bool,
 }
 
-impl Queue {
-    fn fits(&self, lane: Lane, address: &str, bounds: &Bounds) -> bool {
-        match lane {
-            Lane::Priority => self.pending_priority < bounds.priority,
-            Lane::Normal => {
-                self.pending_normal < bounds.pending
-                    && self.per_address.get(address).copied().unwrap_or(0) < bounds.per_address
-            }
-        }
+impl LaneQueue {
+    fn fits(&self, address: &str, bounds: LaneBounds) -> bool {
+        self.pending < bounds.pending
+            && self.per_address.get(address).copied().unwrap_or(0) < bounds.per_address
+    }
+
+    fn hold(&mut self, job: Job) {
+        self.pending += 1;
+        *self.per_address.entry(job.address.clone()).or_default() += 1;
+        self.waiting.push_back(job);
     }
 
     /// A job left the pool (answered, dropped or evicted).
-    fn forget(&mut self, lane: Lane, address: &str) {
-        match lane {
-            Lane::Priority => self.pending_priority -= 1,
-            Lane::Normal => {
-                self.pending_normal -= 1;
-                if let Some(n) = self.per_address.get_mut(address) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.per_address.remove(address);
-                    }
-                }
+    fn forget(&mut self, address: &str) {
+        self.pending -= 1;
+        if let Some(n) = self.per_address.get_mut(address) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_address.remove(address);
             }
         }
     }
@@ -147,19 +160,36 @@ impl Queue {
     /// Removes the queued jobs whose client has gone away; returns how many.
     fn evict_abandoned(&mut self) -> usize {
         let mut gone = Vec::new();
-        for queue in [&mut self.priority, &mut self.normal] {
-            queue.retain(|job| {
-                let closed = job.done.is_closed();
-                if closed {
-                    gone.push((job.lane, job.address.clone()));
-                }
-                !closed
-            });
-        }
-        for (lane, address) in &gone {
-            self.forget(*lane, address);
+        self.waiting.retain(|job| {
+            let closed = job.done.is_closed();
+            if closed {
+                gone.push(job.address.clone());
+            }
+            !closed
+        });
+        for address in &gone {
+            self.forget(address);
         }
         gone.len()
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    priority: LaneQueue,
+    normal: LaneQueue,
+    running: usize,
+    /// Threads take no job while positive (see [`PasswordPool::pause`]).
+    paused: usize,
+    closed: bool,
+}
+
+impl Queue {
+    fn lane(&mut self, lane: Lane) -> &mut LaneQueue {
+        match lane {
+            Lane::Priority => &mut self.priority,
+            Lane::Normal => &mut self.normal,
+        }
     }
 }
 
@@ -190,8 +220,9 @@ impl Shared {
             if queue.paused == 0 {
                 if let Some(job) = queue
                     .priority
+                    .waiting
                     .pop_front()
-                    .or_else(|| queue.normal.pop_front())
+                    .or_else(|| queue.normal.waiting.pop_front())
                 {
                     queue.running += 1;
                     return Some(job);
@@ -221,7 +252,7 @@ impl Shared {
         {
             let mut queue = self.lock();
             queue.running -= 1;
-            queue.forget(job.lane, &job.address);
+            queue.lane(job.lane).forget(&job.address);
         }
         if let Some(matches) = answer {
             let _ = job.done.send(matches);
@@ -231,9 +262,9 @@ impl Shared {
 
 /// Threads that check passwords at the lowest CPU priority (SCHED_IDLE), so that a burst of
 /// sign-ins never takes the CPU from request handling, and at most one hash per thread is in
-/// memory at a time. At most `Bounds::pending` checks wait or run in the normal lane, at most a
-/// quarter of them from one client address, and the priority lane has its own small bound;
-/// beyond them a check is refused at once ([`Busy`]). A check whose caller stopped waiting is
+/// memory at a time. At most `login.max_pending` checks wait or run in the normal lane, and a
+/// quarter of that in the priority lane, each lane giving one client address at most a quarter
+/// of its places; beyond them a check is refused at once ([`Busy`]). A check whose caller stopped waiting is
 /// dropped unhashed.
 #[derive(Clone)]
 pub struct PasswordPool {
@@ -311,28 +342,19 @@ impl PasswordPool {
 
     fn admit(&self, job: Job) -> Result<(), Busy> {
         let shared = &self.shared;
+        let bounds = shared.bounds.of(job.lane);
         let mut queue = shared.lock();
-        let bounds = &shared.bounds;
-        if !queue.fits(job.lane, &job.address, bounds) {
+        let lane = queue.lane(job.lane);
+        if !lane.fits(&job.address, bounds) {
             // Checks whose clients left still hold their places: free them before refusing.
-            let evicted = queue.evict_abandoned();
+            let evicted = lane.evict_abandoned();
             shared.dropped.fetch_add(evicted as u64, Ordering::Relaxed);
         }
-        if queue.closed || !queue.fits(job.lane, &job.address, bounds) {
+        if !lane.fits(&job.address, bounds) || queue.closed {
             shared.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(Busy);
         }
-        match job.lane {
-            Lane::Priority => queue.pending_priority += 1,
-            Lane::Normal => {
-                queue.pending_normal += 1;
-                *queue.per_address.entry(job.address.clone()).or_default() += 1;
-            }
-        }
-        match job.lane {
-            Lane::Priority => queue.priority.push_back(job),
-            Lane::Normal => queue.normal.push_back(job),
-        }
+        queue.lane(job.lane).hold(job);
         drop(queue);
         shared.ready.notify_one();
         Ok(())
@@ -341,17 +363,16 @@ impl PasswordPool {
     pub fn stats(&self) -> Stats {
         let shared = &self.shared;
         let queue = shared.lock();
-        let abandoned = queue
-            .priority
-            .iter()
-            .chain(queue.normal.iter())
-            .filter(|job| job.done.is_closed())
-            .count();
+        let (priority, normal) = (&queue.priority.waiting, &queue.normal.waiting);
         Stats {
-            queued_priority: queue.priority.len(),
-            queued_normal: queue.normal.len(),
+            queued_priority: priority.len(),
+            queued_normal: normal.len(),
             running: queue.running,
-            abandoned,
+            abandoned: priority
+                .iter()
+                .chain(normal)
+                .filter(|job| job.done.is_closed())
+                .count(),
             hashed: shared.hashed.load(Ordering::Relaxed),
             rejected: shared.rejected.load(Ordering::Relaxed),
             dropped: shared.dropped.load(Ordering::Relaxed),
@@ -429,9 +450,10 @@ mod tests {
     fn the_queue_is_bounded_per_lane_and_per_address() {
         let pool = PasswordPool::start(1, 8);
         let bounds = pool.bounds();
+        assert_eq!((bounds.normal.pending, bounds.normal.per_address), (8, 2));
         assert_eq!(
-            (bounds.pending, bounds.per_address, bounds.priority),
-            (8, 2, 2)
+            (bounds.priority.pending, bounds.priority.per_address),
+            (2, 1)
         );
         let _paused = pool.pause();
         // One address gets a quarter of the normal lane.
@@ -442,12 +464,14 @@ mod tests {
             .flat_map(|i| queue(&pool, 1, Lane::Normal, &format!("b{i}")))
             .collect();
         assert_eq!(many.iter().filter(|r| r.is_ok()).count(), 6);
-        // The priority lane has its own room.
-        let p = queue(&pool, 3, Lane::Priority, "a");
-        assert_eq!(p.iter().filter(|r| r.is_ok()).count(), 2);
+        // The priority lane has its own room, shared out the same way.
+        let p = queue(&pool, 2, Lane::Priority, "a");
+        assert_eq!(p.iter().filter(|r| r.is_ok()).count(), 1);
+        let p2 = queue(&pool, 2, Lane::Priority, "b");
+        assert_eq!(p2.iter().filter(|r| r.is_ok()).count(), 1);
         let stats = pool.stats();
         assert_eq!((stats.queued_normal, stats.queued_priority), (8, 2));
-        assert_eq!(stats.rejected, 1 + 4 + 1);
+        assert_eq!(stats.rejected, 1 + 4 + 1 + 1);
         assert_eq!(stats.hashed, 0, "paused");
     }
 
@@ -485,21 +509,21 @@ mod tests {
         let pool = PasswordPool::start(1, 8);
         let phc = hash("right");
         let paused = pool.pause();
-        let check = |lane| {
+        let check = |lane, address: &str| {
             let (done, answer) = oneshot::channel();
             pool.admit(Job {
                 password: "right".into(),
                 phc: Some(phc.clone()),
                 lane,
-                address: "a".into(),
+                address: address.into(),
                 done,
             })
             .unwrap();
             answer
         };
-        let normal = check(Lane::Normal);
-        let mut first = check(Lane::Priority);
-        let mut second = check(Lane::Priority);
+        let normal = check(Lane::Normal, "a");
+        let mut first = check(Lane::Priority, "a");
+        let mut second = check(Lane::Priority, "b");
         drop(paused);
         // One thread: both priority checks were answered before the normal one began.
         assert!(normal.blocking_recv().unwrap());

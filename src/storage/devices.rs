@@ -11,6 +11,10 @@ use super::{numbered_sql, AnyConnection, StorageError};
 /// About a year.
 pub const LIFETIME: i64 = 365 * 24 * 3600;
 
+/// Browsers remembered per user: signing in from one more forgets the one used least recently,
+/// so that no one can grow the table without bound by signing in again and again.
+pub const MAX_PER_USER: i64 = 32;
+
 /// Whether the browser whose cookie hashes to `device_hash` signed in as `user_id` within the
 /// last [`LIFETIME`].
 pub fn is_trusted(
@@ -69,7 +73,25 @@ pub fn renew(
         .set(dsl::device_hash.eq(new_hash))
         .execute(conn)?;
     }
-    trust(conn, new_hash, user_id, now)
+    trust(conn, new_hash, user_id, now)?;
+    // This browser stays; of the others, the most recently used.
+    let beyond: Vec<String> = dsl::trusted_devices
+        .filter(dsl::user_id.eq(user_id))
+        .filter(dsl::device_hash.ne(new_hash))
+        .order((dsl::expires_at.desc(), dsl::device_hash))
+        .select(dsl::device_hash)
+        .limit(MAX_PER_USER)
+        .offset(MAX_PER_USER - 1)
+        .load(conn)?;
+    if !beyond.is_empty() {
+        diesel::delete(
+            dsl::trusted_devices
+                .filter(dsl::user_id.eq(user_id))
+                .filter(dsl::device_hash.eq_any(&beyond)),
+        )
+        .execute(conn)?;
+    }
+    Ok(())
 }
 
 /// The hashes of the browsers trusted for the user now.
