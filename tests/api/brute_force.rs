@@ -1,5 +1,6 @@
-//! SECURITY.md attacks 22–25: guessing that concurrency cannot outrun, a bounded hashing queue,
-//! a lockout that cannot be used as a weapon, and client addresses that cannot be spoofed.
+//! SECURITY.md attacks 22–25: guessing that concurrency cannot outrun and a bounded hashing
+//! queue here; a lockout that cannot be used as a weapon and client addresses that cannot be
+//! spoofed in `lockout`.
 //!
 //! Bursts are released at the same instant (`instant`) while the password pool is paused, so
 //! that every request has taken its slot (or been refused) before anything is hashed: the
@@ -8,7 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use crate::both_backends;
@@ -16,11 +17,11 @@ use crate::flow::{hidden, location, Browser, PASSWORD};
 use crate::helpers::{spawn_app_with, Backend, TestApp};
 use crate::instant::{self, by_status, Answer};
 
+mod lockout;
+
 both_backends!(
     attack22_concurrent_guesses_check_at_most_max_failures_passwords,
     attack23_hashing_flood_is_bounded,
-    attack24_guesses_from_elsewhere_never_lock_a_user_out_of_their_own_browser,
-    attack25_client_addresses_come_only_from_trusted_proxies,
 );
 
 /// The test client connects from here, so it is the proxy that may name client addresses.
@@ -67,6 +68,23 @@ fn login(
     from: &str,
     device: Option<&str>,
 ) -> Vec<u8> {
+    login_with(
+        app,
+        form,
+        (username, password),
+        &[("X-Forwarded-For", from)],
+        device,
+    )
+}
+
+/// The same with any headers.
+fn login_with(
+    app: &TestApp,
+    form: &Form,
+    (username, password): (&str, &str),
+    headers: &[(&str, &str)],
+    device: Option<&str>,
+) -> Vec<u8> {
     let mut cookie = format!("sigil_csrf={}", form.csrf);
     if let Some(d) = device {
         cookie.push_str(&format!("; sigil_device={d}"));
@@ -80,7 +98,7 @@ fn login(
             ("username", username),
             ("password", password),
         ],
-        &[("X-Forwarded-For", from)],
+        headers,
     )
 }
 
@@ -434,241 +452,4 @@ async fn counter(app: &TestApp, key: &str) -> Option<sigil::storage::login_failu
         .run(move |c| sigil::storage::login_failures::get(c, &key))
         .await
         .unwrap()
-}
-
-fn sign_in_state(app: &TestApp, username: &str) -> Value {
-    let out = app.sigil(&["user", "show", username], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
-    shown["sign_in"].clone()
-}
-
-async fn attack24_guesses_from_elsewhere_never_lock_a_user_out_of_their_own_browser(
-    backend: Backend,
-) {
-    let (app, id) = app_with(backend, |s| s.login.max_failures = 3).await;
-    let home = "192.0.2.10";
-    let form1 = login_form(&app, &id).await;
-    let first = send(&app, login(&app, &form1, "alice", PASSWORD, home, None)).await;
-    assert_eq!(first.status, 303);
-    let cookie = first
-        .headers
-        .iter()
-        .find(|(n, v)| n.eq_ignore_ascii_case("set-cookie") && v.starts_with("sigil_device="))
-        .map(|(_, v)| v.clone())
-        .unwrap();
-    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=31536000"] {
-        assert!(cookie.contains(attribute), "{cookie}");
-    }
-    let mut device = device_cookie(&first).unwrap();
-
-    // Guesses from elsewhere lock the account.
-    for i in 0..3 {
-        let from = format!("203.0.113.{i}");
-        let r = send(&app, login(&app, &form1, "alice", "wrong", &from, None)).await;
-        assert_eq!(r.status, 401);
-    }
-    let fresh = send(&app, login(&app, &form1, "alice", PASSWORD, home, None)).await;
-    assert_eq!(fresh.status, 429, "a fresh browser is locked out");
-    // Her own browser is not, and it gets a new device id.
-    let own = send(
-        &app,
-        login(&app, &form1, "alice", PASSWORD, home, Some(&device)),
-    )
-    .await;
-    assert_eq!(own.status, 303, "{}", own.body);
-    let renewed = device_cookie(&own).unwrap();
-    assert_ne!(renewed, device);
-    let old = send(
-        &app,
-        login(&app, &form1, "alice", PASSWORD, home, Some(&device)),
-    )
-    .await;
-    assert_eq!(old.status, 429, "the old device id is trusted no more");
-    device = renewed;
-    let shown = sign_in_state(&app, "alice");
-    assert_eq!(shown["failures"], 3);
-    assert!(shown["locked_until"].as_i64().is_some());
-    assert_eq!(shown["lockouts"], 1);
-    assert_eq!(shown["trusted_devices"], 1);
-
-    // An attacker who keeps going doubles the lock, never past login.max_lockout (1 h).
-    let window = app.settings.login.window.as_secs() as i64;
-    let cap = app.settings.login.max_lockout.as_secs() as i64;
-    let mut waits = vec![retry_after(&fresh)];
-    for round in 1..6 {
-        app.state.clock.advance(waits[round - 1] + 1);
-        let form = login_form(&app, &id).await;
-        for i in 0..3 {
-            let from = format!("203.0.{round}.{i}");
-            let r = send(&app, login(&app, &form, "alice", "wrong", &from, None)).await;
-            assert_eq!(r.status, 401, "round {round}");
-        }
-        let probe = format!("198.51.100.{round}");
-        let r = send(&app, login(&app, &form, "alice", PASSWORD, &probe, None)).await;
-        assert_eq!(r.status, 429, "round {round}");
-        waits.push(retry_after(&r));
-    }
-    let expected = [window, 2 * window, cap, cap, cap, cap];
-    for (wait, expected) in waits.iter().zip(expected) {
-        assert!(
-            *wait <= expected && *wait > expected - 5,
-            "{waits:?} against {expected}"
-        );
-    }
-    assert_eq!(sign_in_state(&app, "alice")["lockouts"], 6);
-
-    // A stolen device cookie is limited by its own counter.
-    let form = login_form(&app, &id).await;
-    for i in 0..3 {
-        let from = format!("192.0.2.{}", 20 + i);
-        let r = send(
-            &app,
-            login(&app, &form, "alice", "wrong", &from, Some(&device)),
-        )
-        .await;
-        assert_eq!(r.status, 401);
-    }
-    let r = send(
-        &app,
-        login(&app, &form, "alice", PASSWORD, home, Some(&device)),
-    )
-    .await;
-    assert_eq!(r.status, 429, "the device's own counter is full");
-
-    // `sigil user unlock` clears the account's counter and its browsers'.
-    let out = app.sigil(&["user", "unlock", "alice"], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = send(
-        &app,
-        login(&app, &form, "alice", PASSWORD, home, Some(&device)),
-    )
-    .await;
-    assert_eq!(r.status, 303);
-    let r = send(&app, login(&app, &form, "alice", PASSWORD, home, None)).await;
-    assert_eq!(r.status, 303);
-    assert_eq!(
-        sign_in_state(&app, "alice"),
-        json!({"failures": 0, "locked_until": null, "lockouts": 0, "trusted_devices": 2})
-    );
-    let out = app.sigil(&["user", "unlock", "nobody"], None);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no user"));
-
-    // So does the admin API.
-    for i in 0..3 {
-        let from = format!("203.0.113.{}", 50 + i);
-        send(&app, login(&app, &form, "alice", "wrong", &from, None)).await;
-    }
-    assert!(counter(&app, "user:alice").await.unwrap().locked_until > 0);
-    let token = crate::admin_api::admin_token(&app).await;
-    let unlock = |name: &str| {
-        app.http
-            .post(app.url(&format!("/admin/api/users/{name}/unlock")))
-            .bearer_auth(&token)
-            .send()
-    };
-    assert_eq!(unlock("alice").await.unwrap().status(), 200);
-    assert!(counter(&app, "user:alice").await.is_none());
-    assert_eq!(unlock("nobody").await.unwrap().status(), 404);
-    let r = send(&app, login(&app, &form, "alice", PASSWORD, home, None)).await;
-    assert_eq!(r.status, 303);
-
-    // Signing in from ever new browsers does not grow the table without bound; the browser
-    // that signed in last is always remembered.
-    let mut last = None;
-    for _ in 0..34 {
-        let r = send(&app, login(&app, &form, "alice", PASSWORD, home, None)).await;
-        assert_eq!(r.status, 303);
-        last = device_cookie(&r);
-    }
-    assert_eq!(sign_in_state(&app, "alice")["trusted_devices"], 32);
-    for i in 0..3 {
-        let from = format!("203.0.113.{}", 60 + i);
-        send(&app, login(&app, &form, "alice", "wrong", &from, None)).await;
-    }
-    let r = send(
-        &app,
-        login(&app, &form, "alice", PASSWORD, home, last.as_deref()),
-    )
-    .await;
-    assert_eq!(
-        r.status, 303,
-        "the last browser is trusted despite the lock"
-    );
-}
-
-async fn attack25_client_addresses_come_only_from_trusted_proxies(backend: Backend) {
-    // No trusted proxy: forwarding headers are the client's own words, and ignored.
-    let app = spawn_app_with(backend, |_| {}).await;
-    let (id, _) = app.web_client("rp", json!({}));
-    app.add_user("alice");
-    app.add_user("bob");
-    let form1 = login_form(&app, &id).await;
-    for i in 0..5 {
-        let request = instant::form_post(
-            &app.url("/login"),
-            Some(&format!("sigil_csrf={}", form1.csrf)),
-            &[
-                ("request", &form1.request),
-                ("csrf_token", &form1.csrf),
-                ("username", "alice"),
-                ("password", "wrong"),
-            ],
-            &[
-                ("X-Forwarded-For", &format!("203.0.113.{i}")),
-                ("Forwarded", &format!("for=198.51.100.{i}")),
-            ],
-        );
-        assert_eq!(send(&app, request).await.status, 401);
-    }
-    let r = send(
-        &app,
-        login(&app, &form1, "bob", PASSWORD, "192.0.2.1", None),
-    )
-    .await;
-    assert_eq!(r.status, 429, "the peer itself is throttled");
-    assert!(counter(&app, "ip:127.0.0.1").await.is_some());
-    assert!(counter(&app, "ip:203.0.113.0").await.is_none());
-
-    // Behind a trusted proxy every client address has its own limit.
-    let (app, id) = app_with(backend, |_| {}).await;
-    app.add_user("bob");
-    let form = login_form(&app, &id).await;
-    let (a, b) = ("203.0.113.5", "198.51.100.7");
-    for _ in 0..5 {
-        let r = send(&app, login(&app, &form, "alice", "wrong", a, None)).await;
-        assert_eq!(r.status, 401);
-    }
-    let r = send(&app, login(&app, &form, "bob", PASSWORD, b, None)).await;
-    assert_eq!(r.status, 303, "bob's address is not alice's attacker's");
-    let r = send(&app, login(&app, &form, "bob", PASSWORD, a, None)).await;
-    assert_eq!(r.status, 429, "the attacker's address is locked");
-    let r = send(&app, login(&app, &form, "alice", PASSWORD, b, None)).await;
-    assert_eq!(r.status, 429, "the account is locked");
-    // `Forwarded` (RFC 7239) names the client too.
-    let request = instant::form_post(
-        &app.url("/login"),
-        Some(&format!("sigil_csrf={}", form.csrf)),
-        &[
-            ("request", &form.request),
-            ("csrf_token", &form.csrf),
-            ("username", "bob"),
-            ("password", PASSWORD),
-        ],
-        &[("Forwarded", "for=\"198.51.100.8:4711\"")],
-    );
-    assert_eq!(send(&app, request).await.status, 303);
-    // A client behind the proxy cannot escape its address by writing another one in front.
-    let spoofed = format!("198.51.100.9, {a}");
-    let r = send(&app, login(&app, &form, "bob", PASSWORD, &spoofed, None)).await;
-    assert_eq!(r.status, 429);
 }
