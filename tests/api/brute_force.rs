@@ -21,6 +21,7 @@ mod lockout;
 
 both_backends!(
     attack22_concurrent_guesses_check_at_most_max_failures_passwords,
+    attack22_nodes_on_one_database_share_the_slots,
     attack23_hashing_flood_is_bounded,
 );
 
@@ -102,18 +103,21 @@ fn login_with(
     )
 }
 
-fn host(app: &TestApp) -> String {
-    app.address.trim_start_matches("http://").to_string()
+/// `127.0.0.1:PORT` of a node's base URL.
+fn host(base: &str) -> String {
+    base.trim_start_matches("http://").to_string()
 }
 
-/// Fires `requests` at once in the background.
-fn spawn_fire(app: &TestApp, requests: Vec<Vec<u8>>) -> tokio::task::JoinHandle<Vec<Answer>> {
-    let host = host(app);
+/// Fires `requests` at once at the node at `base`, in the background.
+fn spawn_fire(base: &str, requests: Vec<Vec<u8>>) -> tokio::task::JoinHandle<Vec<Answer>> {
+    let host = host(base);
     tokio::spawn(async move { instant::fire(&host, requests).await })
 }
 
 async fn send(app: &TestApp, request: Vec<u8>) -> Answer {
-    instant::fire(&host(app), vec![request]).await.remove(0)
+    instant::fire(&host(&app.address), vec![request])
+        .await
+        .remove(0)
 }
 
 fn device_cookie(a: &Answer) -> Option<String> {
@@ -147,10 +151,8 @@ where
     panic!("{what}: not reached within 30 s");
 }
 
-async fn metrics(app: &TestApp) -> String {
-    app.http
-        .get(app.url("/metrics"))
-        .send()
+async fn metrics(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
         .await
         .unwrap()
         .text()
@@ -158,9 +160,9 @@ async fn metrics(app: &TestApp) -> String {
         .unwrap()
 }
 
-/// Login requests answered so far, whatever their status.
-async fn login_answers(app: &TestApp) -> usize {
-    metrics(app)
+/// Login requests the node at `base` answered so far, whatever their status.
+async fn login_answers(base: &str) -> usize {
+    metrics(base)
         .await
         .lines()
         .filter_map(|l| l.strip_prefix("sigil_http_requests_total{route=\"/login\","))
@@ -189,13 +191,14 @@ async fn attack22_concurrent_guesses_check_at_most_max_failures_passwords(backen
             })
             .collect();
         let hashed_before = pool.stats().hashed;
-        let answered_before = login_answers(&app).await;
+        let answered_before = login_answers(&app.address).await;
         let paused = pool.pause();
-        let burst = spawn_fire(&app, requests);
+        let burst = spawn_fire(&app.address, requests);
         // Every request has either taken a slot (and waits for the pool) or been refused.
         let app_ref = &app;
         until("every request queued or answered", || async move {
-            pool.stats().queued_normal + login_answers(app_ref).await - answered_before == n
+            pool.stats().queued_normal + login_answers(&app_ref.address).await - answered_before
+                == n
         })
         .await;
         let queued = pool.stats().queued_normal;
@@ -258,6 +261,52 @@ async fn attack22_concurrent_guesses_check_at_most_max_failures_passwords(backen
     assert!(right_answers.iter().all(|s| [303, 429].contains(s)));
 }
 
+async fn attack22_nodes_on_one_database_share_the_slots(backend: Backend) {
+    let (app, id) = app_with(backend, |_| {}).await;
+    let other = crate::two_nodes::start_node(app.settings.clone(), sigil::clock::Clock::system());
+    let max = app.settings.login.max_failures as usize;
+    let pools = [&app.state.passwords, &other.state.passwords];
+    let bases = [app.address.as_str(), other.address.as_str()];
+    let queued = || pools.iter().map(|p| p.stats().queued_normal).sum::<usize>();
+    let hashed = || pools.iter().map(|p| p.stats().hashed).sum::<u64>() as usize;
+    let answered = || async move { login_answers(bases[0]).await + login_answers(bases[1]).await };
+    for round in 0..3 {
+        let user = format!("shared{round}");
+        app.add_user(&user);
+        let form = login_form(&app, &id).await;
+        let from = format!("203.0.113.{}", 100 + round);
+        let mut requests: Vec<Vec<u8>> = (0..30)
+            .map(|i| login(&app, &form, &user, &format!("guess {i}"), &from, None))
+            .collect();
+        let (hashed_before, answered_before) = (hashed(), answered().await);
+        let paused = pools.map(|p| p.pause());
+        // Half the burst to each node, at once.
+        let second_half = requests.split_off(15);
+        let bursts = [
+            spawn_fire(bases[0], requests),
+            spawn_fire(bases[1], second_half),
+        ];
+        until("every request queued or answered", || async {
+            queued() + answered().await - answered_before == 30
+        })
+        .await;
+        assert_eq!(
+            queued(),
+            max,
+            "round {round}: the nodes agree on {max} slots"
+        );
+        drop(paused);
+        let mut answers = Vec::new();
+        for burst in bursts {
+            answers.extend(burst.await.unwrap());
+        }
+        let counts = by_status(&answers);
+        assert_eq!(hashed() - hashed_before, max);
+        assert_eq!(counts.get(&401), Some(&max), "{counts:?}");
+        assert_eq!(counts.get(&429), Some(&(30 - max)), "{counts:?}");
+    }
+}
+
 async fn attack23_hashing_flood_is_bounded(backend: Backend) {
     // A high max_failures, so that only the pool's own bounds stand against the flood.
     let (app, id) = app_with(backend, |s| {
@@ -303,7 +352,7 @@ async fn attack23_hashing_flood_is_bounded(backend: Backend) {
             None,
         ));
     }
-    let flood = spawn_fire(&app, flood);
+    let flood = spawn_fire(&app.address, flood);
     let rejected_before = before.rejected;
     until(
         "every check of normal length queued or refused",
@@ -337,7 +386,7 @@ async fn attack23_hashing_flood_is_bounded(backend: Backend) {
     let bob = counter(&app, "user:bob").await;
     assert_eq!(bob.map(|r| r.failures), Some(0), "the slot was given back");
     let own = spawn_fire(
-        &app,
+        &app.address,
         vec![login(
             &app,
             &form,
@@ -394,7 +443,9 @@ async fn attack23_hashing_flood_is_bounded(backend: Backend) {
     let paused = pool.pause();
     let mut clients = Vec::new();
     for i in 0..6 {
-        let mut stream = tokio::net::TcpStream::connect(host(&app)).await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(host(&app.address))
+            .await
+            .unwrap();
         let (user, from) = (format!("gone{i}"), format!("198.51.100.{}", 100 + i));
         let request = login(&app, &form, &user, "guess", &from, None);
         stream.write_all(&request).await.unwrap();
@@ -423,7 +474,7 @@ async fn attack23_hashing_flood_is_bounded(backend: Backend) {
     );
     assert_eq!(after.dropped, before.dropped + 6);
     // The pool's bounds and outcomes are in /metrics.
-    let text = metrics(&app).await;
+    let text = metrics(&app.address).await;
     for line in [
         "sigil_password_checks_limit{lane=\"normal\"} 8".to_string(),
         "sigil_password_checks_address_limit{lane=\"normal\"} 2".to_string(),
