@@ -1,6 +1,7 @@
 //! `/metrics` in the Prometheus text format (version 0.0.4): requests and their latency per
 //! route and status class, the published signing keys per algorithm and state, the cached
-//! introspection answers, and build information. Each HTTP worker counts in its own shard (an
+//! introspection answers, the password pool (its bounds, queue and outcomes), and build
+//! information. Each HTTP worker counts in its own shard (an
 //! uncontended read lock and a few atomic additions per request, on cache lines no other core
 //! writes); `/metrics` adds the shards up. Routes are the route table's patterns
 //! (`/admin/api/keys/{kid}/retire`), and every path that matched no route is counted as
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 
+use crate::crypto::password::PasswordPool;
 use crate::state::AppState;
 
 /// Upper bounds of the latency histogram, in seconds.
@@ -206,6 +208,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "sigil_introspection_cached_answers {}",
         state.verdicts.len()
     );
+    render_passwords(&state.passwords, &mut out);
     out.push_str("# HELP sigil_build_info Sigil's version.\n");
     out.push_str("# TYPE sigil_build_info gauge\n");
     let _ = writeln!(
@@ -217,6 +220,67 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
         .body(out)
+}
+
+/// The password pool: bounds (fixed at start), what waits and runs now, and what became of
+/// the checks (hashed, refused with 503, dropped because the client had gone).
+fn render_passwords(pool: &PasswordPool, out: &mut String) {
+    let bounds = pool.bounds();
+    let stats = pool.stats();
+    let mut gauge = |name: &str, help: &str, series: &[(&str, usize)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, value) in series {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    gauge(
+        "sigil_password_threads",
+        "Threads that hash passwords (SCHED_IDLE).",
+        &[("", bounds.threads)],
+    );
+    gauge(
+        "sigil_password_checks_limit",
+        "Password checks that may wait or run at once, by lane (beyond: 503).",
+        &[
+            ("{lane=\"normal\"}", bounds.normal.pending),
+            ("{lane=\"priority\"}", bounds.priority.pending),
+        ],
+    );
+    gauge(
+        "sigil_password_checks_address_limit",
+        "Of those, the most one client address may hold, by lane.",
+        &[
+            ("{lane=\"normal\"}", bounds.normal.per_address),
+            ("{lane=\"priority\"}", bounds.priority.per_address),
+        ],
+    );
+    gauge(
+        "sigil_password_checks_queued",
+        "Password checks waiting for a thread, by lane.",
+        &[
+            ("{lane=\"normal\"}", stats.queued_normal),
+            ("{lane=\"priority\"}", stats.queued_priority),
+        ],
+    );
+    gauge(
+        "sigil_password_checks_running",
+        "Password checks being hashed now.",
+        &[("", stats.running)],
+    );
+    out.push_str(
+        "# HELP sigil_password_checks_total Password checks by outcome: hashed, rejected (pool full, 503), dropped (client gone, never hashed).\n",
+    );
+    out.push_str("# TYPE sigil_password_checks_total counter\n");
+    for (outcome, n) in [
+        ("hashed", stats.hashed),
+        ("rejected", stats.rejected),
+        ("dropped", stats.dropped),
+    ] {
+        let _ = writeln!(
+            out,
+            "sigil_password_checks_total{{outcome=\"{outcome}\"}} {n}"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -259,5 +323,26 @@ mod tests {
         ));
         assert!(out.contains("sigil_http_request_duration_seconds_count{route=\"/token\"} 3\n"));
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn the_password_pool_shows_its_bounds_and_outcomes() {
+        let pool = PasswordPool::start(2, 64);
+        let mut out = String::new();
+        render_passwords(&pool, &mut out);
+        for line in [
+            "sigil_password_threads 2\n",
+            "sigil_password_checks_limit{lane=\"normal\"} 64\n",
+            "sigil_password_checks_limit{lane=\"priority\"} 16\n",
+            "sigil_password_checks_address_limit{lane=\"normal\"} 16\n",
+            "sigil_password_checks_address_limit{lane=\"priority\"} 4\n",
+            "sigil_password_checks_queued{lane=\"normal\"} 0\n",
+            "sigil_password_checks_running 0\n",
+            "sigil_password_checks_total{outcome=\"hashed\"} 0\n",
+            "sigil_password_checks_total{outcome=\"dropped\"} 0\n",
+            "# TYPE sigil_password_checks_total counter\n",
+        ] {
+            assert!(out.contains(line), "{line} in\n{out}");
+        }
     }
 }

@@ -66,6 +66,12 @@ impl Application {
         let resources = crate::admin::resources::ResourceCache::new(
             settings.clients.cache_ttl.as_secs() as i64,
         );
+        // One thread per core (SCHED_IDLE: they take only what request handling leaves), at
+        // most 8 (19 MiB each while hashing).
+        let passwords = PasswordPool::start(
+            std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8)),
+            settings.login.pending_limit(),
+        );
         let state = web::Data::new(AppState {
             outbound,
             verdicts: verdicts.clone(),
@@ -82,9 +88,7 @@ impl Application {
             discovery_cache_control: HeaderValue::from_str(&format!("public, max-age={max_age}"))?,
             jwks_cache_control: HeaderValue::from_str(&format!("public, max-age={max_age}"))?,
             settings: Arc::new(settings),
-            passwords: PasswordPool::start(
-                std::thread::available_parallelism().map_or(1, |n| (n.get() - 1).clamp(1, 8)),
-            ),
+            passwords,
         });
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone())?;
@@ -193,7 +197,10 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Se
     .keep_alive(KEEP_ALIVE)
     .on_connect(crate::deadline::watchdog(
         KEEP_ALIVE + settings.http.header_timeout.0,
-    ));
+    ))
+    // A client that closes its connection has gone: its request's handler is dropped (and a
+    // password check it waited for is never hashed) instead of running to an unread answer.
+    .h1_allow_half_closed(false);
     if settings.http.workers > 0 {
         server = server.workers(settings.http.workers);
     }

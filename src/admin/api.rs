@@ -10,7 +10,7 @@
 //! GET    /admin/api/resources[?resource=URI]      resource servers, or one
 //! POST   /admin/api/resources                     resource metadata → the stored record (201)
 //! DELETE /admin/api/resources?resource=URI
-//! POST   /admin/api/users/{username}/logout-everywhere | disable | enable
+//! POST   /admin/api/users/{username}/logout-everywhere | disable | enable | unlock
 //! ```
 
 use actix_web::http::{header, StatusCode};
@@ -392,9 +392,18 @@ async fn user_action(
                 .run(move |conn| users::set_disabled(conn, &name, false, now))
                 .await?
         }
+        // Clears the sign-in counters; no token changes, so the caches stay.
+        "unlock" => {
+            state
+                .db
+                .run(move |conn| admin_users::unlock(conn, &name, now))
+                .await?
+        }
         _ => return Err(ApiError::not_found(format!("no action {action:?}"))),
     }
-    state.verdicts.invalidate();
+    if action != "unlock" {
+        state.verdicts.invalidate();
+    }
     audit(&who, &format!("users.{action}"), &username);
     Ok(ok(json!({
         "username": username,

@@ -1,9 +1,12 @@
-//! Users: creation with an argon2id password hash, and the account switches.
+//! Users: creation with an argon2id password hash, the account switches, and the sign-in
+//! counters (`unlock`).
 
 use diesel::Connection;
 use serde_json::{json, Map, Value};
 
 use crate::crypto::password;
+use crate::storage::devices;
+use crate::storage::login_failures::{self, account_key, device_key};
 use crate::storage::users::{self, UserRow};
 use crate::storage::{AnyConnection, StorageError};
 use crate::tokens::claims::{CONTACT, PROFILE};
@@ -42,12 +45,13 @@ pub fn check_username(username: &str) -> Result<(), UserError> {
 }
 
 pub fn check_password(password: &str) -> Result<(), UserError> {
-    // NIST SP 800-63B §5.1.1.2: at least 8 characters; long passphrases welcome.
-    let n = password.chars().count();
-    if !(8..=1024).contains(&n) {
-        return Err(UserError::Invalid(
-            "password must be 8–1024 characters".into(),
-        ));
+    // NIST SP 800-63B §5.1.1.2: at least 8 characters; long passphrases welcome, up to what
+    // the sign-in hashes at all.
+    if password.chars().count() < 8 || password.len() > password::MAX_PASSWORD_BYTES {
+        return Err(UserError::Invalid(format!(
+            "password must be at least 8 characters and at most {} bytes",
+            password::MAX_PASSWORD_BYTES
+        )));
     }
     Ok(())
 }
@@ -168,4 +172,51 @@ pub fn disable(conn: &mut AnyConnection, username: &str, now: i64) -> Result<(),
         users::set_disabled(conn, username, true, now)?;
         users::set_tokens_valid_after(conn, username, now)
     })
+}
+
+fn existing(conn: &mut AnyConnection, username: &str) -> Result<UserRow, StorageError> {
+    users::by_username(conn, username)?
+        .ok_or_else(|| StorageError::NotFound(format!("no user {username:?}")))
+}
+
+/// Clears the account's sign-in counter and those of the browsers trusted for it (DESIGN.md
+/// "Brute force": `sigil user unlock`). Client-address counters are not the account's.
+pub fn unlock(conn: &mut AnyConnection, username: &str, now: i64) -> Result<(), StorageError> {
+    let user = existing(conn, username)?;
+    let mut keys = vec![account_key(username)];
+    keys.extend(
+        devices::of_user(conn, &user.id, now)?
+            .iter()
+            .map(|hash| device_key(hash)),
+    );
+    login_failures::clear(conn, &keys)?;
+    Ok(())
+}
+
+/// The account's sign-in counter as `user show` prints it: failed or in-flight checks in the
+/// current window, the end of a lock in force, how often it was locked, and how many browsers
+/// are trusted for it.
+pub fn sign_in_state(
+    conn: &mut AnyConnection,
+    user: &UserRow,
+    now: i64,
+) -> Result<Value, StorageError> {
+    let row =
+        login_failures::get(conn, &account_key(&user.username))?.filter(|row| row.expires_at > now);
+    let (failures, locked_until, lockouts) = match row {
+        // A lock that has passed: the next attempt starts a fresh window.
+        Some(row) if row.locked_until != 0 && row.locked_until <= now => (0, None, row.lockouts),
+        Some(row) => (
+            row.failures,
+            (row.locked_until > now).then_some(row.locked_until),
+            row.lockouts,
+        ),
+        None => (0, None, 0),
+    };
+    Ok(json!({
+        "failures": failures,
+        "locked_until": locked_until,
+        "lockouts": lockouts,
+        "trusted_devices": devices::of_user(conn, &user.id, now)?.len(),
+    }))
 }

@@ -49,8 +49,10 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one user as JSON.
+    /// Show one user as JSON, with the account's sign-in counter.
     Show { username: String },
+    /// Clear the account's sign-in counter (and those of its trusted browsers).
+    Unlock { username: String },
     /// Delete a user.
     Remove { username: String },
 }
@@ -156,7 +158,16 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
                 .with_conn(|c| users::by_username(c, &username))
                 .map_err(storage_error)?
                 .ok_or_else(|| UsageError(format!("no user {username:?}")))?;
-            print_json(&admin::describe(&row));
+            let mut shown = admin::describe(&row);
+            shown["sign_in"] = core
+                .db
+                .with_conn(|c| admin::sign_in_state(c, &row, now))
+                .map_err(storage_error)?;
+            print_json(&shown);
+        }
+        UserCommand::Unlock { username } => {
+            with(&|c| admin::unlock(c, &username, now))?;
+            eprintln!("{username} unlocked: failed sign-ins forgotten");
         }
         UserCommand::Remove { username } => {
             with(&|c| users::remove(c, &username))?;

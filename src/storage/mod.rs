@@ -5,6 +5,7 @@ pub mod auth_requests;
 pub mod client_assertions;
 pub mod clients;
 pub mod consents;
+pub mod devices;
 pub mod grants;
 pub mod login_failures;
 pub mod resources;
@@ -342,6 +343,17 @@ impl Database {
             Ok(conn.batch_execute("SELECT 1")?)
         })
         .await
+    }
+}
+
+/// A statement diesel's DSL cannot express on [`AnyConnection`] (an upsert with a condition),
+/// written once with numbered placeholders (`$1`, `$2`, …, each may repeat): PostgreSQL reads
+/// them as they are, and SQLite reads the same numbers as `?1`, `?2`, …. The text must hold no
+/// other `$`.
+pub(crate) fn numbered_sql(conn: &AnyConnection, text: &str) -> diesel::query_builder::SqlQuery {
+    match conn {
+        AnyConnection::Postgresql(_) => diesel::sql_query(text),
+        AnyConnection::Sqlite(_) => diesel::sql_query(text.replace('$', "?")),
     }
 }
 

@@ -1,6 +1,7 @@
-//! The login page: GET shows the form, POST checks the password (argon2id on the blocking
-//! pool; unknown users verify a dummy hash so answer and timing match a wrong password), starts
-//! a fresh session and answers 303.
+//! The login page: GET shows the form, POST checks the password and answers 303 with a fresh
+//! session. The check takes its brute-force slots first (`throttle`), then waits its turn on the
+//! bounded password pool (argon2id; unknown users verify a dummy hash so answer and timing
+//! match a wrong password; a browser that signed in to the account before goes first).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -8,16 +9,21 @@ use askama::Template;
 
 use super::flow::{self, Parked};
 use super::{client_address, cookies, forms, session, throttle};
+use crate::crypto::password::{Busy, Lane, MAX_PASSWORD_BYTES};
+use crate::crypto::random;
 use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::{csp_with_form_target, render_with_csp};
 use crate::endpoints::paths;
 use crate::oauth::client_metadata::Client;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
-use crate::storage::{users, StorageError};
+use crate::storage::{devices, users, StorageError};
 
 /// The one message for every failed sign-in (SECURITY.md attack 19).
 pub const FAILED: &str = "Incorrect username or password.";
+/// When the password pool is full (DESIGN.md "Limits"): 503 with this `Retry-After`.
+pub const BUSY_RETRY_AFTER: i64 = 5;
+const BUSY: &str = "Too many sign-ins at once. Try again in a few seconds.";
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -61,10 +67,30 @@ fn login_page(
 }
 
 enum Outcome {
-    /// The session cookie's value and the session's `sid`.
-    SignedIn(String, String),
+    SignedIn {
+        /// The session cookie's value.
+        session: String,
+        /// The session's `sid`.
+        sid: String,
+        device: String,
+    },
     Failed,
+    /// A key is locked or full: 429 after this many seconds, whatever the password.
     Locked(i64),
+    /// The password pool is full: 503.
+    Busy,
+}
+
+/// One sign-in attempt, as the form and the browser's cookies gave it.
+struct Attempt {
+    username: String,
+    password: String,
+    /// The client address's throttle bucket.
+    address: String,
+    /// The browser's current session cookie, ended by the new one.
+    previous: Option<String>,
+    /// The browser's device cookie.
+    device: Option<String>,
 }
 
 pub async fn submit(
@@ -81,13 +107,29 @@ pub async fn submit(
         Err(e) => return page(&e),
     };
     let username = params.get("username").unwrap_or("").to_string();
-    let given = params.get("password").unwrap_or("").to_string();
-    let address = client_address::of(&req, &state.settings.http.trusted_proxies).throttle_bucket();
-    let previous = cookies::read(&req, &state.settings, cookies::SESSION);
-    let outcome = sign_in(&state, username.clone(), given, address, previous).await;
+    let attempt = Attempt {
+        username: username.clone(),
+        password: params.get("password").unwrap_or("").to_string(),
+        address: client_address::of(&req, &state.settings.http.trusted_proxies).throttle_bucket(),
+        previous: cookies::read(&req, &state.settings, cookies::SESSION),
+        device: cookies::read(&req, &state.settings, cookies::DEVICE),
+    };
+    let outcome = sign_in(&state, attempt).await;
     let csrf = params.get("csrf_token").unwrap_or("");
+    let refusal = |status, message: String, wait: i64| {
+        let mut response = login_page(status, &client, &parked, csrf, &username, Some(message));
+        response.headers_mut().insert(
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderValue::from(wait.max(1)),
+        );
+        response
+    };
     match outcome {
-        Ok(Outcome::SignedIn(cookie_value, sid)) => {
+        Ok(Outcome::SignedIn {
+            session,
+            sid,
+            device,
+        }) => {
             // Only this sign-in satisfies the request's prompt=login / max_age (SECURITY.md 26).
             if let Err(e) = flow::mark_signed_in(&state, &parked.id, sid).await {
                 return page(&OAuthError::from(e));
@@ -102,10 +144,12 @@ pub async fn submit(
             HttpResponse::SeeOther()
                 .insert_header(("Location", location.as_str()))
                 .insert_header(("Cache-Control", "no-store"))
-                .cookie(cookies::build(
+                .cookie(cookies::build(&state.settings, cookies::SESSION, session))
+                .cookie(cookies::lasting(
                     &state.settings,
-                    cookies::SESSION,
-                    cookie_value,
+                    cookies::DEVICE,
+                    device,
+                    devices::LIFETIME,
                 ))
                 .finish()
         }
@@ -117,74 +161,122 @@ pub async fn submit(
             &username,
             Some(FAILED.to_string()),
         ),
+        // SECURITY.md attack 22: the same answer whatever the password (RFC 6585 §4).
         Ok(Outcome::Locked(wait)) => {
             let minutes = (wait + 59) / 60;
-            let message = format!("Too many failed sign-ins. Try again in {minutes} minute(s).");
-            let mut response = login_page(
+            refusal(
                 StatusCode::TOO_MANY_REQUESTS,
-                &client,
-                &parked,
-                csrf,
-                &username,
-                Some(message),
-            );
-            response.headers_mut().insert(
-                actix_web::http::header::RETRY_AFTER,
-                actix_web::http::header::HeaderValue::from(wait.max(1)),
-            );
-            response
+                format!("Too many failed sign-ins. Try again in {minutes} minute(s)."),
+                wait,
+            )
         }
+        // SECURITY.md attack 23 (RFC 9110 §15.6.4: 503 with Retry-After).
+        Ok(Outcome::Busy) => refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            BUSY.to_string(),
+            BUSY_RETRY_AFTER,
+        ),
         Err(e) => page(&OAuthError::from(e)),
     }
 }
 
-/// Throttle check and user lookup (database), the password check (password pool), then the
-/// counters or the new session (database). The lock is checked again before a session starts,
-/// so that guesses sent in parallel cannot slip past the limit.
-async fn sign_in(
-    state: &AppState,
-    username: String,
-    given: String,
-    address: String,
-    previous: Option<String>,
-) -> Result<Outcome, StorageError> {
+/// Who is signing in (the user, and whether this browser signed in as them before), the slots
+/// (database, one transaction), the password (the pool), then the outcome (database).
+async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageError> {
     let now = state.clock.now();
-    let rules = state.settings.login.clone();
+    let limits = throttle::limits(&state.settings.login);
     let lifetime = state.settings.sessions.lifetime.as_secs() as i64;
-    let account = throttle::account_key(&username);
-    let keys = [account.clone(), throttle::address_key(&address)];
-    let lookup_keys = keys.clone();
-    let (locked, user) = state
+    let Attempt {
+        username,
+        password,
+        address,
+        previous,
+        device,
+    } = attempt;
+    // The device cookie is kept hashed, like the session id.
+    let device_hash = device.as_deref().map(session::hash_id);
+    let possible = throttle::could_be_username(&username);
+    let (user, trusted) = if possible {
+        let (name, device_hash) = (username.clone(), device_hash.clone());
+        state
+            .db
+            .run(move |conn| -> Result<_, StorageError> {
+                let user = users::by_username(conn, &name)?;
+                let trusted = match (&user, &device_hash) {
+                    (Some(u), Some(h)) => devices::is_trusted(conn, h, &u.id, now)?,
+                    _ => false,
+                };
+                Ok((user, trusted))
+            })
+            .await?
+    } else {
+        (None, false)
+    };
+    // A browser that signed in to this account before is limited by its own key, not the
+    // account's: guesses from elsewhere cannot lock its user out (SECURITY.md attack 24).
+    let own_key = match &device_hash {
+        Some(hash) if trusted => Some(throttle::device_key(hash)),
+        _ if possible => Some(throttle::account_key(&username)),
+        _ => None,
+    };
+    let address_key = throttle::address_key(&address);
+    let reserved = state
         .db
-        .run(move |conn| -> Result<_, StorageError> {
-            let locked = throttle::locked_for(conn, &lookup_keys, now)?;
-            let user = match locked {
-                Some(_) => None,
-                None => users::by_username(conn, &username)?,
-            };
-            Ok((locked, user))
-        })
+        .run(move |conn| throttle::reserve(conn, own_key, address_key, now, limits))
         .await?;
-    if let Some(wait) = locked {
-        return Ok(Outcome::Locked(wait));
-    }
-    let phc = user.as_ref().map(|u| u.password_hash.clone());
-    let matches = state.passwords.verify(given, phc).await;
+    let reservation = match reserved {
+        Ok(reservation) => reservation,
+        Err(wait) => return Ok(Outcome::Locked(wait)),
+    };
+    let matches = if password.len() > MAX_PASSWORD_BYTES {
+        // DESIGN.md "Limits": refused like a wrong password, never hashed.
+        false
+    } else {
+        let lane = if trusted {
+            Lane::Priority
+        } else {
+            Lane::Normal
+        };
+        let phc = user.as_ref().map(|u| u.password_hash.clone());
+        // If the client goes away while this waits, the future is dropped here and the pool
+        // skips the check; its slots stay taken (an abandoned attempt is still an attempt).
+        match state.passwords.verify(password, phc, lane, &address).await {
+            Ok(matches) => matches,
+            Err(Busy) => {
+                state
+                    .db
+                    .run(move |conn| throttle::withdrawn(conn, &reservation))
+                    .await?;
+                return Ok(Outcome::Busy);
+            }
+        }
+    };
     state
         .db
         .run(move |conn| match user {
             Some(user) if matches && !user.disabled => {
-                if let Some(wait) = throttle::locked_for(conn, &keys, now)? {
-                    return Ok(Outcome::Locked(wait));
-                }
-                throttle::clear(conn, &account)?;
-                let (cookie, session) =
+                throttle::succeeded(conn, &reservation)?;
+                // A new device id at every sign-in (like the session id: nothing an attacker
+                // planted in the browser becomes trusted), carrying the browser's earlier trust.
+                let device = random::secret_256();
+                devices::renew(
+                    conn,
+                    device_hash.as_deref(),
+                    &session::hash_id(&device),
+                    &user.id,
+                    now,
+                )?;
+                let (session, started) =
                     session::start(conn, user, previous.as_deref(), now, lifetime)?;
-                Ok(Outcome::SignedIn(cookie, session.sid))
+                Ok(Outcome::SignedIn {
+                    session,
+                    sid: started.sid,
+                    device,
+                })
             }
             _ => {
-                for key in &keys {
-                    throttle::record_failure(conn, key, now, &rules)?;
+                for key in throttle::failed(conn, &reservation, now, limits)? {
+                    tracing::info!(%key, "sign-ins locked out after repeated failures");
                 }
                 Ok(Outcome::Failed)
             }

@@ -1,67 +1,102 @@
-//! Brute-force protection for sign-in: failures are counted per account and per client
-//! address within `login.window`; at `login.max_failures` the key is locked for one window,
-//! doubling with each further failure (capped at 64 windows). A locked key refuses every
-//! attempt, the right password too.
+//! Brute-force protection for sign-in (DESIGN.md "Brute force"). Every password check first
+//! takes a slot on two keys: its own — the account (`user:NAME`), or for a browser that signed
+//! in to that account before, its device (`device:HASH`) — and the client address
+//! (`ip:BUCKET`). A key holds `login.max_failures` slots per window, failed or still in flight,
+//! so N concurrent attempts evaluate at most that many passwords; a full or locked key answers
+//! 429 whatever the password. When failures fill a key it is locked for one window, doubling
+//! with each further lock up to `login.max_lockout`.
+//!
+//! Outcomes: a success forgets its own key and gives the address slot back; a failure keeps
+//! both slots (and may lock); a check that never ran (the pool was full) gives both back; a
+//! check abandoned by its client keeps them (it was an attempt).
 
 use crate::config::LoginSettings;
-use crate::storage::login_failures::{self, FailureRow};
+use crate::storage::login_failures::{self, Limits, Reserved, Slot};
 use crate::storage::{AnyConnection, StorageError};
 
-pub fn account_key(username: &str) -> String {
-    format!("user:{username}")
+pub use crate::storage::login_failures::{account_key, address_key, device_key};
+
+pub fn limits(rules: &LoginSettings) -> Limits {
+    Limits {
+        max_failures: i32::try_from(rules.max_failures).unwrap_or(i32::MAX),
+        window: rules.window.as_secs() as i64,
+        max_lockout: rules.max_lockout.as_secs() as i64,
+    }
 }
 
-pub fn address_key(addr: &str) -> String {
-    format!("ip:{addr}")
+/// Whether `name` could be a username at all (see `admin::users::check_username`); a name that
+/// cannot is never looked up nor stored as a key (a NUL byte is not even storable in
+/// PostgreSQL text), and is limited by the client address alone.
+pub fn could_be_username(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= 64 && !name.chars().any(char::is_control)
 }
 
-/// Seconds until the first of `keys` unlocks, if any is locked.
-pub fn locked_for(
+/// The slots one check holds: its own (account or device; none for a name that cannot be a
+/// user) and the client address's.
+#[derive(Debug)]
+pub struct Reservation {
+    own: Option<Slot>,
+    address: Slot,
+}
+
+/// The slots, or `Err(seconds)` to wait (429 with `Retry-After`).
+pub fn reserve(
     conn: &mut AnyConnection,
-    keys: &[String],
+    own_key: Option<String>,
+    address_key: String,
     now: i64,
-) -> Result<Option<i64>, StorageError> {
-    let mut wait = None;
-    for key in keys {
-        if let Some(row) = login_failures::get(conn, key)? {
-            if row.locked_until > now {
-                wait = Some(wait.map_or(row.locked_until - now, |w: i64| {
-                    w.max(row.locked_until - now)
-                }));
-            }
+    limits: Limits,
+) -> Result<Result<Reservation, i64>, StorageError> {
+    let mut keys = vec![address_key.clone()];
+    keys.extend(own_key.clone());
+    match login_failures::reserve(conn, &keys, now, limits)? {
+        Reserved::Refused(wait) => Ok(Err(wait)),
+        Reserved::All(slots) => {
+            let find = |key: &str| slots.iter().find(|s| s.key == key).cloned();
+            let address = find(&address_key).ok_or_else(|| missing(&address_key))?;
+            let own = match own_key {
+                Some(key) => Some(find(&key).ok_or_else(|| missing(&key))?),
+                None => None,
+            };
+            Ok(Ok(Reservation { own, address }))
         }
     }
-    Ok(wait)
 }
 
-pub fn record_failure(
-    conn: &mut AnyConnection,
-    key: &str,
-    now: i64,
-    rules: &LoginSettings,
-) -> Result<(), StorageError> {
-    let window = rules.window.as_secs() as i64;
-    let max = rules.max_failures as i32;
-    let mut row = match login_failures::get(conn, key)? {
-        Some(r) if now - r.window_start < window || r.locked_until > now => r,
-        _ => FailureRow {
-            key: key.to_string(),
-            failures: 0,
-            window_start: now,
-            locked_until: 0,
-            lockouts: 0,
-            expires_at: now + window,
-        },
-    };
-    row.failures += 1;
-    if row.failures >= max {
-        let doublings = (row.failures - max).min(6) as u32;
-        row.locked_until = now + window * 2i64.pow(doublings);
-        row.window_start = now;
+fn missing(key: &str) -> StorageError {
+    StorageError::Corrupt(format!("no slot was reserved on {key:?}"))
+}
+
+/// The right password: the check's own key starts afresh, and the address slot is given back
+/// (others behind the same address keep theirs).
+pub fn succeeded(conn: &mut AnyConnection, r: &Reservation) -> Result<(), StorageError> {
+    if let Some(own) = &r.own {
+        login_failures::clear(conn, std::slice::from_ref(&own.key))?;
     }
-    login_failures::put(conn, &row)
+    login_failures::release(conn, &r.address)
 }
 
-pub fn clear(conn: &mut AnyConnection, key: &str) -> Result<(), StorageError> {
-    login_failures::clear(conn, key)
+/// A wrong password (or unknown user, disabled account, over-long password): the slots stay
+/// as failures, and a key they fill is locked. Returns the keys this failure locked.
+pub fn failed(
+    conn: &mut AnyConnection,
+    r: &Reservation,
+    now: i64,
+    limits: Limits,
+) -> Result<Vec<String>, StorageError> {
+    let mut locked = Vec::new();
+    for slot in r.own.iter().chain([&r.address]) {
+        if login_failures::failed(conn, slot, now, limits)? {
+            locked.push(slot.key.clone());
+        }
+    }
+    Ok(locked)
+}
+
+/// The check never ran (the password pool was full): both slots are given back.
+pub fn withdrawn(conn: &mut AnyConnection, r: &Reservation) -> Result<(), StorageError> {
+    for slot in r.own.iter().chain([&r.address]) {
+        login_failures::release(conn, slot)?;
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@ mod authorization_code;
 mod authorize;
 mod backchannel;
 mod browser;
+mod brute_force;
 mod cli;
 mod client_assertion;
 mod crash;
