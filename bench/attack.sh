@@ -3,7 +3,7 @@
 # Drives a release build of Sigil with examples/attack_bench.rs (see its top for the exact
 # requests) and reports:
 #   attack    ATTACKERS concurrent bogus sign-ins for DUR (half wrong passwords for the real
-#             user's account, half unknown usernames; each attacker from its own address through
+#             user's account, half unknown usernames; every request from a new address through
 #             X-Forwarded-For when MODE=forwarded, Sigil trusting 127.0.0.1 as its proxy; all
 #             from 127.0.0.1 when MODE=single) while the real user, from a browser that signed in
 #             before, signs in once a second: its success rate (goal 100%) and latency; discovery

@@ -4,8 +4,8 @@
 //! 1. `idle`: the p99 of a paced discovery stream with nothing else going on.
 //! 2. `attack`: ATTACKERS tasks post bogus sign-ins as fast as they can for DURATION — half of
 //!    them wrong passwords for the real user's account, half unknown usernames; with
-//!    `--forwarded` each attacker comes from its own address through `X-Forwarded-For`, as a
-//!    botnet behind a proxy would, else all from 127.0.0.1 — while the real user (a browser
+//!    `--forwarded` every bogus sign-in comes from a new address through `X-Forwarded-For`, as
+//!    a botnet behind a proxy would, else all from 127.0.0.1 — while the real user (a browser
 //!    that signed in before, so it carries the device cookie, from an address of its own) signs
 //!    in once a second with `prompt=login`, and the paced discovery stream runs. The server must
 //!    trust 127.0.0.1 as a proxy (`http.trusted_proxies`). Reports the real
@@ -137,10 +137,11 @@ fn parse_opts() -> Opts {
     }
 }
 
-/// The address attacker `n` pretends to come from (TEST-NET and documentation ranges are not
-/// used: the server would throttle them like any other, but these read as "many clients").
-fn attacker_address(n: usize) -> String {
-    format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)
+/// The `k`-th address the attackers pretend to come from: a botnet where every request comes
+/// from somewhere new, so no per-address limit ever stops it and only the bounded password
+/// queue stands between it and the CPU.
+fn attacker_address(k: u64) -> String {
+    format!("10.{}.{}.{}", (k >> 16) & 255, (k >> 8) & 255, k & 255)
 }
 
 /// Answers the attackers saw, by status.
@@ -148,14 +149,16 @@ fn attacker_address(n: usize) -> String {
 struct Answers {
     by_status: BTreeMap<u16, u64>,
     transport_errors: u64,
+    first_transport_error: Option<String>,
 }
 
 /// One attacker: a login form of its own (parked request, CSRF cookie), then bogus POSTs in a
 /// loop until `stop`.
 async fn attacker(ctx: Arc<Ctx>, n: usize, forwarded: bool, stop: Arc<AtomicBool>) -> Answers {
     let mut answers = Answers::default();
-    let address = attacker_address(n);
-    let b = browser_at(forwarded.then_some(address.as_str()));
+    let mut k = n as u64;
+    let address = |k: u64| forwarded.then(|| attacker_address(k));
+    let b = browser_at(address(k).as_deref());
     let form = async {
         let r = b
             .get(ctx.authorize_url(Some("login"), "attack"))
@@ -174,9 +177,13 @@ async fn attacker(ctx: Arc<Ctx>, n: usize, forwarded: bool, stop: Arc<AtomicBool
         Ok::<_, String>((hidden(&html, "request")?, hidden(&html, "csrf_token")?))
     }
     .await;
-    let Ok((request, csrf)) = form else {
-        answers.transport_errors += 1;
-        return answers;
+    let (request, csrf) = match form {
+        Ok(form) => form,
+        Err(e) => {
+            answers.transport_errors += 1;
+            answers.first_transport_error = Some(e);
+            return answers;
+        }
     };
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -188,8 +195,12 @@ async fn attacker(ctx: Arc<Ctx>, n: usize, forwarded: bool, stop: Arc<AtomicBool
             format!("nobody-{n}-{i}")
         };
         let password = format!("guess-{n}-{i}");
-        let r = b
-            .post(ctx.url("/login"))
+        let mut post = b.post(ctx.url("/login"));
+        if let Some(a) = address(k) {
+            post = post.header("X-Forwarded-For", a);
+            k += 1 << 10;
+        }
+        let r = post
             .form(&[
                 ("request", request.as_str()),
                 ("csrf_token", csrf.as_str()),
@@ -203,8 +214,11 @@ async fn attacker(ctx: Arc<Ctx>, n: usize, forwarded: bool, stop: Arc<AtomicBool
                 *answers.by_status.entry(r.status().as_u16()).or_insert(0) += 1;
                 let _ = r.bytes().await;
             }
-            Err(_) => {
+            Err(e) => {
                 answers.transport_errors += 1;
+                answers
+                    .first_transport_error
+                    .get_or_insert_with(|| e.to_string());
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -336,12 +350,14 @@ async fn main() {
         stop.store(true, Ordering::Relaxed);
         let mut by_status: BTreeMap<u16, u64> = BTreeMap::new();
         let mut transport = 0;
+        let mut first_transport_error = None;
         for a in attackers {
             let a = a.await.expect("attacker task");
             for (s, n) in a.by_status {
                 *by_status.entry(s).or_insert(0) += n;
             }
             transport += a.transport_errors;
+            first_transport_error = first_transport_error.or(a.first_transport_error);
         }
         let attempts = user.lat_us.len() as u64 + user.errors;
         let ratio = pct(&loaded.lat_us, 99.0) / pct(&idle.lat_us, 99.0);
@@ -354,6 +370,7 @@ async fn main() {
             "attack_answers": by_status,
             "attack_per_s": r2(by_status.values().sum::<u64>() as f64 / o.duration.as_secs_f64()),
             "attack_transport_errors": transport,
+            "attack_first_transport_error": first_transport_error,
             "real_user": {
                 "attempts": attempts,
                 "ok": user.lat_us.len(),
