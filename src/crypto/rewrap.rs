@@ -5,7 +5,7 @@
 use diesel::Connection;
 
 use super::master_key::MasterKey;
-use crate::storage::{self, clients, signing_keys, AnyConnection, Database, StorageError};
+use crate::storage::{self, clients, grants, signing_keys, AnyConnection, Database, StorageError};
 
 /// What a rewrap did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -17,6 +17,9 @@ pub struct Rewrapped {
     /// Values already sealed under the new key (a second run, or a key a node created after
     /// the first run with the new key): left as they are.
     pub already_under_new_key: usize,
+    /// Token answers kept for `tokens.refresh_grace`, dropped rather than re-sealed: they only
+    /// serve a client's retry within the grace (at most minutes), and the nodes are stopped.
+    pub refresh_answers_dropped: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +115,7 @@ pub fn rewrap(
             let mut done = Rewrapped::default();
             rewrap_signing_keys(conn, current, new, &mut done)?;
             rewrap_client_secrets(conn, current, new, &mut done)?;
+            done.refresh_answers_dropped = grants::forget_kept_answers(conn)?;
             Ok(done)
         })
     })

@@ -115,6 +115,16 @@ pub fn code(conn: &mut AnyConnection, code_hash: &str) -> Result<Option<CodeRow>
         .optional()?)
 }
 
+/// Forgets every answer kept for `tokens.refresh_grace` (a master-key rewrap: they were sealed
+/// under the old key, and a retry within the grace is all they were for). Returns how many.
+pub fn forget_kept_answers(conn: &mut AnyConnection) -> Result<usize, StorageError> {
+    Ok(
+        diesel::update(refresh::table.filter(refresh::successor_sealed.is_not_null()))
+            .set(refresh::successor_sealed.eq(None::<Vec<u8>>))
+            .execute(conn)?,
+    )
+}
+
 pub fn insert_refresh(conn: &mut AnyConnection, row: &RefreshRow) -> Result<(), StorageError> {
     diesel::insert_into(refresh::table)
         .values(row)

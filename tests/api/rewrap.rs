@@ -4,7 +4,8 @@
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{spawn_app, verify_with_jwks, Backend, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with, verify_with_jwks, Backend, TestApp};
+use crate::refresh_and_userinfo::{error_of, refresh};
 use crate::two_nodes::start_node;
 use sigil::clock::Clock;
 use sigil::crypto::master_key::MasterKey;
@@ -14,6 +15,7 @@ use sigil::storage::{clients, signing_keys};
 both_backends!(
     keys_rewrap_moves_every_secret_to_the_new_master_key,
     keys_rewrap_refuses_a_malformed_key_file_and_changes_nothing,
+    keys_rewrap_drops_the_answers_kept_for_the_refresh_grace,
 );
 
 /// Every sealed value of the database, for comparing before and after.
@@ -61,7 +63,7 @@ async fn keys_rewrap_moves_every_secret_to_the_new_master_key(backend: Backend) 
     let done: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         done,
-        json!({"signing_keys": 8, "client_secrets": 1, "already_under_new_key": 0})
+        json!({"signing_keys": 8, "client_secrets": 1, "already_under_new_key": 0, "refresh_answers_dropped": 0})
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("master_key_file"));
 
@@ -118,7 +120,7 @@ async fn keys_rewrap_moves_every_secret_to_the_new_master_key(backend: Backend) 
     let again: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         again,
-        json!({"signing_keys": 0, "client_secrets": 0, "already_under_new_key": 9})
+        json!({"signing_keys": 0, "client_secrets": 0, "already_under_new_key": 9, "refresh_answers_dropped": 0})
     );
 }
 
@@ -172,4 +174,40 @@ async fn keys_rewrap_refuses_a_malformed_key_file_and_changes_nothing(backend: B
     );
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(sealed_values(&app).await, before);
+}
+
+/// A refresh within `tokens.refresh_grace` keeps its answer sealed under the master key; a
+/// rewrap drops those answers instead of re-sealing them (they serve only a retry within the
+/// grace), and a retry afterwards is refused cleanly, never a 500.
+async fn keys_rewrap_drops_the_answers_kept_for_the_refresh_grace(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.tokens.refresh_grace = sigil::config::DurationSetting::from_secs(60)
+    })
+    .await;
+    app.add_user("alice");
+    let (id, secret, tokens) = app.user_tokens("rp").await;
+    let used = tokens["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(refresh(&app, &id, &secret, &used, None).await.status(), 200);
+    let file = app.dir.path().join("new.master.key");
+    std::fs::write(&file, MasterKey::generate().to_base64()).unwrap();
+    let out = app.sigil(
+        &[
+            "keys",
+            "rewrap",
+            "--new-master-key-file",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["refresh_answers_dropped"], 1, "{done}");
+    // This node still runs with the old key (in real life the nodes are stopped): the retry
+    // within the grace finds no kept answer and is told so like any spent token.
+    let r = refresh(&app, &id, &secret, &used, None).await;
+    assert_eq!(error_of(r).await, "invalid_grant");
 }
