@@ -1,8 +1,8 @@
 //! `/metrics` in the Prometheus text format (version 0.0.4): requests and their latency per
 //! route and status class, the published signing keys per algorithm and state, the cached
-//! introspection answers, and build information. Each HTTP worker counts in its own shard (an
-//! uncontended read lock and a few atomic additions per request, on cache lines no other core
-//! writes); `/metrics` adds the shards up. Routes are the route table's patterns
+//! introspection answers, the rows the maintenance task purged, and build information. Each HTTP
+//! worker counts in its own shard (an uncontended read lock and a few atomic additions per
+//! request, on cache lines no other core writes); `/metrics` adds the shards up. Routes are the route table's patterns
 //! (`/admin/api/keys/{kid}/retire`), and every path that matched no route is counted as
 //! `unmatched`, so no one can grow the set of series by asking for new paths.
 
@@ -34,6 +34,68 @@ struct RouteStats {
 #[derive(Default)]
 pub struct Metrics {
     shards: Mutex<Vec<Arc<Shard>>>,
+    /// What the maintenance task purged.
+    pub purges: Purges,
+}
+
+/// Per table, the rows the maintenance task deleted and the purges that failed; and the runs
+/// it finished.
+#[derive(Default)]
+pub struct Purges {
+    by_table: Mutex<BTreeMap<&'static str, (u64, u64)>>,
+    runs: AtomicU64,
+}
+
+impl Purges {
+    pub fn purged(&self, table: &'static str, rows: usize) {
+        self.counts().entry(table).or_default().0 += rows as u64;
+    }
+
+    pub fn failed(&self, table: &'static str) {
+        self.counts().entry(table).or_default().1 += 1;
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, (u64, u64)>> {
+        self.by_table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn run_finished(&self) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every purged table has its series from the start, at 0 until something happens.
+    fn render(&self, out: &mut String) {
+        let counts = self.counts();
+        let of = |table| counts.get(table).copied().unwrap_or_default();
+        let tables = crate::storage::maintenance::tables;
+        out.push_str("# HELP sigil_purged_rows_total Expired rows deleted, by table.\n");
+        out.push_str("# TYPE sigil_purged_rows_total counter\n");
+        for table in tables() {
+            let _ = writeln!(
+                out,
+                "sigil_purged_rows_total{{table=\"{table}\"}} {}",
+                of(table).0
+            );
+        }
+        out.push_str(
+            "# HELP sigil_purge_failures_total Purges that failed (retried at the next run), by table.\n",
+        );
+        out.push_str("# TYPE sigil_purge_failures_total counter\n");
+        for table in tables() {
+            let _ = writeln!(
+                out,
+                "sigil_purge_failures_total{{table=\"{table}\"}} {}",
+                of(table).1
+            );
+        }
+        out.push_str("# HELP sigil_maintenance_runs_total Maintenance runs finished.\n");
+        out.push_str("# TYPE sigil_maintenance_runs_total counter\n");
+        let _ = writeln!(
+            out,
+            "sigil_maintenance_runs_total {}",
+            self.runs.load(Ordering::Relaxed)
+        );
+    }
 }
 
 impl Metrics {
@@ -206,6 +268,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "sigil_introspection_cached_answers {}",
         state.verdicts.len()
     );
+    state.metrics.purges.render(&mut out);
     out.push_str("# HELP sigil_build_info Sigil's version.\n");
     out.push_str("# TYPE sigil_build_info gauge\n");
     let _ = writeln!(

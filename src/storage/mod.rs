@@ -7,6 +7,7 @@ pub mod clients;
 pub mod consents;
 pub mod grants;
 pub mod login_failures;
+pub mod maintenance;
 pub mod resources;
 pub mod revisions;
 pub mod revoked_tokens;

@@ -1,0 +1,363 @@
+//! Purging (DESIGN.md "Maintenance", SECURITY.md 27): every table with expiring rows is kept the
+//! size of its live data. Each purge is listed once below: the table, its key and the rows that
+//! can no longer have any effect, found through an index (migration 000004 added the expiry
+//! indexes). Rows go in batches: one `DELETE … WHERE key IN (SELECT key … LIMIT n)` statement, and
+//! so one short transaction, per batch, so SQLite's write lock is held for milliseconds; a bounded
+//! number of batches per run, so one run cannot take forever; a pause between batches as long as
+//! the batch took, so writers waiting for the lock get it. On PostgreSQL the batch skips rows
+//! another node is deleting (`FOR UPDATE SKIP LOCKED`), so nodes purging at the same moment share
+//! the work and never wait for, or deadlock on, each other.
+
+use std::time::{Duration, Instant};
+
+use diesel::sql_types::BigInt;
+use diesel::RunQueryDsl;
+
+use super::{AnyConnection, Database, StorageError};
+
+/// One kind of row that has expired, and how to find it.
+#[derive(Debug)]
+pub struct Purge {
+    /// The table, as logged and counted (`sigil_purged_rows_total{table=…}`).
+    pub table: &'static str,
+    /// The primary key, a column or a row value of columns.
+    key: &'static str,
+    /// Which rows go; `$1` is the cutoff. Every purge reads an index on its first column.
+    expired: &'static str,
+    cutoff: Cutoff,
+}
+
+/// What `$1` is for a purge.
+#[derive(Debug, Clone, Copy)]
+enum Cutoff {
+    /// The current time.
+    Now,
+    /// The current time less `sessions.idle_timeout`.
+    IdleSince,
+}
+
+/// Every purge, in the order a run makes them. Grants come before codes and refresh tokens,
+/// which their deletion cascades to (indexes `authorization_codes_grant`,
+/// `refresh_tokens_grant`).
+pub const PURGES: [Purge; 10] = [
+    // Parked authorization requests nobody finished: what unauthenticated requests create most.
+    Purge {
+        table: "auth_requests",
+        key: "id_hash",
+        expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+    // Sessions past their absolute lifetime, and ended ones (`sessions::end` moves `expires_at`
+    // to the end).
+    Purge {
+        table: "sessions",
+        key: "id_hash",
+        expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+    // Sessions idle past `sessions.idle_timeout`: `web::session` no longer accepts them.
+    Purge {
+        table: "sessions",
+        key: "id_hash",
+        expired: "last_seen_at <= $1",
+        cutoff: Cutoff::IdleSince,
+    },
+    // Grants after which no token of theirs can be valid (`grants.expires_at`, moved forward
+    // by every token the grant issues). A grant that still has an unused, unexpired refresh
+    // token stays unless it was revoked: the purge never takes a working refresh token away,
+    // even from a grant whose `expires_at` lags behind.
+    Purge {
+        table: "grants",
+        key: "id",
+        expired: "expires_at <= $1 AND (revoked_at IS NOT NULL OR NOT EXISTS (\
+                  SELECT 1 FROM refresh_tokens WHERE refresh_tokens.grant_id = grants.id \
+                  AND refresh_tokens.used_at IS NULL AND refresh_tokens.expires_at > $1))",
+        cutoff: Cutoff::Now,
+    },
+    // Codes live 60 s (RFC 6749 §4.1.2 "a maximum authorization code lifetime of 10 minutes");
+    // an expired one is refused whatever its row says.
+    Purge {
+        table: "authorization_codes",
+        key: "code_hash",
+        expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+    // Refresh tokens past their lifetime, used or not: an expired one is refused.
+    Purge {
+        table: "refresh_tokens",
+        key: "token_hash",
+        expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+    // Failure counters past their window. A key still locked stays, whatever its
+    // `expires_at` says: purging must never lift a lockout.
+    Purge {
+        table: "login_failures",
+        key: "key",
+        expired: "expires_at <= $1 AND locked_until <= $1",
+        cutoff: Cutoff::Now,
+    },
+    Purge {
+        table: "trusted_devices",
+        key: "device_hash, user_id",
+        expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+    // RFC 7009 deny-list entries past the token's own `exp`: the token is refused by it alone.
+    Purge {
+        table: "revoked_tokens",
+        key: "jti",
+        expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+    // RFC 7523 §3 assertion ids, kept until the assertion's `exp` plus the clock skew.
+    Purge {
+        table: "client_assertions",
+        key: "client_id, jti_hash",
+        expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+];
+
+/// The moment a run purges for.
+#[derive(Debug, Clone, Copy)]
+pub struct Horizon {
+    pub now: i64,
+    /// `sessions.idle_timeout`, in seconds.
+    pub idle_timeout: i64,
+}
+
+/// How much one run may do.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Rows per statement (`maintenance.batch_size`).
+    pub batch_size: u32,
+    /// Statements per table and run.
+    pub max_batches: u32,
+}
+
+/// Statements per table and run: with the default batch of 1000, up to 100,000 rows of a table
+/// a run, far above what a flood can park in one interval.
+pub const MAX_BATCHES_PER_RUN: u32 = 100;
+
+impl Purge {
+    /// The batch statement for the backend of `conn`; `$1` the cutoff, `$2` the batch size
+    /// (SQLite numbers `$N` parameters in order of appearance, as PostgreSQL does).
+    pub fn statement(&self, conn: &AnyConnection) -> String {
+        let (table, key, expired) = (self.table, self.key, self.expired);
+        let skip_locked = match conn {
+            AnyConnection::Postgresql(_) => " FOR UPDATE SKIP LOCKED",
+            AnyConnection::Sqlite(_) => "",
+        };
+        format!(
+            "DELETE FROM {table} WHERE ({key}) IN \
+             (SELECT {key} FROM {table} WHERE {expired} LIMIT $2{skip_locked})"
+        )
+    }
+
+    /// The value of `$1` at `at`.
+    pub fn cutoff(&self, at: &Horizon) -> i64 {
+        match self.cutoff {
+            Cutoff::Now => at.now,
+            Cutoff::IdleSince => at.now.saturating_sub(at.idle_timeout),
+        }
+    }
+
+    /// Deletes at most `limit` expired rows; returns how many went.
+    pub fn batch(
+        &self,
+        conn: &mut AnyConnection,
+        at: &Horizon,
+        limit: u32,
+    ) -> Result<usize, StorageError> {
+        Ok(diesel::sql_query(self.statement(conn))
+            .bind::<BigInt, _>(self.cutoff(at))
+            .bind::<BigInt, _>(i64::from(limit))
+            .execute(conn)?)
+    }
+
+    /// Batches until the table holds no expired row or `limits.max_batches` ran. Between
+    /// batches `pause` gets the last batch's duration and says whether to go on (false: the
+    /// node is stopping).
+    pub fn run(
+        &self,
+        db: &Database,
+        at: &Horizon,
+        limits: Limits,
+        mut pause: impl FnMut(Duration) -> bool,
+    ) -> Result<usize, StorageError> {
+        let mut total = 0;
+        let mut last = Duration::ZERO;
+        for i in 0..limits.max_batches {
+            if i > 0 && !pause(last) {
+                break;
+            }
+            let started = Instant::now();
+            let n = db.with_conn(|conn| self.batch(conn, at, limits.batch_size))?;
+            last = started.elapsed();
+            total += n;
+            if n < limits.batch_size as usize {
+                break;
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// The purged tables, each once, in run order.
+pub fn tables() -> impl Iterator<Item = &'static str> {
+    PURGES
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| PURGES[..*i].iter().all(|q| q.table != p.table))
+        .map(|(_, p)| p.table)
+}
+
+/// What one purge did in a run.
+#[derive(Debug)]
+pub struct Outcome {
+    pub table: &'static str,
+    pub result: Result<usize, StorageError>,
+}
+
+/// One run: every purge in turn, each on its own, so that one that fails (logged and counted by
+/// the caller, retried at the next run) leaves the others to do their work. Only when no
+/// connection can be had at all does the run end early: every other purge would wait for the
+/// pool in vain.
+pub fn run(
+    db: &Database,
+    at: impl Fn() -> Horizon,
+    limits: Limits,
+    mut pause: impl FnMut(Duration) -> bool,
+) -> Vec<Outcome> {
+    let mut outcomes = Vec::with_capacity(PURGES.len());
+    for purge in &PURGES {
+        let result = purge.run(db, &at(), limits, &mut pause);
+        let unavailable = matches!(result, Err(StorageError::Pool(_)));
+        outcomes.push(Outcome {
+            table: purge.table,
+            result,
+        });
+        if unavailable {
+            break;
+        }
+    }
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::connection::SimpleConnection;
+
+    fn sqlite() -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = super::super::DatabaseUrl::Sqlite(dir.path().join("t.db"));
+        let db = Database::connect(&url, 2, 0, Duration::from_secs(5)).unwrap();
+        db.migrate().unwrap();
+        (dir, db)
+    }
+
+    fn count(db: &Database, table: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        db.with_conn(|c| {
+            diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+                .get_result::<N>(c)
+                .map_err(StorageError::from)
+        })
+        .unwrap()
+        .n
+    }
+
+    #[test]
+    fn a_run_takes_at_most_its_batches_and_the_next_run_goes_on() {
+        let (_dir, db) = sqlite();
+        db.with_conn(|c| {
+            let mut sql = String::new();
+            for i in 0..10 {
+                sql += &format!(
+                    "INSERT INTO revoked_tokens (jti, expires_at) VALUES ('old{i}', 100);"
+                );
+            }
+            sql += "INSERT INTO revoked_tokens (jti, expires_at) VALUES ('live', 1000);";
+            c.batch_execute(&sql).map_err(StorageError::from)
+        })
+        .unwrap();
+        let purge = PURGES.iter().find(|p| p.table == "revoked_tokens").unwrap();
+        let at = Horizon {
+            now: 500,
+            idle_timeout: 0,
+        };
+        let limits = Limits {
+            batch_size: 2,
+            max_batches: 3,
+        };
+        let mut pauses = 0;
+        let first = purge.run(&db, &at, limits, |_| {
+            pauses += 1;
+            true
+        });
+        assert_eq!(first.unwrap(), 6, "three batches of two");
+        assert_eq!(pauses, 2, "a pause between batches");
+        assert_eq!(count(&db, "revoked_tokens"), 5);
+        assert_eq!(purge.run(&db, &at, limits, |_| true).unwrap(), 4);
+        assert_eq!(purge.run(&db, &at, limits, |_| true).unwrap(), 0);
+        assert_eq!(count(&db, "revoked_tokens"), 1, "the live entry stays");
+    }
+
+    #[test]
+    fn a_stopping_node_ends_the_run_between_batches() {
+        let (_dir, db) = sqlite();
+        db.with_conn(|c| {
+            c.batch_execute(
+                "INSERT INTO revoked_tokens (jti, expires_at) VALUES ('a', 1), ('b', 1), ('c', 1);",
+            )
+            .map_err(StorageError::from)
+        })
+        .unwrap();
+        let purge = PURGES.iter().find(|p| p.table == "revoked_tokens").unwrap();
+        let at = Horizon {
+            now: 5,
+            idle_timeout: 0,
+        };
+        let limits = Limits {
+            batch_size: 1,
+            max_batches: 10,
+        };
+        assert_eq!(purge.run(&db, &at, limits, |_| false).unwrap(), 1);
+        assert_eq!(count(&db, "revoked_tokens"), 2);
+    }
+
+    #[test]
+    fn every_table_is_listed_once_and_idle_sessions_are_cut_off_by_the_timeout() {
+        let listed: Vec<_> = tables().collect();
+        assert_eq!(
+            listed,
+            [
+                "auth_requests",
+                "sessions",
+                "grants",
+                "authorization_codes",
+                "refresh_tokens",
+                "login_failures",
+                "trusted_devices",
+                "revoked_tokens",
+                "client_assertions"
+            ]
+        );
+        let at = Horizon {
+            now: 10_000,
+            idle_timeout: 600,
+        };
+        let cutoffs: Vec<_> = PURGES
+            .iter()
+            .filter(|p| p.table == "sessions")
+            .map(|p| p.cutoff(&at))
+            .collect();
+        assert_eq!(cutoffs, [10_000, 9_400]);
+    }
+}
