@@ -36,15 +36,37 @@ enum Cutoff {
     IdleSince,
 }
 
-/// Every purge, in the order a run makes them. Grants come before codes and refresh tokens,
-/// which their deletion cascades to (indexes `authorization_codes_grant`,
-/// `refresh_tokens_grant`).
+/// Every purge, in the order a run makes them: first what unauthenticated requests create, then
+/// what sign-ins leave. Grants come before codes and refresh tokens, which their deletion
+/// cascades to (indexes `authorization_codes_grant`, `refresh_tokens_grant`).
 pub const PURGES: [Purge; 10] = [
     // Parked authorization requests nobody finished: what unauthenticated requests create most.
     Purge {
         table: "auth_requests",
         key: "id_hash",
         expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+    // RFC 7523 §3 assertion ids, kept until the assertion's `exp` plus the clock skew.
+    Purge {
+        table: "client_assertions",
+        key: "client_id, jti_hash",
+        expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+    // RFC 7009 deny-list entries past the token's own `exp`: the token is refused by it alone.
+    Purge {
+        table: "revoked_tokens",
+        key: "jti",
+        expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+    // Failure counters past their window. A key still locked stays, whatever its
+    // `expires_at` says: purging must never lift a lockout.
+    Purge {
+        table: "login_failures",
+        key: "key",
+        expired: "expires_at <= $1 AND locked_until <= $1",
         cutoff: Cutoff::Now,
     },
     // Sessions past their absolute lifetime, and ended ones (`sessions::end` moves `expires_at`
@@ -62,16 +84,13 @@ pub const PURGES: [Purge; 10] = [
         expired: "last_seen_at <= $1",
         cutoff: Cutoff::IdleSince,
     },
-    // Grants after which no token of theirs can be valid (`grants.expires_at`, moved forward
-    // by every token the grant issues). A grant that still has an unused, unexpired refresh
-    // token stays unless it was revoked: the purge never takes a working refresh token away,
-    // even from a grant whose `expires_at` lags behind.
+    // Grants after which no token of theirs can be valid: every token expired, or revoked that
+    // long ago (`grants.expires_at`, moved forward by each token the grant issues and by its
+    // revocation). Their codes and refresh tokens go with them (ON DELETE CASCADE).
     Purge {
         table: "grants",
         key: "id",
-        expired: "expires_at <= $1 AND (revoked_at IS NOT NULL OR NOT EXISTS (\
-                  SELECT 1 FROM refresh_tokens WHERE refresh_tokens.grant_id = grants.id \
-                  AND refresh_tokens.used_at IS NULL AND refresh_tokens.expires_at > $1))",
+        expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },
     // Codes live 60 s (RFC 6749 §4.1.2 "a maximum authorization code lifetime of 10 minutes");
@@ -89,31 +108,10 @@ pub const PURGES: [Purge; 10] = [
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },
-    // Failure counters past their window. A key still locked stays, whatever its
-    // `expires_at` says: purging must never lift a lockout.
-    Purge {
-        table: "login_failures",
-        key: "key",
-        expired: "expires_at <= $1 AND locked_until <= $1",
-        cutoff: Cutoff::Now,
-    },
+    // Browsers trusted for an account (the `sigil_device` cookie) past their year.
     Purge {
         table: "trusted_devices",
         key: "device_hash, user_id",
-        expired: "expires_at <= $1",
-        cutoff: Cutoff::Now,
-    },
-    // RFC 7009 deny-list entries past the token's own `exp`: the token is refused by it alone.
-    Purge {
-        table: "revoked_tokens",
-        key: "jti",
-        expired: "expires_at <= $1",
-        cutoff: Cutoff::Now,
-    },
-    // RFC 7523 §3 assertion ids, kept until the assertion's `exp` plus the clock skew.
-    Purge {
-        table: "client_assertions",
-        key: "client_id, jti_hash",
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },
@@ -339,14 +337,14 @@ mod tests {
             listed,
             [
                 "auth_requests",
+                "client_assertions",
+                "revoked_tokens",
+                "login_failures",
                 "sessions",
                 "grants",
                 "authorization_codes",
                 "refresh_tokens",
-                "login_failures",
                 "trusted_devices",
-                "revoked_tokens",
-                "client_assertions"
             ]
         );
         let at = Horizon {

@@ -22,6 +22,7 @@ mod key_schedule;
 mod keys;
 mod login;
 mod logout;
+mod maintenance;
 mod migrations;
 mod refresh_and_userinfo;
 mod resources;
