@@ -1,8 +1,8 @@
 //! Purging (DESIGN.md "Maintenance", SECURITY.md 27): every table with expiring rows is kept the
-//! size of its live data. Each purge is listed once below: the table, its key and the rows that
-//! can no longer have any effect, found through an index (migration 000004 added the expiry
-//! indexes). Rows go in batches: one `DELETE … WHERE key IN (SELECT key … LIMIT n)` statement, and
-//! so one short transaction, per batch, so SQLite's write lock is held for milliseconds; a bounded
+//! size of its live data. Each purge is listed once below: the table and the rows that can no
+//! longer have any effect, found through an index (migration 000004 added the expiry indexes).
+//! Rows go in batches: one `DELETE` of at most `maintenance.batch_size` rows per statement, and
+//! so one short transaction per batch, so SQLite's write lock is held for milliseconds; a bounded
 //! number of batches per run, so one run cannot take forever; a pause between batches as long as
 //! the batch took, so writers waiting for the lock get it. On PostgreSQL the batch skips rows
 //! another node is deleting (`FOR UPDATE SKIP LOCKED`), so nodes purging at the same moment share
@@ -20,8 +20,6 @@ use super::{AnyConnection, Database, StorageError};
 pub struct Purge {
     /// The table, as logged and counted (`sigil_purged_rows_total{table=…}`).
     pub table: &'static str,
-    /// The primary key, a column or a row value of columns.
-    key: &'static str,
     /// Which rows go; `$1` is the cutoff. Every purge reads an index on its first column.
     expired: &'static str,
     cutoff: Cutoff,
@@ -43,21 +41,18 @@ pub const PURGES: [Purge; 10] = [
     // Parked authorization requests nobody finished: what unauthenticated requests create most.
     Purge {
         table: "auth_requests",
-        key: "id_hash",
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },
     // RFC 7523 §3 assertion ids, kept until the assertion's `exp` plus the clock skew.
     Purge {
         table: "client_assertions",
-        key: "client_id, jti_hash",
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },
     // RFC 7009 deny-list entries past the token's own `exp`: the token is refused by it alone.
     Purge {
         table: "revoked_tokens",
-        key: "jti",
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },
@@ -65,7 +60,6 @@ pub const PURGES: [Purge; 10] = [
     // `expires_at` says: purging must never lift a lockout.
     Purge {
         table: "login_failures",
-        key: "key",
         expired: "expires_at <= $1 AND locked_until <= $1",
         cutoff: Cutoff::Now,
     },
@@ -73,14 +67,12 @@ pub const PURGES: [Purge; 10] = [
     // to the end).
     Purge {
         table: "sessions",
-        key: "id_hash",
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },
     // Sessions idle past `sessions.idle_timeout`: `web::session` no longer accepts them.
     Purge {
         table: "sessions",
-        key: "id_hash",
         expired: "last_seen_at <= $1",
         cutoff: Cutoff::IdleSince,
     },
@@ -89,7 +81,6 @@ pub const PURGES: [Purge; 10] = [
     // revocation). Their codes and refresh tokens go with them (ON DELETE CASCADE).
     Purge {
         table: "grants",
-        key: "id",
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },
@@ -97,21 +88,18 @@ pub const PURGES: [Purge; 10] = [
     // an expired one is refused whatever its row says.
     Purge {
         table: "authorization_codes",
-        key: "code_hash",
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },
     // Refresh tokens past their lifetime, used or not: an expired one is refused.
     Purge {
         table: "refresh_tokens",
-        key: "token_hash",
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },
     // Browsers trusted for an account (the `sigil_device` cookie) past their year.
     Purge {
         table: "trusted_devices",
-        key: "device_hash, user_id",
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },
@@ -140,17 +128,25 @@ pub const MAX_BATCHES_PER_RUN: u32 = 100;
 
 impl Purge {
     /// The batch statement for the backend of `conn`; `$1` the cutoff, `$2` the batch size
-    /// (SQLite numbers `$N` parameters in order of appearance, as PostgreSQL does).
+    /// (SQLite numbers `$N` parameters in order of appearance, as PostgreSQL does). The batch's
+    /// rows are found through the expiry index and deleted by their physical row id: SQLite's
+    /// `rowid` (a B-tree key); PostgreSQL's `ctid`, handed over as an array so that the delete
+    /// is a TID scan of exactly those rows — with `key IN (SELECT key … LIMIT n)` PostgreSQL
+    /// hashes the batch and scans the whole table for it (104 ms instead of 1.4 ms a batch of
+    /// 1000 in 200,000 rows). The rows are locked (`FOR UPDATE`), so their `ctid` holds until
+    /// the delete; rows another node has locked are skipped, not waited for.
     pub fn statement(&self, conn: &AnyConnection) -> String {
-        let (table, key, expired) = (self.table, self.key, self.expired);
-        let skip_locked = match conn {
-            AnyConnection::Postgresql(_) => " FOR UPDATE SKIP LOCKED",
-            AnyConnection::Sqlite(_) => "",
-        };
-        format!(
-            "DELETE FROM {table} WHERE ({key}) IN \
-             (SELECT {key} FROM {table} WHERE {expired} LIMIT $2{skip_locked})"
-        )
+        let (table, expired) = (self.table, self.expired);
+        match conn {
+            AnyConnection::Sqlite(_) => format!(
+                "DELETE FROM {table} WHERE rowid IN \
+                 (SELECT rowid FROM {table} WHERE {expired} LIMIT $2)"
+            ),
+            AnyConnection::Postgresql(_) => format!(
+                "DELETE FROM {table} WHERE ctid = ANY(ARRAY(\
+                 SELECT ctid FROM {table} WHERE {expired} LIMIT $2 FOR UPDATE SKIP LOCKED))"
+            ),
+        }
     }
 
     /// The value of `$1` at `at`.
