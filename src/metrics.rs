@@ -66,27 +66,24 @@ impl Purges {
     /// Every purged table has its series from the start, at 0 until something happens.
     fn render(&self, out: &mut String) {
         let counts = self.counts();
-        let of = |table| counts.get(table).copied().unwrap_or_default();
-        let tables = crate::storage::maintenance::tables;
-        out.push_str("# HELP sigil_purged_rows_total Expired rows deleted, by table.\n");
-        out.push_str("# TYPE sigil_purged_rows_total counter\n");
-        for table in tables() {
-            let _ = writeln!(
-                out,
-                "sigil_purged_rows_total{{table=\"{table}\"}} {}",
-                of(table).0
-            );
-        }
-        out.push_str(
-            "# HELP sigil_purge_failures_total Purges that failed (retried at the next run), by table.\n",
-        );
-        out.push_str("# TYPE sigil_purge_failures_total counter\n");
-        for table in tables() {
-            let _ = writeln!(
-                out,
-                "sigil_purge_failures_total{{table=\"{table}\"}} {}",
-                of(table).1
-            );
+        let series: [(&str, &str, fn(&(u64, u64)) -> u64); 2] = [
+            (
+                "sigil_purged_rows_total",
+                "Expired rows deleted, by table.",
+                |c| c.0,
+            ),
+            (
+                "sigil_purge_failures_total",
+                "Purges that failed (retried at the next run), by table.",
+                |c| c.1,
+            ),
+        ];
+        for (name, help, pick) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for table in crate::storage::maintenance::tables() {
+                let n = pick(&counts.get(table).copied().unwrap_or_default());
+                let _ = writeln!(out, "{name}{{table=\"{table}\"}} {n}");
+            }
         }
         out.push_str("# HELP sigil_maintenance_runs_total Maintenance runs finished.\n");
         out.push_str("# TYPE sigil_maintenance_runs_total counter\n");
