@@ -42,20 +42,21 @@ pub struct Metrics {
 /// it finished.
 #[derive(Default)]
 pub struct Purges {
-    by_table: Mutex<BTreeMap<&'static str, (u64, u64)>>,
+    /// Per table: [rows purged, purges failed].
+    by_table: Mutex<BTreeMap<&'static str, [u64; 2]>>,
     runs: AtomicU64,
 }
 
 impl Purges {
     pub fn purged(&self, table: &'static str, rows: usize) {
-        self.counts().entry(table).or_default().0 += rows as u64;
+        self.counts().entry(table).or_default()[0] += rows as u64;
     }
 
     pub fn failed(&self, table: &'static str) {
-        self.counts().entry(table).or_default().1 += 1;
+        self.counts().entry(table).or_default()[1] += 1;
     }
 
-    fn counts(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, (u64, u64)>> {
+    fn counts(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, [u64; 2]>> {
         self.by_table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -66,22 +67,17 @@ impl Purges {
     /// Every purged table has its series from the start, at 0 until something happens.
     fn render(&self, out: &mut String) {
         let counts = self.counts();
-        let series: [(&str, &str, fn(&(u64, u64)) -> u64); 2] = [
-            (
-                "sigil_purged_rows_total",
-                "Expired rows deleted, by table.",
-                |c| c.0,
-            ),
+        let series = [
+            ("sigil_purged_rows_total", "Expired rows deleted, by table."),
             (
                 "sigil_purge_failures_total",
                 "Purges that failed (retried at the next run), by table.",
-                |c| c.1,
             ),
         ];
-        for (name, help, pick) in series {
+        for (i, (name, help)) in series.into_iter().enumerate() {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for table in crate::storage::maintenance::tables() {
-                let n = pick(&counts.get(table).copied().unwrap_or_default());
+                let n = counts.get(table).map_or(0, |c| c[i]);
                 let _ = writeln!(out, "{name}{{table=\"{table}\"}} {n}");
             }
         }
