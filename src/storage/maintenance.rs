@@ -267,62 +267,55 @@ mod tests {
         .n
     }
 
+    /// A database holding deny-list entries that expire at the given times, and the purge of
+    /// that table.
+    fn deny_list(expiries: &[i64]) -> (tempfile::TempDir, Database, &'static Purge) {
+        let (dir, db) = sqlite();
+        let mut sql = String::new();
+        for (i, exp) in expiries.iter().enumerate() {
+            sql += &format!("INSERT INTO revoked_tokens (jti, expires_at) VALUES ('j{i}', {exp});");
+        }
+        db.with_conn(|c| c.batch_execute(&sql).map_err(StorageError::from))
+            .unwrap();
+        let purge = PURGES.iter().find(|p| p.table == "revoked_tokens").unwrap();
+        (dir, db, purge)
+    }
+
+    fn at(now: i64) -> Horizon {
+        Horizon {
+            now,
+            idle_timeout: 0,
+        }
+    }
+
     #[test]
     fn a_run_takes_at_most_its_batches_and_the_next_run_goes_on() {
-        let (_dir, db) = sqlite();
-        db.with_conn(|c| {
-            let mut sql = String::new();
-            for i in 0..10 {
-                sql += &format!(
-                    "INSERT INTO revoked_tokens (jti, expires_at) VALUES ('old{i}', 100);"
-                );
-            }
-            sql += "INSERT INTO revoked_tokens (jti, expires_at) VALUES ('live', 1000);";
-            c.batch_execute(&sql).map_err(StorageError::from)
-        })
-        .unwrap();
-        let purge = PURGES.iter().find(|p| p.table == "revoked_tokens").unwrap();
-        let at = Horizon {
-            now: 500,
-            idle_timeout: 0,
-        };
+        let (_dir, db, purge) = deny_list(&[[100; 10].as_slice(), &[1000]].concat());
         let limits = Limits {
             batch_size: 2,
             max_batches: 3,
         };
         let mut pauses = 0;
-        let first = purge.run(&db, &at, limits, |_| {
+        let first = purge.run(&db, &at(500), limits, |_| {
             pauses += 1;
             true
         });
         assert_eq!(first.unwrap(), 6, "three batches of two");
         assert_eq!(pauses, 2, "a pause between batches");
         assert_eq!(count(&db, "revoked_tokens"), 5);
-        assert_eq!(purge.run(&db, &at, limits, |_| true).unwrap(), 4);
-        assert_eq!(purge.run(&db, &at, limits, |_| true).unwrap(), 0);
+        assert_eq!(purge.run(&db, &at(500), limits, |_| true).unwrap(), 4);
+        assert_eq!(purge.run(&db, &at(500), limits, |_| true).unwrap(), 0);
         assert_eq!(count(&db, "revoked_tokens"), 1, "the live entry stays");
     }
 
     #[test]
     fn a_stopping_node_ends_the_run_between_batches() {
-        let (_dir, db) = sqlite();
-        db.with_conn(|c| {
-            c.batch_execute(
-                "INSERT INTO revoked_tokens (jti, expires_at) VALUES ('a', 1), ('b', 1), ('c', 1);",
-            )
-            .map_err(StorageError::from)
-        })
-        .unwrap();
-        let purge = PURGES.iter().find(|p| p.table == "revoked_tokens").unwrap();
-        let at = Horizon {
-            now: 5,
-            idle_timeout: 0,
-        };
+        let (_dir, db, purge) = deny_list(&[1, 1, 1]);
         let limits = Limits {
             batch_size: 1,
             max_batches: 10,
         };
-        assert_eq!(purge.run(&db, &at, limits, |_| false).unwrap(), 1);
+        assert_eq!(purge.run(&db, &at(5), limits, |_| false).unwrap(), 1);
         assert_eq!(count(&db, "revoked_tokens"), 2);
     }
 
