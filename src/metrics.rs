@@ -1,7 +1,7 @@
 //! `/metrics` in the Prometheus text format (version 0.0.4): requests and their latency per
 //! route and status class, the published signing keys per algorithm and state, the cached
-//! introspection answers, the password pool (its bounds, queue and outcomes), and build
-//! information. Each HTTP worker counts in its own shard (an
+//! introspection answers, the password pool (its bounds, queue and outcomes), the rows the
+//! maintenance task purged, and build information. Each HTTP worker counts in its own shard (an
 //! uncontended read lock and a few atomic additions per request, on cache lines no other core
 //! writes); `/metrics` adds the shards up. Routes are the route table's patterns
 //! (`/admin/api/keys/{kid}/retire`), and every path that matched no route is counted as
@@ -36,6 +36,61 @@ struct RouteStats {
 #[derive(Default)]
 pub struct Metrics {
     shards: Mutex<Vec<Arc<Shard>>>,
+    /// What the maintenance task purged.
+    pub purges: Purges,
+}
+
+/// Per table, the rows the maintenance task deleted and the purges that failed; and the runs
+/// it finished.
+#[derive(Default)]
+pub struct Purges {
+    /// Per table: [rows purged, purges failed].
+    by_table: Mutex<BTreeMap<&'static str, [u64; 2]>>,
+    runs: AtomicU64,
+}
+
+impl Purges {
+    pub fn purged(&self, table: &'static str, rows: usize) {
+        self.counts().entry(table).or_default()[0] += rows as u64;
+    }
+
+    pub fn failed(&self, table: &'static str) {
+        self.counts().entry(table).or_default()[1] += 1;
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, [u64; 2]>> {
+        self.by_table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn run_finished(&self) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every purged table has its series from the start, at 0 until something happens.
+    fn render(&self, out: &mut String) {
+        let counts = self.counts();
+        let series = [
+            ("sigil_purged_rows_total", "Expired rows deleted, by table."),
+            (
+                "sigil_purge_failures_total",
+                "Purges that failed (retried at the next run), by table.",
+            ),
+        ];
+        for (i, (name, help)) in series.into_iter().enumerate() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for table in crate::storage::maintenance::tables() {
+                let n = counts.get(table).map_or(0, |c| c[i]);
+                let _ = writeln!(out, "{name}{{table=\"{table}\"}} {n}");
+            }
+        }
+        out.push_str("# HELP sigil_maintenance_runs_total Maintenance runs finished.\n");
+        out.push_str("# TYPE sigil_maintenance_runs_total counter\n");
+        let _ = writeln!(
+            out,
+            "sigil_maintenance_runs_total {}",
+            self.runs.load(Ordering::Relaxed)
+        );
+    }
 }
 
 impl Metrics {
@@ -209,6 +264,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         state.verdicts.len()
     );
     render_passwords(&state.passwords, &mut out);
+    state.metrics.purges.render(&mut out);
     out.push_str("# HELP sigil_build_info Sigil's version.\n");
     out.push_str("# TYPE sigil_build_info gauge\n");
     let _ = writeln!(

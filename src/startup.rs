@@ -24,7 +24,8 @@ use crate::endpoints::{
 };
 use crate::published::Published;
 use crate::state::AppState;
-use crate::storage::{auth_requests, client_assertions, revoked_tokens, signing_keys, Database};
+use crate::storage::maintenance::{self, Horizon, Limits};
+use crate::storage::{signing_keys, Database};
 use crate::tokens::verdicts::{RevisionWatcher, Verdicts};
 use crate::web::{consent, login, logout};
 
@@ -34,6 +35,7 @@ pub struct Application {
     state: web::Data<AppState>,
     refresher: KeyRefresher,
     watcher: RevisionWatcher,
+    maintenance: Maintenance,
 }
 
 impl Application {
@@ -105,6 +107,7 @@ impl Application {
             state.settings.keys.refresh_interval.0,
             crate::crypto::schedule::Schedule::from_settings(&state.settings),
         );
+        let maintenance = Maintenance::start(state.clone());
         tracing::info!(
             issuer = %state.settings.issuer_str(),
             bind = %state.settings.bind,
@@ -118,6 +121,7 @@ impl Application {
             state,
             refresher,
             watcher,
+            maintenance,
         })
     }
 
@@ -134,6 +138,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let _refresher = self.refresher;
         let _watcher = self.watcher;
+        let _maintenance = self.maintenance;
         self.server.await
     }
 }
@@ -276,9 +281,9 @@ pub fn load_snapshot(db: &Database, master: &MasterKey) -> anyhow::Result<KeySna
 }
 
 /// A thread that re-reads the key table every `keys.refresh_interval` and swaps in a new
-/// snapshot when it changed (another node or the CLI rotated), retires keys whose tokens have
-/// all expired, and removes abandoned authorization requests; beside it runs the rotation
-/// schedule (`crypto::schedule`). Both stop when the application is dropped.
+/// snapshot when it changed (another node or the CLI rotated) and retires keys whose tokens
+/// have all expired; beside it runs the rotation schedule (`crypto::schedule`). Both stop when
+/// the application is dropped.
 struct KeyRefresher {
     _stop: mpsc::Sender<()>,
     _scheduler: crate::crypto::schedule::Scheduler,
@@ -332,13 +337,6 @@ fn refresh(
             tracing::info!(count = n, "retired keys whose tokens have all expired");
         }
     }
-    // Authorization requests nobody finished (abandoned sign-ins) are removed here, not on the
-    // request path.
-    db.with_conn(|conn| auth_requests::purge_expired(conn, now))?;
-    // Deny-list entries and used assertion ids outlive nothing: a token or assertion past its
-    // expiry is refused by its `exp` alone.
-    db.with_conn(|conn| revoked_tokens::purge_expired(conn, now))?;
-    db.with_conn(|conn| client_assertions::purge_expired(conn, now))?;
     let mut states = db.with_conn(signing_keys::published_states)?;
     states.sort();
     if states != current.fingerprint {
@@ -346,4 +344,70 @@ fn refresh(
         tracing::info!("signing keys changed; JWKS updated");
     }
     Ok(())
+}
+
+/// The thread that purges what has expired (`storage::maintenance`) every
+/// `maintenance.interval`, on every node, apart from everything else: a purge that fails is
+/// logged at WARN with its table, counted (`sigil_purge_failures_total`) and retried at the
+/// next interval, and holds up neither the other tables nor key reloading. Stops when the
+/// application is dropped, between two batches at the latest.
+struct Maintenance {
+    _stop: mpsc::Sender<()>,
+}
+
+impl Maintenance {
+    fn start(state: web::Data<AppState>) -> Self {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let every = state.settings.maintenance.interval.0;
+        std::thread::Builder::new()
+            .name("sigil-maintenance".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    purge(&state, &stopped);
+                }
+            })
+            .expect("spawn the maintenance thread");
+        Self { _stop: stop }
+    }
+}
+
+/// One maintenance run over every purged table.
+fn purge(state: &AppState, stopped: &mpsc::Receiver<()>) {
+    let settings = &state.settings;
+    let limits = Limits {
+        batch_size: settings.maintenance.batch_size,
+        max_batches: maintenance::MAX_BATCHES_PER_RUN,
+    };
+    let at = || Horizon {
+        now: state.clock.now(),
+        idle_timeout: settings.sessions.idle_timeout.as_secs() as i64,
+    };
+    // Between batches the lock is free as long as the batch held it, at least 1 ms.
+    let pause = |took: Duration| {
+        let wait = took.max(Duration::from_millis(1));
+        matches!(
+            stopped.recv_timeout(wait),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        )
+    };
+    for outcome in maintenance::run(&state.db, at, limits, pause) {
+        match outcome.result {
+            Ok(rows) => {
+                state.metrics.purges.purged(outcome.table, rows);
+                if rows > 0 {
+                    tracing::debug!(table = outcome.table, rows, "purged expired rows");
+                }
+            }
+            Err(e) => {
+                state.metrics.purges.failed(outcome.table);
+                // An unreachable database is reported once by the pool, not per table and run.
+                if e.is_unavailable() {
+                    tracing::debug!(table = outcome.table, error = %e, "purge failed; retried at the next interval");
+                } else {
+                    tracing::warn!(table = outcome.table, error = %e, "purge failed; retried at the next interval");
+                }
+            }
+        }
+    }
+    state.metrics.purges.run_finished();
 }

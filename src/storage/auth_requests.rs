@@ -1,5 +1,5 @@
 //! Authorization requests waiting for the login or consent page, keyed by the SHA-256 of the
-//! id the browser carries in the form.
+//! id the browser carries in the form. Expired ones are purged (`storage::maintenance`).
 
 use diesel::prelude::*;
 
@@ -76,8 +76,4 @@ pub fn mark_signed_in(
 /// Removes the request; true when this call removed it (it is answered once).
 pub fn take(conn: &mut AnyConnection, id_hash: &str) -> Result<bool, StorageError> {
     Ok(diesel::delete(dsl::auth_requests.filter(dsl::id_hash.eq(id_hash))).execute(conn)? == 1)
-}
-
-pub fn purge_expired(conn: &mut AnyConnection, now: i64) -> Result<usize, StorageError> {
-    Ok(diesel::delete(dsl::auth_requests.filter(dsl::expires_at.le(now))).execute(conn)?)
 }

@@ -1,6 +1,6 @@
 //! Client assertion ids already accepted (RFC 7523 §3: "The JWT MAY contain a jti claim … the
 //! authorization server may ensure that JWTs are not replayed"): Sigil accepts a jti once per
-//! client, and forgets it when the assertion has expired.
+//! client, and forgets it when the assertion has expired (`storage::maintenance`).
 
 use diesel::prelude::*;
 
@@ -29,9 +29,4 @@ pub fn first_use(
         )) => Ok(false),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Removes ids of expired assertions; an expired assertion is refused anyway.
-pub fn purge_expired(conn: &mut AnyConnection, now: i64) -> Result<usize, StorageError> {
-    Ok(diesel::delete(dsl::client_assertions.filter(dsl::expires_at.le(now))).execute(conn)?)
 }

@@ -8,6 +8,7 @@ pub mod consents;
 pub mod devices;
 pub mod grants;
 pub mod login_failures;
+pub mod maintenance;
 pub mod resources;
 pub mod revisions;
 pub mod revoked_tokens;

@@ -1,5 +1,5 @@
 //! The access-token deny-list (RFC 7009): revoked JWTs by `jti`, each kept only until the token
-//! would have expired anyway, then pruned.
+//! would have expired anyway, then purged (`storage::maintenance`).
 
 use diesel::prelude::*;
 
@@ -28,9 +28,4 @@ pub fn is_revoked(conn: &mut AnyConnection, jti: &str) -> Result<bool, StorageEr
         .first(conn)
         .optional()?;
     Ok(found.is_some())
-}
-
-/// Removes entries whose tokens have expired; they can no longer be presented.
-pub fn purge_expired(conn: &mut AnyConnection, now: i64) -> Result<usize, StorageError> {
-    Ok(diesel::delete(dsl::revoked_tokens.filter(dsl::expires_at.le(now))).execute(conn)?)
 }

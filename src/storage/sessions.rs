@@ -61,13 +61,15 @@ pub fn touch(conn: &mut AnyConnection, id_hash: &str, now: i64) -> Result<(), St
     Ok(())
 }
 
+/// Ends the session; its `expires_at` becomes the end, so that the purge finds it by the
+/// expiry index (`storage::maintenance`).
 pub fn end(conn: &mut AnyConnection, id_hash: &str, now: i64) -> Result<(), StorageError> {
     diesel::update(
         dsl::sessions
             .filter(dsl::id_hash.eq(id_hash))
             .filter(dsl::ended_at.is_null()),
     )
-    .set(dsl::ended_at.eq(now))
+    .set((dsl::ended_at.eq(now), dsl::expires_at.eq(now)))
     .execute(conn)?;
     Ok(())
 }

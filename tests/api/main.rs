@@ -28,6 +28,7 @@ mod limits;
 mod log_levels;
 mod login;
 mod logout;
+mod maintenance;
 mod migrations;
 mod outage;
 mod outbound_proxy;

@@ -5,7 +5,7 @@
 
 mod attacks;
 mod id_token_hint;
-mod keys;
+pub mod keys;
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
