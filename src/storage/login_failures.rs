@@ -1,7 +1,8 @@
 //! Sign-in counters per key (`user:NAME`, `ip:ADDRESS`, `device:HASH`) for brute-force
 //! protection. `failures` counts the checks that failed *and those still in flight* within the
-//! window that began at `window_start`: a check takes its slot before it hashes, so concurrency
-//! cannot outrun the limit. The row is the truth, written only by single atomic statements, so
+//! window that began at `window_start` (`pending` says how many are in flight): a check takes
+//! its slot before it hashes, so concurrency cannot outrun the limit, and a key is locked only
+//! when its slots are all real failures. The row is the truth, written only by single atomic statements, so
 //! several nodes on one PostgreSQL agree; nothing in memory decides.
 
 use diesel::prelude::*;
@@ -15,6 +16,7 @@ use super::{numbered_sql, AnyConnection, StorageError};
 pub struct FailureRow {
     pub key: String,
     pub failures: i32,
+    pub pending: i32,
     pub window_start: i64,
     pub locked_until: i64,
     pub lockouts: i32,
@@ -121,12 +123,15 @@ struct WindowStart {
 /// going doubles his lock); a row past `expires_at` also forgets its `lockouts`.
 /// Placeholders: $1 key, $2 now, $3 window, $4 max_failures.
 const TAKE: &str = "\
-INSERT INTO login_failures (key, failures, window_start, locked_until, lockouts, expires_at)
-VALUES ($1, 1, $2, 0, 0, $2 + $3)
+INSERT INTO login_failures (key, failures, pending, window_start, locked_until, lockouts, expires_at)
+VALUES ($1, 1, 1, $2, 0, 0, $2 + $3)
 ON CONFLICT (key) DO UPDATE SET
     failures = CASE WHEN login_failures.locked_until <> 0
                       OR login_failures.window_start + $3 <= $2
                     THEN 1 ELSE login_failures.failures + 1 END,
+    pending = CASE WHEN login_failures.locked_until <> 0
+                     OR login_failures.window_start + $3 <= $2
+                   THEN 1 ELSE login_failures.pending + 1 END,
     window_start = CASE WHEN login_failures.locked_until <> 0
                           OR login_failures.window_start + $3 <= $2
                         THEN $2 ELSE login_failures.window_start END,
@@ -183,10 +188,11 @@ fn longest_wait(
     Ok(wait.max(1))
 }
 
-/// A failed check keeps its slot. If that leaves the key full, the key is locked for
-/// `min(window × 2^lockouts, max_lockout)` and `lockouts` grows by one — once per window,
-/// however many failures finish together: the update applies only while the row is still in
-/// the slot's window and unlocked (compare-and-set). True when this call locked the key.
+/// A failed check keeps its slot, no longer in flight. If the key's slots are now all real
+/// failures, the key is locked for `min(window × 2^lockouts, max_lockout)` and `lockouts` grows
+/// by one — once per window, however many failures finish together: the update applies only
+/// while the row is still in the slot's window and unlocked (compare-and-set). A check still in
+/// flight may yet succeed, so it never locks anyone. True when this call locked the key.
 /// Placeholders: $1 now, $2 window, $3 max_lockout, $4 key, $5 window_start, $6 max_failures.
 const LOCK_WHEN_FULL: &str = "\
 UPDATE login_failures SET
@@ -195,7 +201,7 @@ UPDATE login_failures SET
                              THEN $3 ELSE ($2 << lockouts) END,
     expires_at = $1 + CASE WHEN lockouts >= 32 OR ($2 << lockouts) >= $3
                            THEN $3 ELSE ($2 << lockouts) END + $2
-WHERE key = $4 AND window_start = $5 AND locked_until = 0 AND failures >= $6";
+WHERE key = $4 AND window_start = $5 AND locked_until = 0 AND failures - pending >= $6";
 
 pub fn failed(
     conn: &mut AnyConnection,
@@ -203,6 +209,9 @@ pub fn failed(
     now: i64,
     limits: Limits,
 ) -> Result<bool, StorageError> {
+    diesel::update(in_window(slot).filter(dsl::pending.gt(0)))
+        .set(dsl::pending.eq(dsl::pending - 1))
+        .execute(conn)?;
     let n = numbered_sql(conn, LOCK_WHEN_FULL)
         .bind::<BigInt, _>(now)
         .bind::<BigInt, _>(limits.window)
@@ -218,14 +227,29 @@ pub fn failed(
 /// of a window that has since been replaced is gone already.
 pub fn release(conn: &mut AnyConnection, slot: &Slot) -> Result<(), StorageError> {
     diesel::update(
-        dsl::login_failures
-            .filter(dsl::key.eq(&slot.key))
-            .filter(dsl::window_start.eq(slot.window_start))
-            .filter(dsl::failures.gt(0)),
+        in_window(slot)
+            .filter(dsl::failures.gt(0))
+            .filter(dsl::pending.gt(0)),
     )
-    .set(dsl::failures.eq(dsl::failures - 1))
+    .set((
+        dsl::failures.eq(dsl::failures - 1),
+        dsl::pending.eq(dsl::pending - 1),
+    ))
     .execute(conn)?;
     Ok(())
+}
+
+/// The row of `slot`'s key while it is still in the slot's window (a slot of a window that has
+/// since been replaced, or of a row cleared meanwhile, is gone already).
+fn in_window(
+    slot: &Slot,
+) -> diesel::dsl::Filter<
+    diesel::dsl::Filter<super::schema::login_failures::table, diesel::dsl::Eq<dsl::key, &str>>,
+    diesel::dsl::Eq<dsl::window_start, i64>,
+> {
+    dsl::login_failures
+        .filter(dsl::key.eq(slot.key.as_str()))
+        .filter(dsl::window_start.eq(slot.window_start))
 }
 
 pub fn get(conn: &mut AnyConnection, key: &str) -> Result<Option<FailureRow>, StorageError> {

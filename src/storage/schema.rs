@@ -131,6 +131,7 @@ diesel::table! {
     login_failures (key) {
         key -> Text,
         failures -> Integer,
+        pending -> Integer,
         window_start -> BigInt,
         locked_until -> BigInt,
         lockouts -> Integer,

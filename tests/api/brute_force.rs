@@ -247,15 +247,27 @@ async fn attack22_concurrent_guesses_check_at_most_max_failures_passwords(backen
             assert_eq!(after.status, 429, "round {round}: locked");
             assert_eq!(after.body, late_wrong.body);
         }
-        // Locked once, for one window, however many failures finished together.
-        let keys = [format!("ip:{from}")]
-            .into_iter()
-            .chain((signed_in == 0).then(|| format!("user:{user}")));
-        for key in keys {
-            let row = counter(&app, &key).await.unwrap();
+        // Locked once, for one window, however many failures finished together — and only
+        // when every slot was a real failure: a check in flight that succeeds locks no one.
+        let address = counter(&app, &format!("ip:{from}")).await.unwrap();
+        assert_eq!(address.pending, 0);
+        assert_eq!(address.failures as usize, failed, "round {round}");
+        let keys = [format!("ip:{from}"), format!("user:{user}")];
+        for key in keys.iter().filter(|_| signed_in == 0) {
+            let row = counter(&app, key).await.unwrap();
             assert_eq!(row.lockouts, 1, "{key}");
             let window = app.settings.login.window.as_secs() as i64;
             assert!(row.locked_until <= app.state.clock.now() + window, "{key}");
+        }
+        if signed_in == 1 {
+            assert_eq!(
+                address.lockouts, 0,
+                "round {round}: four failures and a success"
+            );
+            assert!(
+                counter(&app, &keys[1]).await.is_none(),
+                "the account starts afresh"
+            );
         }
     }
     assert!(right_answers.iter().all(|s| [303, 429].contains(s)));

@@ -3,12 +3,13 @@
 
 -- Password checks per key ("user:NAME", "ip:ADDR", "device:HASH"): `failures` counts the failed
 -- checks and those still in flight within the window (a check reserves its slot before it
--- hashes); `lockouts` how often the key was locked (each lock doubles, up to
+-- hashes), `pending` those of them still in flight; `lockouts` how often the key was locked (each lock doubles, up to
 -- login.max_lockout); the row may be purged after `expires_at`.
 DROP TABLE login_failures;
 CREATE TABLE login_failures (
     key TEXT PRIMARY KEY NOT NULL,
     failures INTEGER NOT NULL,
+    pending INTEGER NOT NULL,
     window_start BIGINT NOT NULL,
     locked_until BIGINT NOT NULL,
     lockouts INTEGER NOT NULL,
