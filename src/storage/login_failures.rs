@@ -239,14 +239,13 @@ pub fn release(conn: &mut AnyConnection, slot: &Slot) -> Result<(), StorageError
     Ok(())
 }
 
+type ByKey<'a> =
+    diesel::dsl::Filter<super::schema::login_failures::table, diesel::dsl::Eq<dsl::key, &'a str>>;
+type InWindow<'a> = diesel::dsl::Filter<ByKey<'a>, diesel::dsl::Eq<dsl::window_start, i64>>;
+
 /// The row of `slot`'s key while it is still in the slot's window (a slot of a window that has
 /// since been replaced, or of a row cleared meanwhile, is gone already).
-fn in_window(
-    slot: &Slot,
-) -> diesel::dsl::Filter<
-    diesel::dsl::Filter<super::schema::login_failures::table, diesel::dsl::Eq<dsl::key, &str>>,
-    diesel::dsl::Eq<dsl::window_start, i64>,
-> {
+fn in_window(slot: &Slot) -> InWindow<'_> {
     dsl::login_failures
         .filter(dsl::key.eq(slot.key.as_str()))
         .filter(dsl::window_start.eq(slot.window_start))
