@@ -23,6 +23,7 @@ mod keys;
 mod login;
 mod logout;
 mod migrations;
+mod properties;
 mod refresh_and_userinfo;
 mod resources;
 mod revocation;
