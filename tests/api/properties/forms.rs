@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use sigil::oauth::authorize_request::{self, ResponseMode};
+use sigil::oauth::authorize_request::{self, AuthorizationRequest, ResponseMode};
 use sigil::oauth::client_metadata::{Client, ClientMetadata};
 use sigil::oauth::form::Params;
 use sigil::oauth::pkce;
@@ -214,7 +214,7 @@ fn redirect_uris_match_exactly_or_are_refused() {
 
 /// The authorization request after the redirect URI: any parameters give a request that keeps
 /// its promises (scope within the registration, an S256 challenge of 43 characters, a
-/// non-negative `max_age`, `prompt=none` alone) or one of the errors of RFC 6749 §4.1.2.1 / OIDC
+/// non-negative `max_age`, `prompt=none` alone, parked and read back unchanged) or one of the errors of RFC 6749 §4.1.2.1 / OIDC
 /// Core §3.1.2.6 / RFC 8707 §2.
 #[test]
 fn authorization_requests_keep_their_promises() {
@@ -240,6 +240,10 @@ fn authorization_requests_keep_their_promises() {
                     }
                     prop_assert!(r.max_age.is_none_or(|m| m >= 0));
                     prop_assert!(!(r.prompt.none && (r.prompt.login || r.prompt.consent)));
+                    // The request is parked in the database as JSON until the person signs in.
+                    let parked = serde_json::to_string(&r).unwrap();
+                    let back: AuthorizationRequest = serde_json::from_str(&parked).unwrap();
+                    prop_assert_eq!(back, r);
                 }
                 Err(e) => prop_assert!(
                     matches!(

@@ -9,7 +9,7 @@ use sigil::oauth::resource_metadata::{check_indicator, ResourceMetadata};
 use sigil::oauth::ErrorCode;
 use sigil::tokens::jwe::{self, Recipient};
 
-use super::jose_keys::{jwks, public_keys};
+use super::jose_keys::{jwks, mutated_jwk, public_keys};
 use super::{bytes, check, deep_json, hostile_text, json_value, mutated, nesting_depth};
 
 /// A JWK Set with an RSA, an EC P-256 and an X25519 public key.
@@ -152,6 +152,76 @@ fn client_metadata_is_usable_or_refused_with_the_rfc_error() {
         }
         Ok(())
     });
+}
+
+/// Registered encryption keys with one member changed (a point off its curve, a modulus of odd
+/// length, another curve): metadata that asks for encryption is accepted only when Sigil can
+/// encrypt to what it registered — otherwise every token for it would fail later, as a 500.
+#[test]
+fn encryption_keys_are_usable_or_refused_at_registration() {
+    let alg = proptest::sample::select(vec!["RSA-OAEP-256", "ECDH-ES", "ECDH-ES+A256KW"]);
+    let input = (
+        proptest::collection::vec(mutated_jwk(), 1..3),
+        alg,
+        any::<bool>(),
+    );
+    check(
+        "client and resource encryption keys",
+        input,
+        |(keys, alg, resource)| {
+            let jwks = json!({ "keys": keys });
+            if resource {
+                let mut doc = valid_resource();
+                doc["jwks"] = jwks;
+                doc["access_token_encrypted_response_alg"] = alg.into();
+                if let Ok(m) = ResourceMetadata::from_json(doc.to_string().as_bytes()) {
+                    let enc = m.access_token_encrypted_response_enc.as_deref().unwrap();
+                    let sealed =
+                        jwe::encrypt("h.p.s", alg, enc, Recipient::Keys(m.jwks.as_ref().unwrap()));
+                    prop_assert!(sealed.is_ok(), "resource {}: {:?}", doc, sealed.err());
+                }
+            } else {
+                let mut doc = valid_client();
+                doc["jwks"] = jwks;
+                doc["id_token_encrypted_response_alg"] = alg.into();
+                if let Ok(m) = ClientMetadata::from_json(doc.to_string().as_bytes()) {
+                    usable(&m)?;
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+/// Regression (found by the property above): an EC key on an unknown curve, or off its curve,
+/// registered for encryption was accepted, and every token for that client or resource then
+/// failed as a 500; an X448 key passed the resource check though Sigil cannot encrypt to it.
+#[test]
+fn registration_refuses_encryption_keys_sigil_cannot_use() {
+    let ec = public_keys()[1].clone();
+    let mut other_curve = ec.clone();
+    other_curve["crv"] = "P-999".into();
+    let mut off_curve = ec.clone();
+    off_curve["y"] = off_curve["x"].clone();
+    let x448 = json!({"kty": "OKP", "crv": "X448", "x": "mwj3zDG34-Z9ItWuoSEHSic70rg94Jxj-qc9LCLF2bvINmRyQdlT1AxbEtqIEg1TF3-A5TLEH6A"});
+    for key in [other_curve, off_curve, x448] {
+        let mut client = valid_client();
+        client["jwks"] = json!({ "keys": [key] });
+        client
+            .as_object_mut()
+            .unwrap()
+            .remove("id_token_encrypted_response_alg");
+        let e = ClientMetadata::from_json(client.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidClientMetadata, "{key}");
+        let mut resource = valid_resource();
+        resource["jwks"] = json!({ "keys": [key] });
+        let e = ResourceMetadata::from_json(resource.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest, "{key}");
+    }
+    // The same documents with a usable key are accepted.
+    let mut resource = valid_resource();
+    resource["jwks"] = json!({ "keys": [ec] });
+    ResourceMetadata::from_json(resource.to_string().as_bytes()).unwrap();
 }
 
 /// Deeply nested JSON anywhere in the metadata (in `jwks`, in an unknown member, or as the
