@@ -216,7 +216,7 @@ fn any_configuration_file_loads_usable_or_is_refused() {
 /// The untouched reference file loads: the mutations above start from a valid file.
 #[test]
 fn the_reference_file_loads() {
-    let settings = load(&render(&valid_values())).expect("the reference file loads");
+    let settings = load(render(&valid_values())).expect("the reference file loads");
     usable(&settings);
 }
 
@@ -235,7 +235,7 @@ fn durations_that_overflow_the_clock_are_refused_at_load() {
             .find(|e| e.0 == section && e.1 == key)
             .unwrap();
         entry.2 = r#""18446744073709551615s""#.into();
-        let e = load(&render(&values)).unwrap_err();
+        let e = load(render(&values)).unwrap_err();
         assert!(e.contains("longer than 100 years"), "{section}.{key}: {e}");
     }
 }

@@ -261,28 +261,7 @@ async fn fuzzed_tokens_and_hints_are_refused_cleanly(backend: Backend) {
 /// the stored record, or 400 with an RFC 7591-style error body; never a 5xx.
 async fn fuzzed_resource_registrations_are_stored_or_refused(backend: Backend) {
     let app = spawn_app(backend).await;
-    let r = app.register_client(
-        "admin",
-        &json!({"grant_types": ["client_credentials"], "scope": "sigil:admin"}),
-    );
-    let secret = r["client_secret"].as_str().unwrap();
-    let t: Value = app
-        .token_basic(
-            "admin",
-            secret,
-            &[
-                ("grant_type", "client_credentials"),
-                ("scope", "sigil:admin"),
-            ],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let bearer = t["access_token"]
-        .as_str()
-        .expect("an admin token")
-        .to_string();
+    let bearer = crate::admin_api::admin_token(&app).await;
     let doc = (
         prop_oneof![
             Just(json!("https://api.example/")),
