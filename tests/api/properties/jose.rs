@@ -79,9 +79,27 @@ fn access_claims() -> Map<String, Value> {
     c.as_object().unwrap().clone()
 }
 
+/// One access token per algorithm, signed once: ES256 signatures are randomised, so a token
+/// signed again is another genuine token.
 fn access_token(alg: SigningAlg) -> String {
-    let header = own_header(alg, "at+jwt").to_string();
-    signed_raw(alg, &header, &Value::Object(access_claims()).to_string())
+    static TOKENS: OnceLock<Vec<(SigningAlg, String)>> = OnceLock::new();
+    let tokens = TOKENS.get_or_init(|| {
+        ALGS.iter()
+            .map(|a| {
+                let header = own_header(*a, "at+jwt").to_string();
+                (
+                    *a,
+                    signed_raw(*a, &header, &Value::Object(access_claims()).to_string()),
+                )
+            })
+            .collect()
+    });
+    tokens
+        .iter()
+        .find(|(a, _)| *a == alg)
+        .expect("every algorithm")
+        .1
+        .clone()
 }
 
 fn alg() -> impl Strategy<Value = SigningAlg> {

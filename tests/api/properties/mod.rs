@@ -16,6 +16,7 @@ mod http;
 mod jose;
 mod jose_keys;
 mod metadata;
+mod nul;
 
 use std::cell::Cell;
 use std::fmt::Debug;
