@@ -288,7 +288,7 @@ async fn fuzzed_resource_registrations_are_stored_or_refused(backend: Backend) {
     let doc = prop_oneof![4 => doc, 1 => bytes(2_000)];
     let url = app.url("/admin/api/resources");
     let mut timer = Timer::new("/admin/api/resources", backend);
-    for (i, mut doc) in samples(doc).into_iter().enumerate() {
+    for (i, mut doc) in samples(doc).enumerate() {
         // Each accepted resource is new: its URI carries the case number.
         if let Ok(mut v) = serde_json::from_slice::<Value>(&doc) {
             if v["resource"] == "https://api.example/" {

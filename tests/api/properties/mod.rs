@@ -66,18 +66,16 @@ where
     }
 }
 
-/// `cases()` values of `strategy`, for properties checked by async code (over HTTP), where
-/// proptest's runner cannot drive the check.
-pub fn samples<S: Strategy>(strategy: S) -> Vec<S::Value> {
+/// `cases()` values of `strategy`, made one at a time, for properties checked by async code
+/// (over HTTP), where proptest's runner cannot drive the check.
+pub fn samples<S: Strategy>(strategy: S) -> impl Iterator<Item = S::Value> {
     let mut runner = runner();
-    (0..cases())
-        .map(|_| {
-            strategy
-                .new_tree(&mut runner)
-                .expect("strategy makes a value")
-                .current()
-        })
-        .collect()
+    (0..cases()).map(move |_| {
+        strategy
+            .new_tree(&mut runner)
+            .expect("strategy makes a value")
+            .current()
+    })
 }
 
 pub fn report(name: &str, cases: u32, wall: Duration, slowest: Duration) {
