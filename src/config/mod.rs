@@ -279,6 +279,12 @@ fn is_loopback_host(url: &Url) -> bool {
 pub struct DurationSetting(pub Duration);
 
 impl DurationSetting {
+    /// The longest duration a setting takes (100 years of 365.25 days, as `humantime` reads
+    /// `y`). Settings are added to one another and
+    /// to the clock's seconds (`retirement_delay`, `2 × jwks_max_age`, `now + ttl`); a bound
+    /// keeps that arithmetic from overflowing, where `18446744073709551615s` used to panic.
+    pub const MAX: Duration = Duration::from_secs(100 * 31_557_600);
+
     pub const fn from_secs(secs: u64) -> Self {
         Self(Duration::from_secs(secs))
     }
@@ -310,9 +316,12 @@ impl fmt::Debug for DurationSetting {
 impl std::str::FromStr for DurationSetting {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        humantime::parse_duration(s.trim())
-            .map(Self)
-            .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. 90s, 10m, 12h, 30d"))
+        let d = humantime::parse_duration(s.trim())
+            .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. 90s, 10m, 12h, 30d"))?;
+        if d > Self::MAX {
+            return Err(format!("duration {s:?} is longer than 100 years"));
+        }
+        Ok(Self(d))
     }
 }
 
@@ -366,6 +375,21 @@ mod tests {
             assert_eq!(d.to_string(), text);
         }
         assert!("ten minutes".parse::<DurationSetting>().is_err());
+    }
+
+    #[test]
+    fn durations_that_would_overflow_the_clock_are_refused() {
+        // Found by tests/api/properties/config.rs: `tokens.id_token_ttl =
+        // "18446744073709551615s"` loaded, and `retirement_delay` then panicked adding the
+        // clock skew.
+        for text in ["101y", "40000d", "18446744073709551615s"] {
+            let e = text.parse::<DurationSetting>().unwrap_err();
+            assert!(e.contains("longer than 100 years"), "{text}: {e}");
+        }
+        assert_eq!(
+            "100y".parse::<DurationSetting>().unwrap().0,
+            DurationSetting::MAX
+        );
     }
 
     #[test]

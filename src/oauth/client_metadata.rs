@@ -472,12 +472,16 @@ impl EncryptionKeys<'_> {
             }
         } else {
             match self.jwks {
-                Some(jwks) if jwe::pick_key(jwks, &alg).is_none() => {
-                    return Err(bad(format!(
-                        "{name}_alg {alg}: jwks holds no public encryption key for it"
-                    )))
+                // The key Sigil will pick must take an encryption (a curve openssl knows, a
+                // point on it): otherwise every token for this client fails later, as a 500.
+                Some(jwks) => {
+                    if let Err(e) = jwe::encrypt("h.p.s", &alg, &enc, jwe::Recipient::Keys(jwks)) {
+                        return Err(bad(format!(
+                            "{name}_alg {alg}: jwks holds no public encryption key Sigil can use \
+                             for it ({e})"
+                        )));
+                    }
                 }
-                Some(_) => {}
                 None if self.has_jwks_uri => {}
                 None => return Err(bad(format!("{name}_alg {alg} needs jwks or jwks_uri"))),
             }

@@ -10,6 +10,7 @@ use super::client_metadata::Client;
 use super::scope::Scope;
 use super::{ErrorCode, OAuthError};
 use crate::config::DurationSetting;
+use crate::tokens::jwe;
 
 /// Key management algorithms a resource may register for encrypted access tokens.
 pub const ENCRYPTION_ALGS: [&str; 3] = ["RSA-OAEP-256", "ECDH-ES", "ECDH-ES+A256KW"];
@@ -234,18 +235,22 @@ fn check_encryption(
             ENCRYPTION_ENCS.join(", ")
         )));
     }
-    let keys = jwks
-        .and_then(|j| j.get("keys"))
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            bad(format!(
-                "access_token_encrypted_response_alg {alg} needs jwks"
-            ))
-        })?;
+    let (Some(jwks), Some(keys)) = (jwks, jwks.and_then(|j| j["keys"].as_array())) else {
+        return Err(bad(format!(
+            "access_token_encrypted_response_alg {alg} needs jwks"
+        )));
+    };
     if !keys.iter().any(|k| encrypts_with(k, &alg)) {
         return Err(bad(format!(
             "jwks has no encryption key for {alg} (RSA-OAEP-256 needs an RSA key, ECDH-ES an EC \
              P-256/P-384/P-521 or X25519/X448 key; \"use\", when present, must be \"enc\")"
+        )));
+    }
+    // The key the token endpoint will pick must take an encryption (a point on its curve, a
+    // modulus openssl accepts): otherwise every token for this resource fails later, as a 500.
+    if let Err(e) = jwe::encrypt("h.p.s", &alg, &enc, jwe::Recipient::Keys(jwks)) {
+        return Err(bad(format!(
+            "jwks has no key Sigil can encrypt to with {alg} ({e})"
         )));
     }
     Ok((Some(alg), Some(enc)))

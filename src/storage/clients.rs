@@ -26,6 +26,9 @@ pub fn insert(conn: &mut AnyConnection, row: &ClientRow) -> Result<(), StorageEr
 }
 
 pub fn get(conn: &mut AnyConnection, client_id: &str) -> Result<Option<ClientRow>, StorageError> {
+    if !super::storable(client_id) {
+        return Ok(None);
+    }
     Ok(dsl::clients
         .filter(dsl::client_id.eq(client_id))
         .first(conn)

@@ -386,6 +386,14 @@ pub(crate) fn conflict_on_unique(
     }
 }
 
+/// Whether `text` can be a stored value: PostgreSQL refuses NUL in text ("invalid byte
+/// sequence for encoding UTF8: 0x00"), so nothing stored holds one, and a lookup by a value
+/// from outside that does is answered "not found" without a query (found by fuzzing: a client
+/// id with NUL was a 500 on PostgreSQL).
+pub fn storable(text: &str) -> bool {
+    !text.contains('\0')
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};

@@ -24,6 +24,9 @@ pub fn insert(conn: &mut AnyConnection, row: &ResourceRow) -> Result<(), Storage
 }
 
 pub fn get(conn: &mut AnyConnection, resource: &str) -> Result<Option<ResourceRow>, StorageError> {
+    if !super::storable(resource) {
+        return Ok(None);
+    }
     Ok(dsl::resources
         .filter(dsl::resource.eq(resource))
         .first(conn)

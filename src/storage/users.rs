@@ -34,6 +34,9 @@ pub fn by_username(
     conn: &mut AnyConnection,
     username: &str,
 ) -> Result<Option<UserRow>, StorageError> {
+    if !super::storable(username) {
+        return Ok(None);
+    }
     Ok(dsl::users
         .filter(dsl::username.eq(username))
         .first(conn)

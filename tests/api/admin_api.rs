@@ -15,7 +15,7 @@ both_backends!(
 );
 
 /// A client registered with `sigil:admin` and a fresh token of it.
-pub(crate) async fn admin_token(app: &TestApp) -> String {
+pub async fn admin_token(app: &TestApp) -> String {
     let r = app.register_client(
         "ops",
         &json!({"grant_types": ["client_credentials"], "scope": "sigil:admin"}),
