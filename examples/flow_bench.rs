@@ -365,9 +365,13 @@ async fn main() {
         lines.push(line);
     }
 
-    // 2. Refresh grants with rotation.
-    if wants("refresh") {
-        eprintln!("== refresh: getting a refresh token per worker");
+    // 2. Refresh grants with rotation; 3. introspection of refresh tokens (a database read
+    // every time). Each worker holds a refresh token of its own grant.
+    for name in ["refresh", "introspect"] {
+        if !wants(name) {
+            continue;
+        }
+        eprintln!("== {name}: getting a refresh token per worker");
         let mut tokens = Vec::new();
         for b in &browsers {
             match new_refresh_token(&ctx, b).await {
@@ -380,62 +384,35 @@ async fn main() {
         }
         wait_quiet(o.quiet_wait).await;
         eprintln!(
-            "== refresh: {} workers, {:?} (+{:?} warm-up)",
+            "== {name}: {} workers, {:?} (+{:?} warm-up)",
             o.concurrency, o.duration, o.warmup
         );
         let win = Window::after(o.warmup, o.duration);
         let tasks: Vec<_> = browsers
             .iter()
             .zip(tokens)
-            .map(|(b, rt)| tokio::spawn(refresh_worker(ctx.clone(), b.clone(), rt, win)))
-            .collect();
-        let usage = usage_over(win, o.server_pid);
-        let t = join_tallies(tasks).await;
-        let mut line = base("refresh");
-        line["workers"] = json!(o.concurrency);
-        line["refresh"] = stats(&t, secs);
-        usage.await.expect("usage task").finish(tck, &mut line);
-        warn_errors("refresh", &t);
-        println!("{line}");
-        lines.push(line);
-    }
-
-    // 3. Introspection of refresh tokens (a database read every time).
-    if wants("introspect") {
-        let mut tokens = Vec::new();
-        for b in &browsers {
-            match new_refresh_token(&ctx, b).await {
-                Ok(rt) => tokens.push(rt),
-                Err(e) => {
-                    eprintln!("FAIL: refresh token before measuring: {e}");
-                    std::process::exit(1);
+            .map(|(b, rt)| {
+                let (ctx, b) = (ctx.clone(), b.clone());
+                if name == "refresh" {
+                    tokio::spawn(refresh_worker(ctx, b, rt, win))
+                } else {
+                    tokio::spawn(introspect_worker(ctx, b, rt, win))
                 }
-            }
-        }
-        wait_quiet(o.quiet_wait).await;
-        eprintln!(
-            "== introspect: {} workers, {:?} (+{:?} warm-up)",
-            o.concurrency, o.duration, o.warmup
-        );
-        let win = Window::after(o.warmup, o.duration);
-        let tasks: Vec<_> = browsers
-            .iter()
-            .zip(tokens)
-            .map(|(b, rt)| tokio::spawn(introspect_worker(ctx.clone(), b.clone(), rt, win)))
+            })
             .collect();
         let usage = usage_over(win, o.server_pid);
         let t = join_tallies(tasks).await;
-        let mut line = base("introspect");
+        let mut line = base(name);
         line["workers"] = json!(o.concurrency);
-        line["introspect"] = stats(&t, secs);
+        line[name] = stats(&t, secs);
         usage.await.expect("usage task").finish(tck, &mut line);
-        warn_errors("introspect", &t);
+        warn_errors(name, &t);
         println!("{line}");
         lines.push(line);
     }
     drop(browsers);
 
-    // 3. Discovery latency, idle and under password sign-ins.
+    // 4. Discovery latency, idle and under password sign-ins.
     if wants("discovery") {
         let stream = format!("{} clients x {} req/s", o.disc_clients, o.disc_rate);
         wait_quiet(o.quiet_wait).await;
