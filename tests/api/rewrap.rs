@@ -18,6 +18,30 @@ both_backends!(
     keys_rewrap_drops_the_answers_kept_for_the_refresh_grace,
 );
 
+/// `sigil keys rewrap --new-master-key-file FILE`, the real binary.
+fn rewrap(app: &TestApp, file: &std::path::Path) -> std::process::Output {
+    app.sigil(
+        &[
+            "keys",
+            "rewrap",
+            "--new-master-key-file",
+            file.to_str().unwrap(),
+        ],
+        None,
+    )
+}
+
+/// A rewrap that must succeed; what it printed.
+fn rewrapped(app: &TestApp, file: &std::path::Path) -> Value {
+    let out = rewrap(app, file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Every sealed value of the database, for comparing before and after.
 async fn sealed_values(app: &TestApp) -> Vec<(String, Vec<u8>)> {
     let keys = app.state.db.run(signing_keys::all).await.unwrap();
@@ -46,15 +70,7 @@ async fn keys_rewrap_moves_every_secret_to_the_new_master_key(backend: Backend) 
         MasterKey::from_base64(app.settings.master_key.as_ref().unwrap().expose()).unwrap();
     let before = sealed_values(&app).await;
 
-    let out = app.sigil(
-        &[
-            "keys",
-            "rewrap",
-            "--new-master-key-file",
-            file.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = rewrap(&app, &file);
     assert!(
         out.status.success(),
         "{}",
@@ -103,21 +119,7 @@ async fn keys_rewrap_moves_every_secret_to_the_new_master_key(backend: Backend) 
     assert!(refused.is_err(), "a node with the old master key started");
 
     // A second run finds everything already under the new key.
-    let out = app.sigil(
-        &[
-            "keys",
-            "rewrap",
-            "--new-master-key-file",
-            file.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let again = rewrapped(&app, &file);
     assert_eq!(
         again,
         json!({"signing_keys": 0, "client_secrets": 0, "already_under_new_key": 9, "refresh_answers_dropped": 0})
@@ -147,15 +149,7 @@ async fn keys_rewrap_refuses_a_malformed_key_file_and_changes_nothing(backend: B
     for (name, content, says) in cases {
         let file = app.dir.path().join(name);
         std::fs::write(&file, content).unwrap();
-        let out = app.sigil(
-            &[
-                "keys",
-                "rewrap",
-                "--new-master-key-file",
-                file.to_str().unwrap(),
-            ],
-            None,
-        );
+        let out = rewrap(&app, &file);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
         assert!(stderr.contains(says), "{name}: {stderr}");
@@ -163,15 +157,7 @@ async fn keys_rewrap_refuses_a_malformed_key_file_and_changes_nothing(backend: B
         assert_eq!(sealed_values(&app).await, before, "{name}: nothing changed");
     }
     let missing = app.dir.path().join("missing.key");
-    let out = app.sigil(
-        &[
-            "keys",
-            "rewrap",
-            "--new-master-key-file",
-            missing.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = rewrap(&app, &missing);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(sealed_values(&app).await, before);
 }
@@ -190,21 +176,7 @@ async fn keys_rewrap_drops_the_answers_kept_for_the_refresh_grace(backend: Backe
     assert_eq!(refresh(&app, &id, &secret, &used, None).await.status(), 200);
     let file = app.dir.path().join("new.master.key");
     std::fs::write(&file, MasterKey::generate().to_base64()).unwrap();
-    let out = app.sigil(
-        &[
-            "keys",
-            "rewrap",
-            "--new-master-key-file",
-            file.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let done = rewrapped(&app, &file);
     assert_eq!(done["refresh_answers_dropped"], 1, "{done}");
     // This node still runs with the old key (in real life the nodes are stopped): the retry
     // within the grace finds no kept answer and is told so like any spent token.
