@@ -106,6 +106,8 @@ for mode in $MODES; do
   echo "{\"name\":\"server\",\"label\":\"$BACKEND/$mode\",\"rss_idle_mib\":$((idle_kb / 1024)),\"hwm_since_start_mib\":$((hwm / 1024)),\"db_growth_kib\":$(( (after - before) / 1024 ))}" >> "$SUMMARY"
   curl -s "$ISSUER/metrics" | grep -E '^sigil_(password|login)' > "$RESULTS_DIR/$mode.metrics" || true
   kill -TERM "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+  # The next mode's real user starts from a fresh browser: the guessing locked its account.
+  sig user unlock alice > /dev/null || die "user unlock"
   sleep 1
 done
 

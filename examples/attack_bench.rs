@@ -13,9 +13,10 @@
 //!    p99 against idle (goal ≤ 2×), and the server's peak RSS (VmHWM, reset when the attack
 //!    starts; goal ≤ idle + 64 MiB).
 //! 3. `ceiling`: argon2id hashes per second on every core of this machine (Sigil's parameters,
-//!    in this process, while the server idles), then SIGNIN_WORKERS browsers looping full
-//!    successful sign-ins of their own users (`USER_PREFIX1..N`); sign-ins per second against
-//!    the argon2 ceiling (goal ≥ 90%).
+//!    in this process, while the server idles), then SIGNIN_WORKERS browsers, each posting the
+//!    right password of its own user (`USER_PREFIX1..N`) to its login form again and again
+//!    (each a password check and a new session); sign-ins per second against the argon2
+//!    ceiling (goal ≥ 90%).
 //!
 //! ```text
 //! target/release/examples/attack_bench --issuer http://127.0.0.1:3400 --client-id bench \
@@ -272,14 +273,56 @@ fn argon2_ceiling(d: Duration) -> f64 {
     total as f64 / d.as_secs_f64()
 }
 
-/// One worker of the ceiling phase: its own user, full sign-ins in a loop, from its own address
-/// (one address may have only `login.max_failures` checks in flight).
+/// One worker of the ceiling phase: its own user and its own address (one address may have
+/// only `login.max_failures` checks in flight), one login form, then the right password posted
+/// again and again: each answer a 303 with a new session, i.e. one password sign-in.
 async fn signer(ctx: Arc<Ctx>, n: usize, win: Window) -> Tally {
     let b = browser_at(Some(&format!("10.255.0.{n}")));
     let mut t = Tally::default();
+    let form = async {
+        let r = b
+            .get(ctx.authorize_url(Some("login"), "ceiling"))
+            .send()
+            .await
+            .map_err(net("GET /authorize"))?;
+        let html = b
+            .get(location(&r)?)
+            .send()
+            .await
+            .map_err(net("GET /login"))?
+            .text()
+            .await
+            .map_err(net("GET /login body"))?;
+        Ok::<_, String>((hidden(&html, "request")?, hidden(&html, "csrf_token")?))
+    }
+    .await;
+    let (request, csrf) = match form {
+        Ok(f) => f,
+        Err(e) => {
+            t.first_error = Some(e);
+            return t;
+        }
+    };
     while Instant::now() < win.end {
         let s = Instant::now();
-        let res = sign_in(&ctx, &b, Some("login")).await;
+        let res = async {
+            let r = b
+                .post(ctx.url("/login"))
+                .form(&[
+                    ("request", request.as_str()),
+                    ("csrf_token", csrf.as_str()),
+                    ("username", ctx.username.as_str()),
+                    ("password", ctx.password.as_str()),
+                ])
+                .send()
+                .await
+                .map_err(net("POST /login"))?;
+            if r.status() != reqwest::StatusCode::SEE_OTHER {
+                return Err(unexpected("POST /login", r).await);
+            }
+            Ok(())
+        }
+        .await;
         t.record(&win, s, Instant::now(), &res);
         pause_on_error(&res).await;
     }

@@ -91,6 +91,7 @@ impl Application {
             jwks_cache_control: HeaderValue::from_str(&format!("public, max-age={max_age}"))?,
             settings: Arc::new(settings),
             passwords,
+            tarpit: Default::default(),
         });
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone())?;

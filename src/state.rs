@@ -22,6 +22,8 @@ pub struct AppState {
     pub discovery_cache_control: actix_web::http::header::HeaderValue,
     pub jwks_cache_control: actix_web::http::header::HeaderValue,
     pub passwords: crate::crypto::password::PasswordPool,
+    /// Refusals at the login form wait here (`login.refusal_delay`).
+    pub tarpit: crate::web::throttle::Tarpit,
     pub clients: crate::admin::clients::ClientCache,
     /// Resource servers (RFC 8707), cached like clients.
     pub resources: crate::admin::resources::ResourceCache,

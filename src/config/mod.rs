@@ -203,6 +203,9 @@ impl Settings {
         if self.login.request_ttl.as_secs() < 60 {
             return invalid("login.request_ttl must be at least 1m".into());
         }
+        if self.login.refusal_delay.as_secs() > 10 {
+            return invalid("login.refusal_delay must be at most 10s".into());
+        }
         if self.login.max_parked_per_address == 0 {
             return invalid("login.max_parked_per_address must be at least 1".into());
         }

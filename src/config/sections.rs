@@ -68,6 +68,9 @@ pub struct LoginSettings {
     /// Authorization requests one client address may have waiting at once; beyond it the
     /// oldest of that address's give way.
     pub max_parked_per_address: u32,
+    /// How long a refused sign-in (429 locked, 503 busy) waits before it is answered: a
+    /// flood that waits for its answers is slowed to one attempt per connection and delay.
+    pub refusal_delay: DurationSetting,
 }
 
 impl Default for LoginSettings {
@@ -79,6 +82,7 @@ impl Default for LoginSettings {
             max_pending: 0,
             request_ttl: DurationSetting::from_secs(15 * 60),
             max_parked_per_address: 100,
+            refusal_delay: DurationSetting::from_secs(1),
         }
     }
 }

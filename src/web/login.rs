@@ -93,16 +93,30 @@ struct Attempt {
     device: Option<String>,
 }
 
+/// POST /login. Every answer but a sign-in waits `login.refusal_delay` first (bounded by the
+/// tarpit): a flood that waits for its answers — wrong passwords, locked or busy answers,
+/// stale or forged forms alike — is slowed to one attempt per connection and delay.
 pub async fn submit(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let (params, parked) = match forms::check(&req, &state, &body).await {
+    let response = answer(&req, &body, &state).await;
+    if response.status() != StatusCode::SEE_OTHER {
+        state
+            .tarpit
+            .hold(state.settings.login.refusal_delay.0)
+            .await;
+    }
+    response
+}
+
+async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> HttpResponse {
+    let (params, parked) = match forms::check(req, state, body).await {
         Ok(checked) => checked,
         Err(response) => return response,
     };
-    let client = match known_client(&state, Some(&parked.request.client_id)).await {
+    let client = match known_client(state, Some(&parked.request.client_id)).await {
         Ok(c) => c,
         Err(e) => return page(&e),
     };
@@ -110,11 +124,11 @@ pub async fn submit(
     let attempt = Attempt {
         username: username.clone(),
         password: params.get("password").unwrap_or("").to_string(),
-        address: client_address::of(&req, &state.settings.http.trusted_proxies).throttle_bucket(),
-        previous: cookies::read(&req, &state.settings, cookies::SESSION),
-        device: cookies::read(&req, &state.settings, cookies::DEVICE),
+        address: client_address::of(req, &state.settings.http.trusted_proxies).throttle_bucket(),
+        previous: cookies::read(req, &state.settings, cookies::SESSION),
+        device: cookies::read(req, &state.settings, cookies::DEVICE),
     };
-    let outcome = sign_in(&state, attempt).await;
+    let outcome = sign_in(state, attempt).await;
     let csrf = params.get("csrf_token").unwrap_or("");
     let refusal = |status, message: String, wait: i64| {
         let mut response = login_page(status, &client, &parked, csrf, &username, Some(message));
@@ -131,7 +145,7 @@ pub async fn submit(
             device,
         }) => {
             // Only this sign-in satisfies the request's prompt=login / max_age (SECURITY.md 26).
-            if let Err(e) = flow::mark_signed_in(&state, &parked.id, sid).await {
+            if let Err(e) = flow::mark_signed_in(state, &parked.id, sid).await {
                 return page(&OAuthError::from(e));
             }
             let mut location =

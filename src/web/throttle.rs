@@ -100,3 +100,36 @@ pub fn withdrawn(conn: &mut AnyConnection, r: &Reservation) -> Result<(), Storag
     }
     Ok(())
 }
+
+/// Refusals at the login form (429 locked, 503 busy) are answered after `login.refusal_delay`:
+/// a client that waits for its answers — as a flood of concurrent guesses does — is slowed to
+/// one refused attempt per connection and delay, so refusing costs the server almost nothing
+/// and request handling keeps its CPU. At most [`Tarpit::MAX_HELD`] answers wait at once
+/// (each holds a connection and its request); beyond that they go out at once.
+#[derive(Debug, Default)]
+pub struct Tarpit {
+    held: std::sync::atomic::AtomicUsize,
+}
+
+impl Tarpit {
+    pub const MAX_HELD: usize = 2048;
+
+    /// Waits `delay` unless too many refusals wait already.
+    pub async fn hold(&self, delay: std::time::Duration) {
+        use std::sync::atomic::Ordering;
+        if delay.is_zero() {
+            return;
+        }
+        struct Held<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let before = self.held.fetch_add(1, Ordering::AcqRel);
+        let _held = Held(&self.held);
+        if before < Self::MAX_HELD {
+            actix_web::rt::time::sleep(delay).await;
+        }
+    }
+}

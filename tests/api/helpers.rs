@@ -100,6 +100,8 @@ pub fn test_settings(backend: Backend, dir: &std::path::Path) -> (Settings, Opti
     s.keys.refresh_interval = DurationSetting(Duration::from_millis(100));
     s.tokens.revocation_poll = DurationSetting(Duration::from_millis(100));
     s.http.workers = 2;
+    // Refused sign-ins are answered at once (tests/api/brute_force.rs checks the delay).
+    s.login.refusal_delay = DurationSetting(Duration::ZERO);
     s.database.max_connections = 4;
     // No connection is reopened in the pool's background thread: each test's PostgreSQL
     // database is dropped when the test ends, and a libpq connect still running while the test
