@@ -119,11 +119,15 @@ for d in (json.loads(l) for l in open(sys.argv[1]) if l.strip()):
     if d["name"] == "attack":
         u = d["real_user"]
         print(f"[{d['label']}] {d['attackers']} attackers, {d['attack_per_s']} bogus sign-ins/s answered {d['attack_answers']}"
-              f" ({d['attack_transport_errors']} transport errors)")
+              f" ({d['attack_transport_errors']} transport errors, {d.get('attack_forms_lost', 0)} forms lost to the parked cap)"
+              + (f"; first transport error: {d['attack_first_transport_error']}" if d.get('attack_first_transport_error') else ""))
         print(f"   real user: {u['ok']}/{u['attempts']} signed in ({u['success_pct']}%), p50 {u['p50_ms']} ms, p99 {u['p99_ms']} ms, max {u['max_ms']} ms"
               + (f"; first error: {u['first_error']}" if u.get('first_error') else ""))
         i, a = d["discovery_idle"], d["discovery_attack"]
         print(f"   discovery p99: idle {i['p99_ms']} ms, under attack {a['p99_ms']} ms: {d['discovery_p99_ratio']}x (goal <= 2)")
+        if "discovery_beside_hashing" in d:
+            print(f"   discovery p99 beside argon2 on every core at SCHED_IDLE, no attack traffic: {d['discovery_beside_hashing']['p99_ms']} ms:"
+                  f" {d['discovery_beside_hashing_p99_ratio']}x (the floor for an attack that keeps every core hashing)")
         print(f"   server CPU {a.get('srv_cpu_pct')}%, load generator {a.get('gen_cpu_pct')}%; RSS {d['rss_before_mib']} -> {d['rss_after_mib']} MiB, peak in the attack {a.get('peak_rss_mib')} MiB")
     elif d["name"] == "ceiling":
         s = d["signins"]

@@ -151,15 +151,23 @@ struct Answers {
     by_status: BTreeMap<u16, u64>,
     transport_errors: u64,
     first_transport_error: Option<String>,
+    /// Forms whose parked request was gone before the attacker read it (the cap of parked
+    /// requests per address evicts the oldest): such an attacker posts a stale form anyway.
+    forms_lost: u64,
 }
 
 /// One attacker: a login form of its own (parked request, CSRF cookie), then bogus POSTs in a
 /// loop until `stop`.
-async fn attacker(ctx: Arc<Ctx>, n: usize, forwarded: bool, stop: Arc<AtomicBool>) -> Answers {
+async fn attacker(
+    ctx: Arc<Ctx>,
+    n: usize,
+    b: Client,
+    forwarded: bool,
+    stop: Arc<AtomicBool>,
+) -> Answers {
     let mut answers = Answers::default();
     let mut k = n as u64;
     let address = |k: u64| forwarded.then(|| attacker_address(k));
-    let b = browser_at(address(k).as_deref());
     let form = async {
         let r = b
             .get(ctx.authorize_url(Some("login"), "attack"))
@@ -180,6 +188,10 @@ async fn attacker(ctx: Arc<Ctx>, n: usize, forwarded: bool, stop: Arc<AtomicBool
     .await;
     let (request, csrf) = match form {
         Ok(form) => form,
+        Err(e) if e.starts_with("no hidden input") => {
+            answers.forms_lost += 1;
+            ("lost".to_string(), "lost".to_string())
+        }
         Err(e) => {
             answers.transport_errors += 1;
             answers.first_transport_error = Some(e);
@@ -219,7 +231,7 @@ async fn attacker(ctx: Arc<Ctx>, n: usize, forwarded: bool, stop: Arc<AtomicBool
                 answers.transport_errors += 1;
                 answers
                     .first_transport_error
-                    .get_or_insert_with(|| e.to_string());
+                    .get_or_insert_with(|| net("POST /login")(e));
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -271,6 +283,30 @@ fn argon2_ceiling(d: Duration) -> f64 {
         .collect();
     let total: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
     total as f64 / d.as_secs_f64()
+}
+
+/// argon2id on every core at the lowest priority (SCHED_IDLE, as Sigil's password threads run)
+/// until `stop`, with no request traffic at all: discovery measured beside it shows what hashing
+/// on every spare cycle costs request latency on this machine by itself — the floor under any
+/// attack that keeps the password queue full.
+fn argon2_beside(stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    let phc = sigil::crypto::password::hash("a password");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (0..cores)
+        .map(|_| {
+            let (phc, stop) = (phc.clone(), stop.clone());
+            std::thread::spawn(move || {
+                // SAFETY: sched_setscheduler reads the param we pass and changes only this thread.
+                unsafe {
+                    let param = libc::sched_param { sched_priority: 0 };
+                    libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+                }
+                while !stop.load(Ordering::Relaxed) {
+                    sigil::crypto::password::verify("a password", &phc);
+                }
+            })
+        })
+        .collect()
 }
 
 /// One worker of the ceiling phase: its own user and its own address (one address may have
@@ -363,10 +399,22 @@ async fn main() {
         );
         let win = Window::after(Duration::from_secs(1), o.idle);
         let usage = usage_over(win, o.server_pid);
-        let idle = discovery_stream(&ctx, o.disc_clients, o.disc_rate, win).await;
+        let idle = discovery_stream_apart(ctx.clone(), o.disc_clients, o.disc_rate, win).await;
         let mut idle_v = stats(&idle, o.idle.as_secs_f64());
         usage.await.expect("usage task").finish(tck, &mut idle_v);
         let rss_before = rss_mib(o.server_pid, "VmRSS");
+
+        eprintln!("== beside hashing: discovery while argon2 runs on every core at SCHED_IDLE");
+        let stop_hashing = Arc::new(AtomicBool::new(false));
+        let hashing = argon2_beside(stop_hashing.clone());
+        let win = Window::after(Duration::from_secs(1), o.idle);
+        let beside = discovery_stream_apart(ctx.clone(), o.disc_clients, o.disc_rate, win).await;
+        stop_hashing.store(true, Ordering::Relaxed);
+        hashing
+            .into_iter()
+            .for_each(|t| t.join().expect("hashing thread"));
+        let beside_v = stats(&beside, o.idle.as_secs_f64());
+        wait_quiet(60).await;
 
         eprintln!(
             "== attack: {} attackers ({}) for {:?}, the real user once a second",
@@ -379,14 +427,22 @@ async fn main() {
             o.duration
         );
         let stop = Arc::new(AtomicBool::new(false));
-        let attackers: Vec<_> = (0..o.attackers)
-            .map(|n| tokio::spawn(attacker(ctx.clone(), n, o.forwarded, stop.clone())))
+        // Each attacker's client is built before any is let go: building one loads the TLS
+        // roots (milliseconds of CPU), which would otherwise stall the connections of those
+        // already started past the server's header deadline.
+        let browsers: Vec<Client> = (0..o.attackers)
+            .map(|n| browser_at(o.forwarded.then(|| attacker_address(n as u64)).as_deref()))
+            .collect();
+        let attackers: Vec<_> = browsers
+            .into_iter()
+            .enumerate()
+            .map(|(n, b)| tokio::spawn(attacker(ctx.clone(), n, b, o.forwarded, stop.clone())))
             .collect();
         // The attackers fetch their forms first; measure once they are all posting.
         let win = Window::after(Duration::from_secs(5), o.duration);
         let usage = usage_over(win, o.server_pid);
         let user = tokio::spawn(real_user(ctx.clone(), user_browser, win));
-        let loaded = discovery_stream(&ctx, o.disc_clients, o.disc_rate, win).await;
+        let loaded = discovery_stream_apart(ctx.clone(), o.disc_clients, o.disc_rate, win).await;
         let user = user.await.expect("real user task");
         let mut loaded_v = stats(&loaded, o.duration.as_secs_f64());
         usage.await.expect("usage task").finish(tck, &mut loaded_v);
@@ -394,12 +450,14 @@ async fn main() {
         let mut by_status: BTreeMap<u16, u64> = BTreeMap::new();
         let mut transport = 0;
         let mut first_transport_error = None;
+        let mut forms_lost = 0;
         for a in attackers {
             let a = a.await.expect("attacker task");
             for (s, n) in a.by_status {
                 *by_status.entry(s).or_insert(0) += n;
             }
             transport += a.transport_errors;
+            forms_lost += a.forms_lost;
             first_transport_error = first_transport_error.or(a.first_transport_error);
         }
         let attempts = user.lat_us.len() as u64 + user.errors;
@@ -414,6 +472,7 @@ async fn main() {
             "attack_per_s": r2(by_status.values().sum::<u64>() as f64 / o.duration.as_secs_f64()),
             "attack_transport_errors": transport,
             "attack_first_transport_error": first_transport_error,
+            "attack_forms_lost": forms_lost,
             "real_user": {
                 "attempts": attempts,
                 "ok": user.lat_us.len(),
@@ -425,6 +484,8 @@ async fn main() {
             },
             "discovery_idle": idle_v,
             "discovery_attack": loaded_v,
+            "discovery_beside_hashing": beside_v,
+            "discovery_beside_hashing_p99_ratio": r2(pct(&beside.lat_us, 99.0) / pct(&idle.lat_us, 99.0)),
             "discovery_p99_ratio": r2(ratio),
             "rss_before_mib": rss_before,
             "rss_after_mib": rss_mib(o.server_pid, "VmRSS"),

@@ -134,7 +134,16 @@ pub async fn unexpected(what: &str, r: Response) -> String {
 }
 
 pub fn net(what: &str) -> impl Fn(reqwest::Error) -> String + '_ {
-    move |e| format!("{what}: {e}")
+    move |e| {
+        // reqwest's own message hides the cause (reset, refused, timeout): add the chain.
+        let mut text = format!("{what}: {e}");
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    }
 }
 
 pub fn hidden(html: &str, name: &str) -> Res<String> {
@@ -563,6 +572,27 @@ pub async fn discovery_stream(ctx: &Ctx, clients: usize, rate: f64, win: Window)
         })
         .collect();
     join_tallies(tasks).await
+}
+
+/// [`discovery_stream`] on a thread and runtime of its own, so that the load generator's other
+/// tasks (hundreds of attackers, say) never delay its sends or the reading of its answers: what
+/// it measures is the server.
+pub async fn discovery_stream_apart(
+    ctx: Arc<Ctx>,
+    clients: usize,
+    rate: f64,
+    win: Window,
+) -> Tally {
+    let thread = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the discovery stream")
+            .block_on(discovery_stream(&ctx, clients, rate, win))
+    });
+    tokio::task::spawn_blocking(move || thread.join().expect("discovery stream thread"))
+        .await
+        .expect("discovery stream join")
 }
 
 pub async fn join_tallies(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {

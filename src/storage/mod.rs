@@ -56,6 +56,8 @@ pub enum StorageError {
     Corrupt(String),
     #[error("the blocking pool is gone")]
     Canceled,
+    #[error("every database connection stayed busy for the wait")]
+    Busy,
 }
 
 impl StorageError {
@@ -65,7 +67,7 @@ impl StorageError {
     /// error is answered 503 with `Retry-After`, never 500.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Pool(_) => true,
+            Self::Pool(_) | Self::Busy => true,
             Self::Connect(e) => matches!(
                 e,
                 diesel::ConnectionError::BadConnection(_)
@@ -192,6 +194,10 @@ pub struct Database {
     url: DatabaseUrl,
     acquire_timeout: Duration,
     reachable: Arc<Reachable>,
+    /// One permit per connection: a request waits for its turn here, asynchronously, before
+    /// it takes a blocking thread, so a flood holds as many threads as there are connections
+    /// instead of one thread (a stack and a malloc arena) per waiting request.
+    turns: Arc<tokio::sync::Semaphore>,
 }
 
 /// Whether the last attempt to get a connection succeeded: an outage is logged once at WARN
@@ -246,6 +252,7 @@ impl Database {
             url: url.clone(),
             acquire_timeout,
             reachable: Arc::new(Reachable(AtomicBool::new(true))),
+            turns: Arc::new(tokio::sync::Semaphore::new(max_connections as usize)),
         })
     }
 
@@ -292,8 +299,14 @@ impl Database {
         F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
     {
         let deadline = Instant::now() + wait;
+        // The semaphore is never closed; a turn free at once is taken even at the deadline.
+        let turn = tokio::time::timeout_at(deadline.into(), self.turns.clone().acquire_owned())
+            .await
+            .map_err(|_| E::from(StorageError::Busy))?
+            .map_err(|_| E::from(StorageError::Canceled))?;
         let db = self.clone();
         actix_web::web::block(move || {
+            let _turn = turn;
             let mut conn = db.acquire(deadline)?;
             f(&mut conn)
         })
