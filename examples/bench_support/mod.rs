@@ -497,24 +497,29 @@ pub async fn wait_quiet(max_s: u64) {
 
 // ------------------------------------------------------------------------------------ workers
 
-/// Signs `n` browsers in (concurrently; argon2 makes this the slow part of the set-up).
+/// Signs `n` browsers in, a few at a time: argon2 makes this the slow part of the set-up, and
+/// one account from one address may have only `login.max_failures` (default 5) checks in
+/// flight.
 pub async fn signed_in_browsers(ctx: &Arc<Ctx>, n: usize) -> Res<Vec<Client>> {
+    const AT_ONCE: usize = 4;
     let started = Instant::now();
-    let tasks: Vec<_> = (0..n)
-        .map(|_| {
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                let b = browser();
-                let code = sign_in(&ctx, &b, None).await?;
-                // Also proves the code exchange works before measuring.
-                exchange(&ctx, &b, &code).await?;
-                Ok::<_, String>(b)
-            })
-        })
-        .collect();
     let mut out = Vec::with_capacity(n);
-    for t in tasks {
-        out.push(t.await.map_err(|e| format!("sign-in task: {e}"))??);
+    while out.len() < n {
+        let tasks: Vec<_> = (0..AT_ONCE.min(n - out.len()))
+            .map(|_| {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let b = browser();
+                    let code = sign_in(&ctx, &b, None).await?;
+                    // Also proves the code exchange works before measuring.
+                    exchange(&ctx, &b, &code).await?;
+                    Ok::<_, String>(b)
+                })
+            })
+            .collect();
+        for t in tasks {
+            out.push(t.await.map_err(|e| format!("sign-in task: {e}"))??);
+        }
     }
     eprintln!(
         "   {n} browsers signed in in {:.1} s",

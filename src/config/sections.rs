@@ -68,8 +68,9 @@ pub struct LoginSettings {
     /// Authorization requests one client address may have waiting at once; beyond it the
     /// oldest of that address's give way.
     pub max_parked_per_address: u32,
-    /// How long a refused sign-in (429 locked, 503 busy) waits before it is answered: a
-    /// flood that waits for its answers is slowed to one attempt per connection and delay.
+    /// How long every answer of the login form but a sign-in (a wrong password, 429 locked,
+    /// 503 busy, a stale form) waits before it goes out: a flood that waits for its answers is
+    /// slowed to one attempt per connection and delay. At most 10 s; `0s` turns it off.
     pub refusal_delay: DurationSetting,
 }
 

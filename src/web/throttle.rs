@@ -101,11 +101,14 @@ pub fn withdrawn(conn: &mut AnyConnection, r: &Reservation) -> Result<(), Storag
     Ok(())
 }
 
-/// Refusals at the login form (429 locked, 503 busy) are answered after `login.refusal_delay`:
-/// a client that waits for its answers — as a flood of concurrent guesses does — is slowed to
-/// one refused attempt per connection and delay, so refusing costs the server almost nothing
-/// and request handling keeps its CPU. At most [`Tarpit::MAX_HELD`] answers wait at once
-/// (each holds a connection and its request); beyond that they go out at once.
+/// Every answer of the login form but a sign-in (a wrong password, 429 locked, 503 busy, a
+/// stale form) goes out after `login.refusal_delay`: a client that waits for its answers — as a
+/// flood of concurrent guesses does — is slowed to one refused attempt per connection and
+/// delay, so refusing costs the server almost nothing and request handling keeps its CPU. The
+/// more answers wait, the longer each waits (see [`Tarpit::wait`]), so however many connections
+/// a flood opens, the form answers about [`Tarpit::SHARE`] refusals per delay. At most
+/// [`Tarpit::MAX_HELD`] answers wait at once (each holds a connection and its request); beyond
+/// that they go out at once.
 #[derive(Debug, Default)]
 pub struct Tarpit {
     held: std::sync::atomic::AtomicUsize,
@@ -113,8 +116,22 @@ pub struct Tarpit {
 
 impl Tarpit {
     pub const MAX_HELD: usize = 2048;
+    /// Answers that wait just the delay; each further `SHARE` waiting adds a delay more.
+    pub const SHARE: usize = 128;
+    /// The longest wait, unless the delay itself is longer.
+    pub const LONGEST: std::time::Duration = std::time::Duration::from_secs(10);
 
-    /// Waits `delay` unless too many refusals wait already.
+    /// How long an answer waits when `held` others wait already: `delay` while fewer than
+    /// [`Self::SHARE`] do, then one `delay` more for every further `SHARE`, up to
+    /// [`Self::LONGEST`] (or `delay` when that is longer).
+    pub fn wait(delay: std::time::Duration, held: usize) -> std::time::Duration {
+        let stretch = u32::try_from(held / Self::SHARE)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        delay.saturating_mul(stretch).min(Self::LONGEST.max(delay))
+    }
+
+    /// Waits (see [`Self::wait`]) unless too many refusals wait already.
     pub async fn hold(&self, delay: std::time::Duration) {
         use std::sync::atomic::Ordering;
         if delay.is_zero() {
@@ -129,7 +146,32 @@ impl Tarpit {
         let before = self.held.fetch_add(1, Ordering::AcqRel);
         let _held = Held(&self.held);
         if before < Self::MAX_HELD {
-            actix_web::rt::time::sleep(delay).await;
+            actix_web::rt::time::sleep(Self::wait(delay, before)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tarpit;
+    use std::time::Duration;
+
+    #[test]
+    fn the_tarpit_stretches_its_wait_as_refusals_pile_up() {
+        let second = Duration::from_secs(1);
+        // Up to a share waiting: the delay itself.
+        assert_eq!(Tarpit::wait(second, 0), second);
+        assert_eq!(Tarpit::wait(second, Tarpit::SHARE - 1), second);
+        // Each further share: a delay more, so the answers per second stay about a share.
+        assert_eq!(Tarpit::wait(second, Tarpit::SHARE), 2 * second);
+        assert_eq!(Tarpit::wait(second, 5 * Tarpit::SHARE + 1), 6 * second);
+        // Never past the longest wait, unless the delay is longer by itself.
+        assert_eq!(
+            Tarpit::wait(second, Tarpit::MAX_HELD * 100),
+            Tarpit::LONGEST
+        );
+        let long = Duration::from_secs(10);
+        assert_eq!(Tarpit::wait(long, Tarpit::MAX_HELD), long);
+        assert_eq!(Tarpit::wait(second, usize::MAX), Tarpit::LONGEST);
     }
 }

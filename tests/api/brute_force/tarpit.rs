@@ -11,8 +11,12 @@ use crate::flow::PASSWORD;
 use crate::helpers::Backend;
 use crate::instant::{self, by_status};
 use sigil::config::DurationSetting;
+use sigil::web::throttle::Tarpit;
 
-both_backends!(attack23_refused_sign_ins_wait_before_they_are_answered);
+both_backends!(
+    attack23_refused_sign_ins_wait_before_they_are_answered,
+    attack23_the_more_refusals_wait_the_longer_each_waits,
+);
 
 const DELAY: Duration = Duration::from_millis(1500);
 
@@ -77,4 +81,45 @@ async fn attack23_refused_sign_ins_wait_before_they_are_answered(backend: Backen
     let form = login_form(&app, &id).await;
     let (a, _) = timed(login(&app, &form, "alice", PASSWORD, PROXY, None)).await;
     assert_eq!(a.status, 303);
+}
+
+/// However many connections a flood opens, the login form answers about `Tarpit::SHARE`
+/// refusals per delay: past each share of waiting answers, a further one waits a delay more.
+async fn attack23_the_more_refusals_wait_the_longer_each_waits(backend: Backend) {
+    const SHORT: Duration = Duration::from_secs(1);
+    let (app, id) = app_with(backend, |s| s.login.refusal_delay = DurationSetting(SHORT)).await;
+    let form = login_form(&app, &id).await;
+    // Forged forms (another browser's CSRF token): refused at once, then held.
+    let forged = |i: usize| {
+        let text = String::from_utf8(login(
+            &app,
+            &form,
+            "alice",
+            "wrong",
+            &format!("198.51.100.{}", i % 250),
+            None,
+        ))
+        .unwrap();
+        text.replace(&form.csrf, &"A".repeat(form.csrf.len()))
+            .into_bytes()
+    };
+    let n = 2 * Tarpit::SHARE + 4;
+    let started = Instant::now();
+    let answers = instant::fire(
+        &app.address.replace("http://", ""),
+        (0..n).map(forged).collect(),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(
+        by_status(&answers).get(&400),
+        Some(&n),
+        "every form refused"
+    );
+    // The last few came when two shares waited already: three delays.
+    assert!(
+        took >= SHORT * 3,
+        "{n} refusals all answered within {took:?}"
+    );
+    assert!(took < SHORT * 20, "held side by side: {took:?}");
 }
