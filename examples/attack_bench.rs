@@ -11,7 +11,10 @@
 //!    trust 127.0.0.1 as a proxy (`http.trusted_proxies`). Reports the real
 //!    user's success rate (goal 100%) and latency, the attackers' answers by status, discovery
 //!    p99 against idle (goal ≤ 2×), and the server's peak RSS (VmHWM, reset when the attack
-//!    starts; goal ≤ idle + 64 MiB).
+//!    starts; goal ≤ idle + 64 MiB). The attackers run on a runtime of their own at nice 10
+//!    (see `attackers_runtime`); the discovery stream on a thread of its own. Discovery is
+//!    also measured beside argon2 alone on every core at SCHED_IDLE, with no requests: the
+//!    floor under any attack that keeps the password queue full.
 //! 3. `ceiling`: argon2id hashes per second on every core of this machine (Sigil's parameters,
 //!    in this process, while the server idles), then SIGNIN_WORKERS browsers, each posting the
 //!    right password of its own user (`USER_PREFIX1..N`) to its login form again and again
@@ -370,6 +373,26 @@ fn rss_mib(pid: Option<u32>, key: &str) -> Value {
         .map_or(Value::Null, |kb| r2(kb as f64 / 1024.0))
 }
 
+/// The attackers' own runtime. They share this machine's two cores with the server, where on
+/// the internet they would be elsewhere: their threads run at nice 10, so that they take no
+/// CPU from the server, the real user or the discovery stream, yet still before Sigil's
+/// password threads (SCHED_IDLE) — the attack is as strong, only the machine it runs on is
+/// not counted against the server.
+fn attackers_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(|| {
+            // SAFETY: gettid has no arguments; setpriority on a thread id changes that thread
+            // alone (Linux schedules threads one by one), and lowering needs no privilege.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+            }
+        })
+        .build()
+        .expect("the attackers' runtime")
+}
+
 #[tokio::main]
 async fn main() {
     let o = parse_opts();
@@ -433,10 +456,13 @@ async fn main() {
         let browsers: Vec<Client> = (0..o.attackers)
             .map(|n| browser_at(o.forwarded.then(|| attacker_address(n as u64)).as_deref()))
             .collect();
+        let attack_runtime = attackers_runtime();
         let attackers: Vec<_> = browsers
             .into_iter()
             .enumerate()
-            .map(|(n, b)| tokio::spawn(attacker(ctx.clone(), n, b, o.forwarded, stop.clone())))
+            .map(|(n, b)| {
+                attack_runtime.spawn(attacker(ctx.clone(), n, b, o.forwarded, stop.clone()))
+            })
             .collect();
         // The attackers fetch their forms first; measure once they are all posting.
         let win = Window::after(Duration::from_secs(5), o.duration);
@@ -460,6 +486,8 @@ async fn main() {
             forms_lost += a.forms_lost;
             first_transport_error = first_transport_error.or(a.first_transport_error);
         }
+        // Dropping a runtime blocks, which an async context may not do.
+        attack_runtime.shutdown_background();
         let attempts = user.lat_us.len() as u64 + user.errors;
         let ratio = pct(&loaded.lat_us, 99.0) / pct(&idle.lat_us, 99.0);
         let line = json!({
