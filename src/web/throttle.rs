@@ -146,9 +146,17 @@ impl Tarpit {
         let before = self.held.fetch_add(1, Ordering::AcqRel);
         let _held = Held(&self.held);
         if before < Self::MAX_HELD {
-            actix_web::rt::time::sleep(Self::wait(delay, before)).await;
+            actix_web::rt::time::sleep(jittered(Self::wait(delay, before))).await;
         }
     }
+}
+
+/// `wait` plus up to a quarter more, at random: a flood whose connections all started at once
+/// would otherwise come back in step, a burst of requests every delay that the answers to
+/// everyone else queue behind.
+fn jittered(wait: std::time::Duration) -> std::time::Duration {
+    use rand::Rng;
+    wait + wait.mul_f64(rand::rng().random_range(0.0..0.25))
 }
 
 #[cfg(test)]
@@ -173,5 +181,15 @@ mod tests {
         let long = Duration::from_secs(10);
         assert_eq!(Tarpit::wait(long, Tarpit::MAX_HELD), long);
         assert_eq!(Tarpit::wait(second, usize::MAX), Tarpit::LONGEST);
+    }
+
+    #[test]
+    fn the_jitter_only_lengthens_a_wait_by_up_to_a_quarter() {
+        let second = Duration::from_secs(1);
+        let waits: Vec<_> = (0..200).map(|_| super::jittered(second)).collect();
+        assert!(waits
+            .iter()
+            .all(|w| *w >= second && *w <= second.mul_f64(1.25)));
+        assert!(waits.iter().any(|w| *w != waits[0]), "not all in step");
     }
 }
