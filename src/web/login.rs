@@ -194,8 +194,8 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
     }
 }
 
-/// Who is signing in (the user, and whether this browser signed in as them before), the slots
-/// (database, one transaction), the password (the pool), then the outcome (database).
+/// Who is signing in (the user, and whether this browser signed in as them before) and the
+/// slots (one database call), the password (the pool), then the outcome (database).
 async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageError> {
     let now = state.clock.now();
     let limits = throttle::limits(&state.settings.login);
@@ -210,33 +210,32 @@ async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageE
     // The device cookie is kept hashed, like the session id.
     let device_hash = device.as_deref().map(session::hash_id);
     let possible = throttle::could_be_username(&username);
-    let (user, trusted) = if possible {
-        let (name, device_hash) = (username.clone(), device_hash.clone());
-        state
-            .db
-            .run(move |conn| -> Result<_, StorageError> {
-                let user = users::by_username(conn, &name)?;
-                let trusted = match (&user, &device_hash) {
-                    (Some(u), Some(h)) => devices::is_trusted(conn, h, &u.id, now)?,
-                    _ => false,
-                };
-                Ok((user, trusted))
-            })
-            .await?
-    } else {
-        (None, false)
-    };
-    // A browser that signed in to this account before is limited by its own key, not the
-    // account's: guesses from elsewhere cannot lock its user out (SECURITY.md attack 24).
-    let own_key = match &device_hash {
-        Some(hash) if trusted => Some(throttle::device_key(hash)),
-        _ if possible => Some(throttle::account_key(&username)),
-        _ => None,
-    };
     let address_key = throttle::address_key(&address);
-    let reserved = state
+    let (name, hash) = (username.clone(), device_hash.clone());
+    // One trip to the database: who this is, then the slots.
+    let (user, trusted, reserved) = state
         .db
-        .run(move |conn| throttle::reserve(conn, own_key, address_key, now, limits))
+        .run(move |conn| -> Result<_, StorageError> {
+            let user = if possible {
+                users::by_username(conn, &name)?
+            } else {
+                None
+            };
+            let trusted = match (&user, &hash) {
+                (Some(u), Some(h)) => devices::is_trusted(conn, h, &u.id, now)?,
+                _ => false,
+            };
+            // A browser that signed in to this account before is limited by its own key, not
+            // the account's: guesses from elsewhere cannot lock its user out (SECURITY.md
+            // attack 24).
+            let own_key = match &hash {
+                Some(hash) if trusted => Some(throttle::device_key(hash)),
+                _ if possible => Some(throttle::account_key(&name)),
+                _ => None,
+            };
+            let reserved = throttle::reserve(conn, own_key, address_key, now, limits)?;
+            Ok((user, trusted, reserved))
+        })
         .await?;
     let reservation = match reserved {
         Ok(reservation) => reservation,
