@@ -106,7 +106,7 @@ pub fn withdrawn(conn: &mut AnyConnection, r: &Reservation) -> Result<(), Storag
 /// flood of concurrent guesses does — is slowed to one refused attempt per connection and
 /// delay, so refusing costs the server almost nothing and request handling keeps its CPU. The
 /// more answers wait, the longer each waits (see [`Tarpit::wait`]), so however many connections
-/// a flood opens, the form answers about [`Tarpit::SHARE`] refusals per delay. At most
+/// a flood opens, the form answers on the order of [`Tarpit::SHARE`] refusals per delay. At most
 /// [`Tarpit::MAX_HELD`] answers wait at once (each holds a connection and its request); beyond
 /// that they go out at once.
 #[derive(Debug, Default)]
