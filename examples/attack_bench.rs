@@ -171,24 +171,7 @@ async fn attacker(
     let mut answers = Answers::default();
     let mut k = n as u64;
     let address = |k: u64| forwarded.then(|| attacker_address(k));
-    let form = async {
-        let r = b
-            .get(ctx.authorize_url(Some("login"), "attack"))
-            .send()
-            .await
-            .map_err(net("GET /authorize"))?;
-        let login = location(&r)?;
-        let html = b
-            .get(&login)
-            .send()
-            .await
-            .map_err(net("GET /login"))?
-            .text()
-            .await
-            .map_err(net("GET /login body"))?;
-        Ok::<_, String>((hidden(&html, "request")?, hidden(&html, "csrf_token")?))
-    }
-    .await;
+    let form = login_form(&ctx, &b, Some("login"), "attack").await;
     let (request, csrf) = match form {
         Ok(form) => form,
         Err(e) if e.starts_with("no hidden input") => {
@@ -211,20 +194,12 @@ async fn attacker(
             format!("nobody-{n}-{i}")
         };
         let password = format!("guess-{n}-{i}");
-        let mut post = b.post(ctx.url("/login"));
+        let mut post = login_post(&ctx, &b, &request, &csrf, &username, &password);
         if let Some(a) = address(k) {
             post = post.header("X-Forwarded-For", a);
             k += 1 << 10;
         }
-        let r = post
-            .form(&[
-                ("request", request.as_str()),
-                ("csrf_token", csrf.as_str()),
-                ("username", username.as_str()),
-                ("password", password.as_str()),
-            ])
-            .send()
-            .await;
+        let r = post.send().await;
         match r {
             Ok(r) => {
                 *answers.by_status.entry(r.status().as_u16()).or_insert(0) += 1;
@@ -318,23 +293,7 @@ fn argon2_beside(stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
 async fn signer(ctx: Arc<Ctx>, n: usize, win: Window) -> Tally {
     let b = browser_at(Some(&format!("10.255.0.{n}")));
     let mut t = Tally::default();
-    let form = async {
-        let r = b
-            .get(ctx.authorize_url(Some("login"), "ceiling"))
-            .send()
-            .await
-            .map_err(net("GET /authorize"))?;
-        let html = b
-            .get(location(&r)?)
-            .send()
-            .await
-            .map_err(net("GET /login"))?
-            .text()
-            .await
-            .map_err(net("GET /login body"))?;
-        Ok::<_, String>((hidden(&html, "request")?, hidden(&html, "csrf_token")?))
-    }
-    .await;
+    let form = login_form(&ctx, &b, Some("login"), "ceiling").await;
     let (request, csrf) = match form {
         Ok(f) => f,
         Err(e) => {
@@ -345,14 +304,7 @@ async fn signer(ctx: Arc<Ctx>, n: usize, win: Window) -> Tally {
     while Instant::now() < win.end {
         let s = Instant::now();
         let res = async {
-            let r = b
-                .post(ctx.url("/login"))
-                .form(&[
-                    ("request", request.as_str()),
-                    ("csrf_token", csrf.as_str()),
-                    ("username", ctx.username.as_str()),
-                    ("password", ctx.password.as_str()),
-                ])
+            let r = login_post(&ctx, &b, &request, &csrf, &ctx.username, &ctx.password)
                 .send()
                 .await
                 .map_err(net("POST /login"))?;
