@@ -45,7 +45,7 @@ pub fn document(settings: &Settings) -> Value {
         "response_modes_supported": ["query", "form_post"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "code_challenge_methods_supported": ["S256"],
-        "acr_values_supported": [crate::web::session::ACR_PASSWORD],
+        "acr_values_supported": crate::web::strength::Acr::ALL.map(|a| a.as_str()),
         "grant_types_supported": GRANT_TYPES_SUPPORTED,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": id_token_algs,

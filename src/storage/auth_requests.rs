@@ -19,6 +19,11 @@ pub struct AuthRequestRow {
     pub client_address: String,
     /// The session (`sid`) that signed in on the login page for this request.
     pub signed_in_sid: Option<String>,
+    /// Who gave the right password (or holds a session too weak for the request) and must now
+    /// give a second factor; `pending_amr` the methods given so far, `pending_at` since when.
+    pub pending_user_id: Option<String>,
+    pub pending_amr: Option<String>,
+    pub pending_at: Option<i64>,
 }
 
 /// Parks `row`; the oldest requests of the same client address beyond `cap` give way, so one
@@ -69,6 +74,44 @@ pub fn mark_signed_in(
 ) -> Result<(), StorageError> {
     diesel::update(dsl::auth_requests.filter(dsl::id_hash.eq(id_hash)))
         .set(dsl::signed_in_sid.eq(sid))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records that `user_id` gave the factors `amr` at `now` and must give a second one; the
+/// sign-in recorded for an earlier step is cleared (only the finished sign-in counts).
+pub fn mark_pending(
+    conn: &mut AnyConnection,
+    id_hash: &str,
+    user_id: &str,
+    amr: &str,
+    now: i64,
+) -> Result<(), StorageError> {
+    diesel::update(dsl::auth_requests.filter(dsl::id_hash.eq(id_hash)))
+        .set((
+            dsl::pending_user_id.eq(user_id),
+            dsl::pending_amr.eq(amr),
+            dsl::pending_at.eq(now),
+            dsl::signed_in_sid.eq(None::<String>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records that the session `sid` finished signing in for this request (after its second
+/// factor, if it needed one); the pending step, if any, is done.
+pub fn finish_second_step(
+    conn: &mut AnyConnection,
+    id_hash: &str,
+    sid: &str,
+) -> Result<(), StorageError> {
+    diesel::update(dsl::auth_requests.filter(dsl::id_hash.eq(id_hash)))
+        .set((
+            dsl::signed_in_sid.eq(sid),
+            dsl::pending_user_id.eq(None::<String>),
+            dsl::pending_amr.eq(None::<String>),
+            dsl::pending_at.eq(None::<i64>),
+        ))
         .execute(conn)?;
     Ok(())
 }

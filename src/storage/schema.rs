@@ -60,6 +60,8 @@ diesel::table! {
         last_seen_at -> BigInt,
         expires_at -> BigInt,
         ended_at -> Nullable<BigInt>,
+        user_agent -> Text,
+        client_address -> Text,
     }
 }
 
@@ -73,6 +75,9 @@ diesel::table! {
         expires_at -> BigInt,
         client_address -> Text,
         signed_in_sid -> Nullable<Text>,
+        pending_user_id -> Nullable<Text>,
+        pending_amr -> Nullable<Text>,
+        pending_at -> Nullable<BigInt>,
     }
 }
 
@@ -175,5 +180,24 @@ diesel::table! {
     revisions (name) {
         name -> Text,
         value -> BigInt,
+    }
+}
+
+diesel::table! {
+    totp_factors (user_id) {
+        user_id -> Text,
+        secret_sealed -> Binary,
+        confirmed_at -> Nullable<BigInt>,
+        last_step -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    recovery_codes (user_id, code_hash) {
+        user_id -> Text,
+        code_hash -> Text,
+        created_at -> BigInt,
+        used_at -> Nullable<BigInt>,
     }
 }

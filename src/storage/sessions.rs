@@ -18,6 +18,10 @@ pub struct SessionRow {
     pub last_seen_at: i64,
     pub expires_at: i64,
     pub ended_at: Option<i64>,
+    /// The browser's `User-Agent` when it signed in (cut to 256 bytes), for the account page.
+    pub user_agent: String,
+    /// The client address it signed in from (after trusted proxies).
+    pub client_address: String,
 }
 
 pub fn insert(conn: &mut AnyConnection, row: &SessionRow) -> Result<(), StorageError> {
@@ -58,6 +62,29 @@ pub fn touch(conn: &mut AnyConnection, id_hash: &str, now: i64) -> Result<(), St
     diesel::update(dsl::sessions.filter(dsl::id_hash.eq(id_hash)))
         .set(dsl::last_seen_at.eq(now))
         .execute(conn)?;
+    Ok(())
+}
+
+/// A stronger sign-in on a live session: new methods, level and authentication time.
+pub fn strengthen(
+    conn: &mut AnyConnection,
+    id_hash: &str,
+    amr: &str,
+    acr: &str,
+    now: i64,
+) -> Result<(), StorageError> {
+    diesel::update(
+        dsl::sessions
+            .filter(dsl::id_hash.eq(id_hash))
+            .filter(dsl::ended_at.is_null()),
+    )
+    .set((
+        dsl::amr.eq(amr),
+        dsl::acr.eq(acr),
+        dsl::auth_time.eq(now),
+        dsl::last_seen_at.eq(now),
+    ))
+    .execute(conn)?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::flow::{self, Parked};
-use super::{client_address, cookies, forms, session, throttle};
+use super::{client_address, cookies, forms, session, strength, throttle};
 use crate::crypto::password::{Busy, Lane, MAX_PASSWORD_BYTES};
 use crate::crypto::random;
 use crate::endpoints::authorize::{known_client, page};
@@ -91,6 +91,8 @@ struct Attempt {
     previous: Option<String>,
     /// The browser's device cookie.
     device: Option<String>,
+    /// Where the browser signs in from (kept with its session).
+    origin: session::Origin,
 }
 
 /// POST /login. Every answer but a sign-in waits `login.refusal_delay` first (bounded by the
@@ -125,6 +127,10 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
         username: username.clone(),
         password: params.get("password").unwrap_or("").to_string(),
         address: client_address::of(req, &state.settings.http.trusted_proxies).throttle_bucket(),
+        origin: session::Origin::of(
+            req,
+            client_address::of(req, &state.settings.http.trusted_proxies).to_string(),
+        ),
         previous: cookies::read(req, &state.settings, cookies::SESSION),
         device: cookies::read(req, &state.settings, cookies::DEVICE),
     };
@@ -206,6 +212,7 @@ async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageE
         address,
         previous,
         device,
+        origin,
     } = attempt;
     // The device cookie is kept hashed, like the session id.
     let device_hash = device.as_deref().map(session::hash_id);
@@ -279,8 +286,15 @@ async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageE
                     &user.id,
                     now,
                 )?;
-                let (session, started) =
-                    session::start(conn, user, previous.as_deref(), now, lifetime)?;
+                let (session, started) = session::start(
+                    conn,
+                    user,
+                    previous.as_deref(),
+                    now,
+                    lifetime,
+                    strength::amr(&[strength::PWD]),
+                    &origin,
+                )?;
                 Ok(Outcome::SignedIn {
                     session,
                     sid: started.sid,

@@ -10,4 +10,5 @@ pub mod forms;
 pub mod login;
 pub mod logout;
 pub mod session;
+pub mod strength;
 pub mod throttle;

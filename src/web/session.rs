@@ -11,9 +11,7 @@ use crate::storage::sessions::{self, SessionRow};
 use crate::storage::users::{self, UserRow};
 use crate::storage::{AnyConnection, StorageError};
 
-/// How the user signed in (OIDC Core §2: `amr`, `acr`).
-pub const AMR_PASSWORD: &str = "pwd";
-pub const ACR_PASSWORD: &str = "urn:sigil:acr:password";
+use super::strength::{self, Acr};
 
 /// A live session with its (enabled) user.
 #[derive(Debug, Clone)]
@@ -24,6 +22,41 @@ pub struct Session {
     pub auth_time: i64,
     pub amr: Vec<String>,
     pub acr: String,
+}
+
+impl Session {
+    /// How strongly this session's user signed in.
+    pub fn strength(&self) -> Acr {
+        Acr::stored(&self.acr)
+    }
+}
+
+/// Where a sign-in came from, kept with its session for the account page.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub user_agent: String,
+    pub client_address: String,
+}
+
+impl Origin {
+    /// The longest `User-Agent` kept.
+    const MAX_USER_AGENT: usize = 256;
+
+    pub fn of(req: &HttpRequest, client_address: String) -> Self {
+        let agent = req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mut end = agent.len().min(Self::MAX_USER_AGENT);
+        while !agent.is_char_boundary(end) {
+            end -= 1;
+        }
+        Origin {
+            user_agent: agent[..end].to_string(),
+            client_address,
+        }
+    }
 }
 
 pub fn hash_id(id: &str) -> String {
@@ -71,20 +104,24 @@ fn load(
         id_hash: row.id_hash,
         sid: row.sid,
         auth_time: row.auth_time,
-        amr: row.amr.split(' ').map(str::to_string).collect(),
+        amr: strength::split(&row.amr),
         acr: row.acr,
         user,
     }))
 }
 
-/// Starts a session for `user` (ending `previous`, if any); returns the cookie value.
+/// Starts a session for `user`, who signed in with the methods `amr` (`strength::amr`), ending
+/// `previous` if any; returns the cookie value.
 pub fn start(
     conn: &mut AnyConnection,
     user: UserRow,
     previous: Option<&str>,
     now: i64,
     lifetime: i64,
+    amr: Vec<String>,
+    origin: &Origin,
 ) -> Result<(String, Session), StorageError> {
+    let acr = Acr::of(&amr).as_str().to_string();
     if let Some(old) = previous {
         sessions::end(conn, &hash_id(old), now)?;
     }
@@ -94,12 +131,14 @@ pub fn start(
         sid: random::id_128(),
         user_id: user.id.clone(),
         auth_time: now,
-        amr: AMR_PASSWORD.into(),
-        acr: ACR_PASSWORD.into(),
+        amr: amr.join(" "),
+        acr: acr.clone(),
         created_at: now,
         last_seen_at: now,
         expires_at: now + lifetime,
         ended_at: None,
+        user_agent: origin.user_agent.clone(),
+        client_address: origin.client_address.clone(),
     };
     sessions::insert(conn, &row)?;
     Ok((
@@ -109,8 +148,24 @@ pub fn start(
             sid: row.sid,
             user,
             auth_time: now,
-            amr: vec![AMR_PASSWORD.into()],
-            acr: ACR_PASSWORD.into(),
+            amr,
+            acr,
         },
     ))
+}
+
+/// Step-up: the session's user gave the factors `amr` now; the session remembers the stronger
+/// level and the new authentication time.
+pub fn strengthen(
+    conn: &mut AnyConnection,
+    session: &mut Session,
+    amr: Vec<String>,
+    now: i64,
+) -> Result<(), StorageError> {
+    let acr = Acr::of(&amr).as_str().to_string();
+    sessions::strengthen(conn, &session.id_hash, &amr.join(" "), &acr, now)?;
+    session.amr = amr;
+    session.acr = acr;
+    session.auth_time = now;
+    Ok(())
 }

@@ -173,6 +173,9 @@ pub async fn park(
         expires_at: now + state.settings.login.request_ttl.as_secs() as i64,
         client_address: client_address.throttle_bucket(),
         signed_in_sid: None,
+        pending_user_id: None,
+        pending_amr: None,
+        pending_at: None,
     };
     let cap = i64::from(state.settings.login.max_parked_per_address);
     state
