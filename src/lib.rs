@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod deadline;
 pub mod demo;
 pub mod endpoints;
+pub mod factors;
 pub mod metrics;
 pub mod oauth;
 pub mod outbound;

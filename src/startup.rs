@@ -27,7 +27,7 @@ use crate::state::AppState;
 use crate::storage::maintenance::{self, Horizon, Limits};
 use crate::storage::{signing_keys, Database};
 use crate::tokens::verdicts::{RevisionWatcher, Verdicts};
-use crate::web::{consent, login, logout};
+use crate::web::{consent, login, logout, second_factor};
 
 pub struct Application {
     port: u16,
@@ -261,6 +261,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(login::show))
             .route(web::post().to(login::submit)),
     )
+    .service(
+        web::resource(paths::LOGIN_FACTOR)
+            .route(web::get().to(second_factor::show))
+            .route(web::post().to(second_factor::submit)),
+    )
+    .service(web::resource(paths::LOGIN_ENROL).route(web::get().to(second_factor::enrol)))
     .service(
         web::resource(paths::CONSENT)
             .route(web::get().to(consent::show))

@@ -9,7 +9,8 @@ use super::{open, print_json, read_input, read_stdin_secret, UsageError};
 use crate::admin::users::{self as admin, NewUser, UserError};
 use crate::clock::{rfc3339, Clock};
 use crate::config::Settings;
-use crate::crypto::password;
+use crate::crypto::{password, totp};
+use crate::factors;
 use crate::storage::{users, StorageError};
 
 #[derive(Debug, Subcommand)]
@@ -55,6 +56,23 @@ pub enum UserCommand {
     Unlock { username: String },
     /// Delete a user.
     Remove { username: String },
+    /// The user's TOTP second factor.
+    Totp {
+        #[command(subcommand)]
+        cmd: TotpCommand,
+    },
+    /// Ten new single-use recovery codes for the user (replacing earlier ones), printed once
+    /// as JSON `{"codes": [...]}`.
+    RecoveryCodes { username: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TotpCommand {
+    /// Give the user a new TOTP factor, on at once (replacing any earlier one); prints JSON
+    /// `{"secret": BASE32, "uri": "otpauth://totp/..."}` for their authenticator app.
+    Add { username: String },
+    /// Remove the user's TOTP factor and their recovery codes.
+    Remove { username: String },
 }
 
 fn user_error(e: UserError) -> anyhow::Error {
@@ -69,6 +87,13 @@ pub(crate) fn storage_error(e: StorageError) -> anyhow::Error {
         StorageError::NotFound(m) | StorageError::Conflict(m) => UsageError(m).into(),
         other => other.into(),
     }
+}
+
+fn find(core: &crate::bootstrap::Core, username: &str) -> anyhow::Result<users::UserRow> {
+    core.db
+        .with_conn(|c| users::by_username(c, username))
+        .map_err(storage_error)?
+        .ok_or_else(|| UsageError(format!("no user {username:?}")).into())
 }
 
 pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
@@ -153,11 +178,7 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
             }
         }
         UserCommand::Show { username } => {
-            let row = core
-                .db
-                .with_conn(|c| users::by_username(c, &username))
-                .map_err(storage_error)?
-                .ok_or_else(|| UsageError(format!("no user {username:?}")))?;
+            let row = find(&core, &username)?;
             let mut shown = admin::describe(&row);
             shown["sign_in"] = core
                 .db
@@ -172,6 +193,43 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
         UserCommand::Remove { username } => {
             with(&|c| users::remove(c, &username))?;
             eprintln!("{username} removed");
+        }
+        UserCommand::Totp {
+            cmd: TotpCommand::Add { username },
+        } => {
+            let user = find(&core, &username)?;
+            let secret = core
+                .db
+                .with_conn(|c| factors::enrol_totp(c, &core.master, &user.id, true, now))
+                .map_err(storage_error)?;
+            tracing::info!(target: "audit", event = "totp_added", user = %username, actor = "cli");
+            print_json(&serde_json::json!({
+                "secret": totp::encode_secret(&secret),
+                "uri": totp::uri(&settings.totp_issuer(), &username, &secret),
+            }));
+        }
+        UserCommand::Totp {
+            cmd: TotpCommand::Remove { username },
+        } => {
+            let user = find(&core, &username)?;
+            let removed = core
+                .db
+                .with_conn(|c| factors::remove_totp(c, &user.id))
+                .map_err(storage_error)?;
+            if !removed {
+                return Err(UsageError(format!("{username} has no TOTP factor")).into());
+            }
+            tracing::info!(target: "audit", event = "totp_removed", user = %username, actor = "cli");
+            eprintln!("TOTP factor and recovery codes of {username} removed");
+        }
+        UserCommand::RecoveryCodes { username } => {
+            let user = find(&core, &username)?;
+            let codes = core
+                .db
+                .with_conn(|c| factors::new_recovery_codes(c, &user.id, now))
+                .map_err(storage_error)?;
+            tracing::info!(target: "audit", event = "recovery_codes_issued", user = %username, actor = "cli");
+            print_json(&serde_json::json!({ "codes": codes }));
         }
     }
     Ok(())

@@ -242,6 +242,11 @@ impl Settings {
     }
 
     /// The issuer without a trailing slash, as it appears in `iss` claims.
+    /// The name authenticator apps show for Sigil's TOTP codes: the issuer's host.
+    pub fn totp_issuer(&self) -> String {
+        self.issuer.host_str().unwrap_or("Sigil").to_string()
+    }
+
     pub fn issuer_str(&self) -> &str {
         self.issuer.as_str().trim_end_matches('/')
     }

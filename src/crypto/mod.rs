@@ -8,6 +8,7 @@ pub mod random;
 pub mod rewrap;
 pub mod rotation;
 pub mod schedule;
+pub mod totp;
 
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {

@@ -57,7 +57,7 @@ pub fn document(settings: &Settings) -> Value {
         "token_endpoint_auth_methods_supported": token_auth,
         "token_endpoint_auth_signing_alg_values_supported": AssertionAlg::SUPPORTED,
         "authorization_response_iss_parameter_supported": true,
-        "claims_parameter_supported": false,
+        "claims_parameter_supported": true,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
     })

@@ -115,7 +115,7 @@ async fn access_token(state: &AppState, token: &str) -> Result<Option<Value>, OA
         "exp": token.exp,
         "iat": token.iat,
     });
-    for name in ["scope", "sub", "aud", "jti"] {
+    for name in ["scope", "sub", "aud", "jti", "auth_time", "acr", "amr"] {
         if let Some(v) = token.claims.get(name) {
             answer[name] = v.clone();
         }
@@ -159,6 +159,8 @@ async fn refresh_token(
                     "client_id": grant.client_id,
                     "sub": grant.user_id,
                     "scope": grant.scope,
+                    "auth_time": grant.auth_time,
+                    "acr": grant.acr,
                     "exp": row.expires_at,
                     "iat": row.created_at,
                 })

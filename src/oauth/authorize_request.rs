@@ -10,6 +10,7 @@ use super::pkce;
 use super::resource_metadata;
 use super::scope::Scope;
 use super::{ErrorCode, OAuthError};
+use crate::web::strength::Acr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -45,6 +46,14 @@ pub struct AuthorizationRequest {
     /// client's right to it are checked by the flow, which can read the registry.
     #[serde(default)]
     pub resource: Option<String>,
+    /// `acr_values` (OIDC Core §3.1.2.1) Sigil knows, as given: voluntary, the strongest one
+    /// the user can give is asked for.
+    #[serde(default)]
+    pub acr_values: Vec<Acr>,
+    /// An essential `acr` in the `claims` parameter (OIDC Core §5.5.1.1): the ID token's `acr`
+    /// must be one of these, or the request fails.
+    #[serde(default)]
+    pub essential_acr: Option<Vec<Acr>>,
 }
 
 impl AuthorizationRequest {
@@ -201,6 +210,14 @@ pub fn check(
     let code_challenge = check_pkce(params, client)?;
     let prompt = check_prompt(params)?;
     let max_age = check_max_age(params)?;
+    let (claims_acr, essential_acr) = check_claims_acr(params)?;
+    let mut acr_values: Vec<Acr> = params
+        .get("acr_values")
+        .unwrap_or("")
+        .split(' ')
+        .filter_map(Acr::parse)
+        .collect();
+    acr_values.extend(claims_acr);
     // Request objects are not supported (discovery says so): OIDC Core §6.
     if params.get("request").is_some() {
         return Err(OAuthError::new(
@@ -227,5 +244,56 @@ pub fn check(
         login_hint: params.get("login_hint").map(str::to_string),
         id_token_hint: params.get("id_token_hint").map(str::to_string),
         resource: resource.map(str::to_string),
+        acr_values,
+        essential_acr,
     })
+}
+
+/// OIDC Core §5.5: the `claims` parameter, a JSON object. Sigil acts on its `id_token.acr`
+/// member (§5.5.1.1): essential → the levels it must be one of (none Sigil knows →
+/// `unmet_authentication_requirements`); voluntary → like `acr_values`. Other members are
+/// accepted and ignored (the scopes decide which claims are returned).
+fn check_claims_acr(params: &Params) -> Result<(Vec<Acr>, Option<Vec<Acr>>), OAuthError> {
+    let Some(text) = params.get("claims") else {
+        return Ok((Vec::new(), None));
+    };
+    let claims: serde_json::Value = serde_json::from_str(text)
+        .ok()
+        .filter(serde_json::Value::is_object)
+        .ok_or_else(|| OAuthError::invalid_request("claims must be a JSON object"))?;
+    let Some(acr) = claims.pointer("/id_token/acr").filter(|v| !v.is_null()) else {
+        return Ok((Vec::new(), None));
+    };
+    let bad = || OAuthError::invalid_request("claims.id_token.acr must be null or an object");
+    let acr = acr.as_object().ok_or_else(bad)?;
+    let mut named: Vec<&serde_json::Value> = Vec::new();
+    if let Some(v) = acr.get("value") {
+        named.push(v);
+    }
+    if let Some(vs) = acr.get("values") {
+        named.extend(vs.as_array().ok_or_else(bad)?);
+    }
+    let levels: Vec<Acr> = named
+        .iter()
+        .filter_map(|v| v.as_str().and_then(Acr::parse))
+        .collect();
+    let essential = match acr.get("essential") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(_) => return Err(bad()),
+    };
+    if !essential {
+        return Ok((levels, None));
+    }
+    if named.is_empty() {
+        // Essential without values: any level is an `acr` Sigil can return.
+        return Ok((Vec::new(), None));
+    }
+    if levels.is_empty() {
+        return Err(OAuthError::new(
+            ErrorCode::UnmetAuthenticationRequirements,
+            "none of the essential acr values is one Sigil offers",
+        ));
+    }
+    Ok((Vec::new(), Some(levels)))
 }

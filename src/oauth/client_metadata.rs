@@ -10,6 +10,7 @@ use super::client_keys::{self, AssertionAlg};
 use super::scope::Scope;
 use super::{ErrorCode, OAuthError};
 use crate::tokens::jwe;
+use crate::web::strength::Acr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -136,6 +137,7 @@ struct Submitted {
     backchannel_logout_uri: Option<String>,
     client_name: Option<String>,
     skip_consent: Option<bool>,
+    minimum_acr: Option<String>,
 }
 
 /// Checked metadata, with defaults filled in; this is what is stored and shown.
@@ -174,6 +176,9 @@ pub struct ClientMetadata {
     pub client_name: Option<String>,
     #[serde(default)]
     pub skip_consent: bool,
+    /// Sigil's own: tokens only at this level or above (`mfa` or `phr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_acr: Option<Acr>,
 }
 
 /// A registered client as the protocol sees it.
@@ -361,6 +366,13 @@ impl ClientMetadata {
             }
         }
 
+        let minimum_acr = match s.minimum_acr.as_deref() {
+            None => None,
+            Some(v) => match Acr::parse(v) {
+                Some(acr @ (Acr::Mfa | Acr::Phr)) => Some(acr),
+                _ => return Err(bad("minimum_acr must be mfa or phr")),
+            },
+        };
         Ok(Self {
             redirect_uris,
             post_logout_redirect_uris,
@@ -380,6 +392,7 @@ impl ClientMetadata {
             backchannel_logout_uri: s.backchannel_logout_uri,
             client_name: s.client_name,
             skip_consent: s.skip_consent.unwrap_or(false),
+            minimum_acr,
         })
     }
 }

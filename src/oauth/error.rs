@@ -27,6 +27,10 @@ pub enum ErrorCode {
     InvalidClientMetadata,
     LoginRequired,
     ConsentRequired,
+    InteractionRequired,
+    /// OpenID Connect Core Unmet Authentication Requirements 1.0: the essential `acr` asked
+    /// for cannot be met.
+    UnmetAuthenticationRequirements,
     RequestNotSupported,
     RequestUriNotSupported,
 }
@@ -50,6 +54,8 @@ impl ErrorCode {
             Self::InvalidClientMetadata => "invalid_client_metadata",
             Self::LoginRequired => "login_required",
             Self::ConsentRequired => "consent_required",
+            Self::InteractionRequired => "interaction_required",
+            Self::UnmetAuthenticationRequirements => "unmet_authentication_requirements",
             Self::RequestNotSupported => "request_not_supported",
             Self::RequestUriNotSupported => "request_uri_not_supported",
         }

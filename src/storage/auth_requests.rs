@@ -66,18 +66,6 @@ pub fn live(
         .optional()?)
 }
 
-/// Records that the session `sid` signed in for this request.
-pub fn mark_signed_in(
-    conn: &mut AnyConnection,
-    id_hash: &str,
-    sid: &str,
-) -> Result<(), StorageError> {
-    diesel::update(dsl::auth_requests.filter(dsl::id_hash.eq(id_hash)))
-        .set(dsl::signed_in_sid.eq(sid))
-        .execute(conn)?;
-    Ok(())
-}
-
 /// Records that `user_id` gave the factors `amr` at `now` and must give a second one; the
 /// sign-in recorded for an earlier step is cleared (only the finished sign-in counts).
 pub fn mark_pending(

@@ -6,6 +6,7 @@ pub mod client_assertions;
 pub mod clients;
 pub mod consents;
 pub mod devices;
+pub mod factors;
 pub mod grants;
 pub mod login_failures;
 pub mod maintenance;

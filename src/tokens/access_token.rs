@@ -22,6 +22,11 @@ pub struct AccessTokenClaims<'a> {
     /// RFC 9068 §2.2.1: when the user signed in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// RFC 9068 §2.2.1: how strongly the user signed in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<&'a str>>,
     /// The grant this token belongs to (tokens of a user); revoking the grant revokes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gid: Option<&'a str>,
@@ -46,6 +51,8 @@ impl<'a> AccessTokenClaims<'a> {
             client_id,
             scope: None,
             auth_time: None,
+            acr: None,
+            amr: None,
             gid: None,
         }
     }

@@ -100,17 +100,28 @@ pub async fn submit(
         Ok(sub) => sub,
         Err(e) => return page(&e),
     };
+    let needed = match flow::needed_for(&state, &parked.request, &client, &session.user.id).await {
+        Ok(needed) => needed,
+        Err(e) => return page(&e),
+    };
     let situation = flow::Situation {
         session: Some(&session),
         signed_in_sid: parked.signed_in_sid.as_deref(),
         remembered_scope: None,
         skip_consent: false,
         hint_sub,
+        needed,
         now: state.clock.now(),
     };
     let unmet = flow::session_meets(&parked.request, &situation).err();
-    if unmet == Some(flow::Unmet::SignIn) {
-        return flow::to_page(&state, paths::LOGIN, &parked.id);
+    match unmet {
+        Some(flow::Unmet::SignIn) => return flow::to_page(&state, paths::LOGIN, &parked.id),
+        // The second step (or enrolment) is not done: back through /authorize/resume, which
+        // leads there and keeps every rule.
+        Some(flow::Unmet::Weaker | flow::Unmet::Enrol) => {
+            return flow::to_page(&state, paths::AUTHORIZE_RESUME, &parked.id)
+        }
+        _ => {}
     }
     // The parked request is answered once: whoever removes it answers.
     let id_hash = flow::hash(&parked.id);

@@ -14,10 +14,14 @@ use crate::crypto::random;
 use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::{csp_with_form_target, render_with_csp};
 use crate::endpoints::paths;
+use crate::factors;
+use crate::oauth::authorize_request::AuthorizationRequest;
 use crate::oauth::client_metadata::Client;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
-use crate::storage::{devices, users, StorageError};
+use crate::storage::users::UserRow;
+use crate::storage::{auth_requests, devices, users, AnyConnection, StorageError};
+use crate::web::strength::Acr;
 
 /// The one message for every failed sign-in (SECURITY.md attack 19).
 pub const FAILED: &str = "Incorrect username or password.";
@@ -66,14 +70,18 @@ fn login_page(
     )
 }
 
+/// A finished sign-in: the values of the new session and device cookies.
+pub struct SignedIn {
+    pub session: String,
+    pub device: String,
+}
+
 enum Outcome {
-    SignedIn {
-        /// The session cookie's value.
-        session: String,
-        /// The session's `sid`.
-        sid: String,
-        device: String,
-    },
+    SignedIn(SignedIn),
+    /// The password was right; a second factor must follow (`/login/factor`).
+    SecondStep,
+    /// The request asks for an `acr` this user cannot give.
+    Unmet(OAuthError),
     Failed,
     /// A key is locked or full: 429 after this many seconds, whatever the password.
     Locked(i64),
@@ -93,6 +101,10 @@ struct Attempt {
     device: Option<String>,
     /// Where the browser signs in from (kept with its session).
     origin: session::Origin,
+    /// The parked request signed in for (the hash of its id), and what it needs.
+    parked_hash: String,
+    request: AuthorizationRequest,
+    minimum_acr: Option<Acr>,
 }
 
 /// POST /login. Every answer but a sign-in waits `login.refusal_delay` first (bounded by the
@@ -103,7 +115,14 @@ pub async fn submit(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let response = answer(&req, &body, &state).await;
+    held_unless_redirected(&state, answer(&req, &body, &state).await).await
+}
+
+/// The tarpit for the sign-in forms (password and second step): every answer but a redirect
+/// onwards waits `login.refusal_delay` first, so a flood that waits for its answers — wrong
+/// passwords or codes, locked or busy answers, stale or forged forms alike — is slowed to one
+/// attempt per connection and delay.
+pub async fn held_unless_redirected(state: &AppState, response: HttpResponse) -> HttpResponse {
     if response.status() != StatusCode::SEE_OTHER {
         state
             .tarpit
@@ -133,6 +152,9 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
         ),
         previous: cookies::read(req, &state.settings, cookies::SESSION),
         device: cookies::read(req, &state.settings, cookies::DEVICE),
+        parked_hash: flow::hash(&parked.id),
+        request: parked.request.clone(),
+        minimum_acr: client.metadata.minimum_acr,
     };
     let outcome = sign_in(state, attempt).await;
     let csrf = params.get("csrf_token").unwrap_or("");
@@ -145,34 +167,9 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
         response
     };
     match outcome {
-        Ok(Outcome::SignedIn {
-            session,
-            sid,
-            device,
-        }) => {
-            // Only this sign-in satisfies the request's prompt=login / max_age (SECURITY.md 26).
-            if let Err(e) = flow::mark_signed_in(state, &parked.id, sid).await {
-                return page(&OAuthError::from(e));
-            }
-            let mut location =
-                url::Url::parse(&state.settings.endpoint_url(paths::AUTHORIZE_RESUME))
-                    .expect("issuer URL");
-            location
-                .query_pairs_mut()
-                .append_pair("request", &parked.id);
-            // SECURITY.md attack 16: 303, so the browser follows with GET and drops the body.
-            HttpResponse::SeeOther()
-                .insert_header(("Location", location.as_str()))
-                .insert_header(("Cache-Control", "no-store"))
-                .cookie(cookies::build(&state.settings, cookies::SESSION, session))
-                .cookie(cookies::lasting(
-                    &state.settings,
-                    cookies::DEVICE,
-                    device,
-                    devices::LIFETIME,
-                ))
-                .finish()
-        }
+        Ok(Outcome::SignedIn(signed_in)) => to_resume(state, &parked.id, signed_in),
+        Ok(Outcome::SecondStep) => flow::to_page(state, paths::LOGIN_FACTOR, &parked.id),
+        Ok(Outcome::Unmet(e)) => flow::reply(state, &parked.request.reply_to(), Err(e)),
         Ok(Outcome::Failed) => login_page(
             StatusCode::UNAUTHORIZED,
             &client,
@@ -200,6 +197,66 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
     }
 }
 
+/// 303 back to `/authorize/resume` for the parked request `id`, with the new session and
+/// device cookies (SECURITY.md attack 16: 303, so the browser follows with GET and drops the
+/// body).
+pub fn to_resume(state: &AppState, id: &str, signed_in: SignedIn) -> HttpResponse {
+    let mut location =
+        url::Url::parse(&state.settings.endpoint_url(paths::AUTHORIZE_RESUME)).expect("issuer URL");
+    location.query_pairs_mut().append_pair("request", id);
+    HttpResponse::SeeOther()
+        .insert_header(("Location", location.as_str()))
+        .insert_header(("Cache-Control", "no-store"))
+        .cookie(cookies::build(
+            &state.settings,
+            cookies::SESSION,
+            signed_in.session,
+        ))
+        .cookie(cookies::lasting(
+            &state.settings,
+            cookies::DEVICE,
+            signed_in.device,
+            devices::LIFETIME,
+        ))
+        .finish()
+}
+
+/// How a sign-in ends, inside the caller's database call: its throttle slots freed, a new
+/// device id for the browser (nothing an attacker planted in it becomes trusted; it carries the
+/// browser's earlier trust), the session started (ending `previous`), and the parked request
+/// `parked_hash` told that this sign-in was made for it (only this one satisfies its
+/// `prompt=login` / `max_age`, SECURITY.md 26).
+pub struct Completion<'a> {
+    pub reservation: &'a throttle::Reservation,
+    pub user: UserRow,
+    pub device_hash: Option<&'a str>,
+    pub previous: Option<&'a str>,
+    pub amr: Vec<String>,
+    pub origin: &'a session::Origin,
+    pub parked_hash: &'a str,
+}
+
+pub fn complete(
+    conn: &mut AnyConnection,
+    c: Completion<'_>,
+    now: i64,
+    lifetime: i64,
+) -> Result<SignedIn, StorageError> {
+    throttle::succeeded(conn, c.reservation)?;
+    let device = random::secret_256();
+    devices::renew(
+        conn,
+        c.device_hash,
+        &session::hash_id(&device),
+        &c.user.id,
+        now,
+    )?;
+    let (session, started) =
+        session::start(conn, c.user, c.previous, now, lifetime, c.amr, c.origin)?;
+    auth_requests::finish_second_step(conn, c.parked_hash, &started.sid)?;
+    Ok(SignedIn { session, device })
+}
+
 /// Who is signing in (the user, and whether this browser signed in as them before) and the
 /// slots (one database call), the password (the pool), then the outcome (database).
 async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageError> {
@@ -213,6 +270,9 @@ async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageE
         previous,
         device,
         origin,
+        parked_hash,
+        request,
+        minimum_acr,
     } = attempt;
     // The device cookie is kept hashed, like the session id.
     let device_hash = device.as_deref().map(session::hash_id);
@@ -275,31 +335,29 @@ async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageE
         .db
         .run(move |conn| match user {
             Some(user) if matches && !user.disabled => {
-                throttle::succeeded(conn, &reservation)?;
-                // A new device id at every sign-in (like the session id: nothing an attacker
-                // planted in the browser becomes trusted), carrying the browser's earlier trust.
-                let device = random::secret_256();
-                devices::renew(
-                    conn,
-                    device_hash.as_deref(),
-                    &session::hash_id(&device),
-                    &user.id,
-                    now,
-                )?;
-                let (session, started) = session::start(
-                    conn,
+                let held = factors::held(conn, &user.id)?;
+                if let Err(e) = flow::needed(&request, minimum_acr, held.best()) {
+                    throttle::succeeded(conn, &reservation)?;
+                    auth_requests::take(conn, &parked_hash)?;
+                    return Ok(Outcome::Unmet(e));
+                }
+                if held.any() {
+                    // Half a sign-in frees its slots but forgets no failure: a password known
+                    // to an attacker must not reset the count of wrong codes.
+                    throttle::withdrawn(conn, &reservation)?;
+                    auth_requests::mark_pending(conn, &parked_hash, &user.id, strength::PWD, now)?;
+                    return Ok(Outcome::SecondStep);
+                }
+                let completion = Completion {
+                    reservation: &reservation,
                     user,
-                    previous.as_deref(),
-                    now,
-                    lifetime,
-                    strength::amr(&[strength::PWD]),
-                    &origin,
-                )?;
-                Ok(Outcome::SignedIn {
-                    session,
-                    sid: started.sid,
-                    device,
-                })
+                    device_hash: device_hash.as_deref(),
+                    previous: previous.as_deref(),
+                    amr: strength::amr(&[strength::PWD]),
+                    origin: &origin,
+                    parked_hash: &parked_hash,
+                };
+                complete(conn, completion, now, lifetime).map(Outcome::SignedIn)
             }
             _ => {
                 for key in throttle::failed(conn, &reservation, now, limits)? {

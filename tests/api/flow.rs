@@ -12,6 +12,7 @@ pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// One browser: its own cookies, no automatic redirects.
+#[derive(Clone)]
 pub struct Browser {
     pub http: reqwest::Client,
 }

@@ -194,6 +194,21 @@ impl TestApp {
             .unwrap()
     }
 
+    /// RFC 7662 introspection of `token` by the client `id` (HTTP Basic); must answer 200.
+    pub async fn introspect(&self, id: &str, secret: &str, token: &str) -> Value {
+        let url = self.endpoint("introspection_endpoint").await;
+        let r = self
+            .http
+            .post(url)
+            .basic_auth(id, Some(secret))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
     /// Runs the real `sigil` binary against this test's database and master key.
     pub fn sigil(&self, args: &[&str], stdin: Option<&str>) -> Output {
         sigil_command(&self.settings, self.dir.path(), args, stdin)

@@ -316,20 +316,6 @@ pub fn count(keys: &[Value], alg: &str, state: &str) -> usize {
 
 pub const ALGS: [&str; 4] = ["RS256", "PS256", "ES256", "EdDSA"];
 
-async fn introspect(app: &TestApp, id: &str, secret: &str, token: &str) -> Value {
-    let url = app.endpoint("introspection_endpoint").await;
-    let r = app
-        .http
-        .post(url)
-        .basic_auth(id, Some(secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
 /// A token signed just before a scheduled rotation: its key, now retiring, stays in the JWKS
 /// and the token keeps verifying (at the client and at Sigil) until it expires; then the key is
 /// retired and gone from the JWKS.
@@ -352,7 +338,7 @@ async fn a_token_signed_by_a_retiring_key_verifies_until_it_expires(backend: Bac
     let row = keys.iter().find(|k| k["kid"] == kid.as_str()).unwrap();
     assert_eq!(row["state"], "retiring");
     verify_with_jwks(&token, &jwks, "RS256").expect("verifies against the JWKS after rotation");
-    assert_eq!(introspect(&app, &id, &secret, &token).await["active"], true);
+    assert_eq!(app.introspect(&id, &secret, &token).await["active"], true);
     let newer = rs256_token(&app, &id, &secret).await;
     assert_ne!(
         jwt_parts(&newer).0["kid"],
@@ -366,7 +352,7 @@ async fn a_token_signed_by_a_retiring_key_verifies_until_it_expires(backend: Bac
     let jwks = app.jwks().await;
     assert!(kids(&jwks).contains(&kid));
     verify_with_jwks(&token, &jwks, "RS256").unwrap();
-    assert_eq!(introspect(&app, &id, &secret, &token).await["active"], true);
+    assert_eq!(app.introspect(&id, &secret, &token).await["active"], true);
 
     // The key is retired once the token has expired, clock skew and refresh lag included.
     let retire_after = state
@@ -388,10 +374,7 @@ async fn a_token_signed_by_a_retiring_key_verifies_until_it_expires(backend: Bac
         8,
         "the four keys retiring since the same rotation are gone, active and next remain"
     );
-    assert_eq!(
-        introspect(&app, &id, &secret, &token).await["active"],
-        false
-    );
+    assert_eq!(app.introspect(&id, &secret, &token).await["active"], false);
     let keys = listed(&app);
     let row = keys.iter().find(|k| k["kid"] == kid.as_str()).unwrap();
     assert_eq!(row["state"], "retired");

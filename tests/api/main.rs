@@ -39,6 +39,7 @@ mod resources;
 mod revocation;
 mod rewrap;
 mod rp;
+mod second_factors;
 mod secrets_at_rest;
 mod slow_clients;
 mod step_up;

@@ -61,20 +61,6 @@ async fn token_error(r: reqwest::Response) -> (u16, Value) {
     (status, r.json().await.expect("JSON error body"))
 }
 
-async fn introspect(app: &TestApp, id: &str, secret: &str, token: &str) -> Value {
-    let url = app.endpoint("introspection_endpoint").await;
-    let r = app
-        .http
-        .post(url)
-        .basic_auth(id, Some(secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
 async fn resource_cli_add_list_show_remove(backend: Backend) {
     let app = spawn_app(backend).await;
     let record = add_resource(
@@ -454,13 +440,9 @@ async fn rfc8707_code_flow_token_is_for_the_resource_and_refresh_keeps_it(backen
 
     // Introspection answers for the resource's token and reports its audience.
     let (rs, rs_secret) = app.cc_client("api-server");
-    let answer = introspect(
-        &app,
-        &rs,
-        &rs_secret,
-        third["access_token"].as_str().unwrap(),
-    )
-    .await;
+    let answer = app
+        .introspect(&rs, &rs_secret, third["access_token"].as_str().unwrap())
+        .await;
     assert_eq!(answer["active"], true);
     assert_eq!(answer["aud"], API);
     assert_eq!(answer["scope"], "api:read");
@@ -624,7 +606,7 @@ async fn attack08_token_for_resource_a_is_not_for_resource_b(backend: Backend) {
     // Resource B asks Sigil about the token: it is live, and its audience is A alone, so B
     // must refuse it.
     let (rs_b, rs_b_secret) = app.cc_client("resource-b");
-    let answer = introspect(&app, &rs_b, &rs_b_secret, token).await;
+    let answer = app.introspect(&rs_b, &rs_b_secret, token).await;
     assert_eq!(answer["active"], true);
     assert_eq!(answer["aud"], API);
     assert_ne!(answer["aud"], OTHER_API);
@@ -642,12 +624,8 @@ async fn attack08_token_for_resource_a_is_not_for_resource_b(backend: Backend) {
         .json()
         .await
         .unwrap();
-    let answer = introspect(
-        &app,
-        &rs_b,
-        &rs_b_secret,
-        body["access_token"].as_str().unwrap(),
-    )
-    .await;
+    let answer = app
+        .introspect(&rs_b, &rs_b_secret, body["access_token"].as_str().unwrap())
+        .await;
     assert_eq!(answer["aud"], OTHER_API);
 }

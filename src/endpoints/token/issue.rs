@@ -161,6 +161,8 @@ pub async fn response(
     );
     at.scope = Some(&target.scope);
     at.auth_time = Some(grant.auth_time);
+    at.acr = Some(&grant.acr);
+    at.amr = Some(grant.amr.split(' ').filter(|m| !m.is_empty()).collect());
     at.gid = Some(&grant.id);
     let access_token =
         target.seal(access_token::mint(key, &at).map_err(OAuthError::server_error)?)?;

@@ -10,9 +10,11 @@ use url::Url;
 use super::client_address::{self, ClientAddress};
 use super::cookies;
 use super::session::Session;
+use super::strength::Acr;
 use crate::crypto::{b64url, random, sha256};
 use crate::endpoints::pages::{error_page, html_with_csp};
 use crate::endpoints::paths;
+use crate::factors;
 use crate::oauth::authorize_request::{AuthorizationRequest, ReplyTo, ResponseMode};
 use crate::oauth::client_metadata::Client;
 use crate::oauth::resource_metadata;
@@ -27,11 +29,90 @@ use crate::tokens::id_token;
 /// Authorization codes live 60 s (RFC 6749 §4.1.2 recommends at most 10 minutes).
 pub const CODE_TTL: i64 = 60;
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
     Login,
+    /// The session's user must give a second factor (step-up).
+    SecondFactor,
+    /// The client needs a level the user has no factor for: they enrol one first.
+    Enrol,
     Consent,
     Issue,
+}
+
+/// How long the second step may follow the first (the password, or the step-up's start).
+pub const SECOND_STEP_TTL: i64 = 300;
+
+/// What a request and its client ask of the sign-in's strength, for a given user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needed {
+    /// The session must be at least this strong.
+    Level(Acr),
+    /// The client's `minimum_acr` is above anything the user can give: enrol a factor first.
+    Enrol(Acr),
+}
+
+/// DESIGN.md "Authentication strength", for a user who can reach `best`: `acr_values` asks
+/// for the strongest listed level the user can give; an essential `acr` for its weakest value
+/// (none reachable → `unmet_authentication_requirements`); the client's `minimum_acr` always.
+pub fn needed(
+    request: &AuthorizationRequest,
+    minimum: Option<Acr>,
+    best: Acr,
+) -> Result<Needed, OAuthError> {
+    let mut level = request
+        .acr_values
+        .iter()
+        .copied()
+        .filter(|a| *a <= best)
+        .max()
+        .unwrap_or(Acr::Pwd);
+    if let Some(values) = &request.essential_acr {
+        let weakest = values
+            .iter()
+            .copied()
+            .filter(|v| minimum.is_none_or(|m| *v >= m))
+            .min();
+        match weakest {
+            Some(w) if w <= best => level = level.max(w),
+            _ => {
+                return Err(OAuthError::new(
+                    ErrorCode::UnmetAuthenticationRequirements,
+                    "the user cannot meet the essential acr asked for",
+                ))
+            }
+        }
+    }
+    if let Some(min) = minimum {
+        if min > best {
+            return Ok(Needed::Enrol(min));
+        }
+        level = level.max(min);
+    }
+    Ok(Needed::Level(level))
+}
+
+/// The `acr` a grant reports for a session of level `session`: with an essential `acr`, the
+/// strongest of its values the session meets (OIDC Core §5.5.1.1: one of the values asked
+/// for); otherwise the session's.
+pub fn reported_acr(request: &AuthorizationRequest, session: Acr) -> Acr {
+    request
+        .essential_acr
+        .as_ref()
+        .and_then(|vs| vs.iter().copied().filter(|v| *v <= session).max())
+        .unwrap_or(session)
+}
+
+/// What the request needs of `user_id`'s sign-in (one database call).
+pub async fn needed_for(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    client: &Client,
+    user_id: &str,
+) -> Result<Needed, OAuthError> {
+    let user_id = user_id.to_string();
+    let held = state.db.run(move |c| factors::held(c, &user_id)).await?;
+    needed(request, client.metadata.minimum_acr, held.best())
 }
 
 /// What the flow knows when it decides.
@@ -44,6 +125,8 @@ pub struct Situation<'a> {
     pub skip_consent: bool,
     /// The `sub` of a verified `id_token_hint`.
     pub hint_sub: Option<String>,
+    /// What the request needs of the session's strength (`Level(Pwd)` without a session).
+    pub needed: Needed,
     pub now: i64,
 }
 
@@ -55,11 +138,16 @@ pub enum Unmet {
     SignIn,
     /// They signed in during this flow, as someone other than the `id_token_hint` names.
     OtherUser,
+    /// The session is weaker than the request needs: the user gives a second factor.
+    Weaker,
+    /// The client needs a level the user holds no factor for.
+    Enrol,
 }
 
 /// SECURITY.md 26, OIDC Core §3.1.2.1: the one decision whether `session` satisfies the sign-in
 /// rules of a parked request — `prompt=login` and `max_age` (met only by the sign-in made on the
-/// login page for this very request) and the `id_token_hint` subject.
+/// login page for this very request), the `id_token_hint` subject, and the strength needed
+/// (`acr_values`, an essential `acr`, the client's `minimum_acr`).
 /// Every path that ends in a code asks it: `/authorize`, its resumption after the login page,
 /// and the consent form (and every later second step).
 pub fn session_meets(request: &AuthorizationRequest, s: &Situation<'_>) -> Result<(), Unmet> {
@@ -77,16 +165,24 @@ pub fn session_meets(request: &AuthorizationRequest, s: &Situation<'_>) -> Resul
             Unmet::SignIn
         });
     }
-    if fresh {
-        return Ok(());
-    }
     let too_old = request
         .max_age
         .is_some_and(|max| s.now - session.auth_time > max);
-    if request.prompt.login || too_old {
+    if !fresh && (request.prompt.login || too_old) {
         return Err(Unmet::SignIn);
     }
-    Ok(())
+    match s.needed {
+        Needed::Enrol(_) => Err(Unmet::Enrol),
+        Needed::Level(level) if session.strength() < level => Err(Unmet::Weaker),
+        Needed::Level(_) => Ok(()),
+    }
+}
+
+fn interaction_required() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InteractionRequired,
+        "the sign-in must be made stronger, which needs the user",
+    )
 }
 
 /// The error for a request whose `id_token_hint` names someone else than the person who signed
@@ -110,6 +206,11 @@ pub fn decide(request: &AuthorizationRequest, s: &Situation<'_>) -> Result<Next,
             ))
         }
         Err(Unmet::SignIn) => return Ok(Next::Login),
+        Err(Unmet::Weaker | Unmet::Enrol) if request.prompt.none => {
+            return Err(interaction_required())
+        }
+        Err(Unmet::Weaker) => return Ok(Next::SecondFactor),
+        Err(Unmet::Enrol) => return Ok(Next::Enrol),
     }
     let requested = Scope::parse(&request.scope).unwrap_or_default();
     let covered = s
@@ -152,6 +253,17 @@ pub struct Parked {
     pub request: AuthorizationRequest,
     /// The session that signed in on the login page for it, if one did.
     pub signed_in_sid: Option<String>,
+    /// A sign-in waiting for its second factor, if one is.
+    pub pending: Option<Pending>,
+}
+
+/// The first step of a sign-in is done; the second is awaited.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub user_id: String,
+    /// The methods given so far in this flow (`pwd`); none for a step-up of a session.
+    pub amr: Vec<String>,
+    pub since: i64,
 }
 
 /// Parks `request` for this browser; returns the request id.
@@ -185,15 +297,6 @@ pub async fn park(
     Ok(id)
 }
 
-/// Records that the session `sid` signed in on the login page for the parked request `id`.
-pub async fn mark_signed_in(state: &AppState, id: &str, sid: String) -> Result<(), StorageError> {
-    let id_hash = hash(id);
-    state
-        .db
-        .run(move |conn| auth_requests::mark_signed_in(conn, &id_hash, &sid))
-        .await
-}
-
 /// Finds a parked request; `None` when it is unknown, expired, or was started by another
 /// browser (its CSRF cookie differs).
 pub async fn find_parked(
@@ -216,10 +319,19 @@ pub async fn find_parked(
     }
     let request =
         serde_json::from_str(&row.request).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    let pending = match (row.pending_user_id, row.pending_at) {
+        (Some(user_id), Some(since)) => Some(Pending {
+            user_id,
+            amr: super::strength::split(row.pending_amr.as_deref().unwrap_or("")),
+            since,
+        }),
+        _ => None,
+    };
     Ok(Some(Parked {
         id: id.to_string(),
         request,
         signed_in_sid: row.signed_in_sid,
+        pending,
     }))
 }
 
@@ -238,19 +350,33 @@ pub async fn proceed(
         return reply(state, &request.reply_to(), Err(e));
     }
     let now = state.clock.now();
-    let remembered_scope = match &session {
+    // One trip: what the user consented to, and which factors they hold.
+    let (remembered_scope, needed) = match &session {
         Some(s) => {
             let (user, client_id) = (s.user.id.clone(), client.client_id.clone());
-            match state
+            let found = state
                 .db
-                .run(move |c| consents::scope_of(c, &user, &client_id))
-                .await
-            {
-                Ok(scope) => scope.and_then(|t| Scope::parse(&t).ok()),
+                .run(move |c| {
+                    Ok::<_, StorageError>((
+                        consents::scope_of(c, &user, &client_id)?,
+                        factors::held(c, &user)?,
+                    ))
+                })
+                .await;
+            let (scope, held) = match found {
+                Ok(found) => found,
                 Err(e) => return reply(state, &request.reply_to(), Err(OAuthError::from(e))),
-            }
+            };
+            let needed = match needed(&request, client.metadata.minimum_acr, held.best()) {
+                Ok(needed) => needed,
+                Err(e) => {
+                    forget(state, parked.as_ref().map(|p| p.id.as_str())).await;
+                    return reply(state, &request.reply_to(), Err(e));
+                }
+            };
+            (scope.and_then(|t| Scope::parse(&t).ok()), needed)
         }
-        None => None,
+        None => (None, Needed::Level(Acr::Pwd)),
     };
     let situation = Situation {
         session: session.as_ref(),
@@ -258,6 +384,7 @@ pub async fn proceed(
         remembered_scope,
         skip_consent: client.metadata.skip_consent,
         hint_sub,
+        needed,
         now,
     };
     let next = match decide(&request, &situation) {
@@ -283,6 +410,8 @@ pub async fn proceed(
             return reply(state, &request.reply_to(), result);
         }
         Next::Login => paths::LOGIN,
+        Next::SecondFactor => paths::LOGIN_FACTOR,
+        Next::Enrol => paths::LOGIN_ENROL,
         Next::Consent => paths::CONSENT,
     };
     let (csrf, new_cookie) = csrf_value(req, state);
@@ -300,6 +429,21 @@ pub async fn proceed(
             Err(e) => return reply(state, &request.reply_to(), Err(OAuthError::from(e))),
         },
     };
+    if next == Next::SecondFactor {
+        // Step-up: the session's user gives the missing factor on the second-step page.
+        // No method given yet in this flow (an empty `amr`): the second step strengthens the
+        // session rather than starting one.
+        if let Some(session) = &session {
+            let (id_hash, user) = (hash(&id), session.user.id.clone());
+            if let Err(e) = state
+                .db
+                .run(move |c| auth_requests::mark_pending(c, &id_hash, &user, "", now))
+                .await
+            {
+                return reply(state, &request.reply_to(), Err(OAuthError::from(e)));
+            }
+        }
+    }
     let mut response = to_page(state, page, &id);
     if let Some(cookie) = new_cookie {
         if let Err(e) = response.add_cookie(&cookie) {
@@ -390,7 +534,9 @@ pub async fn issue_code(
         nonce: request.nonce.clone(),
         auth_time: session.auth_time,
         amr: session.amr.join(" "),
-        acr: session.acr.clone(),
+        acr: reported_acr(request, session.strength())
+            .as_str()
+            .to_string(),
         created_at: now,
         revoked_at: None,
         resource: request.resource.clone(),

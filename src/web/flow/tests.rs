@@ -18,6 +18,8 @@ fn request(prompt: Prompt, max_age: Option<i64>) -> AuthorizationRequest {
         login_hint: None,
         id_token_hint: None,
         resource: None,
+        acr_values: Vec::new(),
+        essential_acr: None,
     }
 }
 
@@ -52,6 +54,7 @@ fn situation(session: Option<&Session>) -> Situation<'_> {
         remembered_scope: Scope::parse("openid email profile").ok(),
         skip_consent: false,
         hint_sub: None,
+        needed: Needed::Level(Acr::Pwd),
         now: 1000,
     }
 }

@@ -1,0 +1,319 @@
+//! The second step of a sign-in (DESIGN.md "Second factors and the account page"): after the
+//! right password of a user who holds a second factor, or when a session is weaker than a
+//! request needs (step-up), the person gives a one-time code in the field `otp` — a TOTP code
+//! (each accepted once) or a recovery code (spent). A wrong code is a failed sign-in: it takes
+//! the same throttle slots as a password and counts toward the same lockout (SECURITY.md 31).
+//! The page also answers `/login/enrol`, for a client whose `minimum_acr` the user cannot
+//! reach yet.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::flow::{self, Parked, Pending, SECOND_STEP_TTL};
+use super::login::{self, Completion, SignedIn};
+use super::session::{self, Session};
+use super::strength::{self, Acr};
+use super::{client_address, cookies, forms, throttle};
+use crate::endpoints::authorize::{known_client, page};
+use crate::endpoints::pages::{csp_with_form_target, render_with_csp};
+use crate::endpoints::paths;
+use crate::factors;
+use crate::oauth::client_metadata::Client;
+use crate::oauth::OAuthError;
+use crate::state::AppState;
+use crate::storage::{auth_requests, devices, users, StorageError};
+
+/// The one message for a wrong, reused or malformed code.
+pub const WRONG_CODE: &str = "That code is not right. Try the current code, or a recovery code.";
+/// Longer than any code: refused unchecked.
+const MAX_CODE_BYTES: usize = 64;
+
+#[derive(Template)]
+#[template(path = "second_factor.html")]
+struct SecondFactorPage<'a> {
+    client_name: &'a str,
+    username: &'a str,
+    request_id: &'a str,
+    csrf_token: &'a str,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "enrol_factor.html")]
+struct EnrolPage<'a> {
+    client_name: &'a str,
+    username: &'a str,
+    request_id: &'a str,
+    level: &'a str,
+    what: &'a str,
+}
+
+/// The pending second step of `parked`, unless it is missing or too old.
+fn live(parked: &Parked, now: i64) -> Option<&Pending> {
+    parked
+        .pending
+        .as_ref()
+        .filter(|p| now - p.since <= SECOND_STEP_TTL)
+}
+
+fn render(
+    status: StatusCode,
+    client: &Client,
+    parked: &Parked,
+    csrf_token: &str,
+    username: &str,
+    error: Option<String>,
+) -> HttpResponse {
+    let page = SecondFactorPage {
+        client_name: client.display_name(),
+        username,
+        request_id: &parked.id,
+        csrf_token,
+        error,
+    };
+    render_with_csp(
+        status,
+        &page,
+        &csp_with_form_target(&parked.request.redirect_uri),
+    )
+}
+
+async fn username_of(state: &AppState, user_id: &str) -> Result<Option<String>, StorageError> {
+    let id = user_id.to_string();
+    Ok(state
+        .db
+        .run(move |c| users::by_id(c, &id))
+        .await?
+        .filter(|u| !u.disabled)
+        .map(|u| u.username))
+}
+
+/// GET /login/factor?request=ID
+pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let at = match forms::page_request(&req, &state).await {
+        Ok(at) => at,
+        Err(response) => return response,
+    };
+    let Some(pending) = live(&at.parked, state.clock.now()) else {
+        return flow::to_page(&state, paths::LOGIN, &at.parked.id);
+    };
+    match username_of(&state, &pending.user_id).await {
+        Ok(Some(username)) => render(
+            StatusCode::OK,
+            &at.client,
+            &at.parked,
+            &at.csrf,
+            &username,
+            None,
+        ),
+        Ok(None) => flow::to_page(&state, paths::LOGIN, &at.parked.id),
+        Err(e) => page(&e.into()),
+    }
+}
+
+/// POST /login/factor. Like the password form, every answer but a sign-in waits in the tarpit.
+pub async fn submit(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    login::held_unless_redirected(&state, answer(&req, &body, &state).await).await
+}
+
+enum Outcome {
+    SignedIn(SignedIn),
+    /// A step-up made the browser's session stronger.
+    Strengthened,
+    Failed(String),
+    Locked(i64),
+    /// The first step has to be made again (the user went, or the session did).
+    Restart,
+}
+
+async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> HttpResponse {
+    let (params, parked) = match forms::check(req, state, body).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
+    };
+    let now = state.clock.now();
+    let Some(pending) = live(&parked, now).cloned() else {
+        return flow::to_page(state, paths::LOGIN, &parked.id);
+    };
+    let client = match known_client(state, Some(&parked.request.client_id)).await {
+        Ok(c) => c,
+        Err(e) => return page(&e),
+    };
+    // A step-up (no password in this flow) strengthens the browser's own session, which must
+    // still be the pending user's.
+    let step_up = pending.amr.is_empty();
+    let current = if step_up {
+        match session::current(req, state).await {
+            Ok(Some(s)) if s.user.id == pending.user_id => Some(s),
+            Ok(_) => return flow::to_page(state, paths::LOGIN, &parked.id),
+            Err(e) => return page(&e.into()),
+        }
+    } else {
+        None
+    };
+    let address = client_address::of(req, &state.settings.http.trusted_proxies);
+    let step = Step {
+        otp: params.get("otp").unwrap_or("").to_string(),
+        pending,
+        current,
+        address_key: throttle::address_key(&address.throttle_bucket()),
+        origin: session::Origin::of(req, address.to_string()),
+        previous: cookies::read(req, &state.settings, cookies::SESSION),
+        device_hash: cookies::read(req, &state.settings, cookies::DEVICE)
+            .as_deref()
+            .map(session::hash_id),
+        parked_hash: flow::hash(&parked.id),
+    };
+    let csrf = params.get("csrf_token").unwrap_or("");
+    let username = step.pending.user_id.clone();
+    match verify(state, step).await {
+        Ok((Outcome::SignedIn(signed_in), _)) => login::to_resume(state, &parked.id, signed_in),
+        Ok((Outcome::Strengthened, _)) => flow::to_page(state, paths::AUTHORIZE_RESUME, &parked.id),
+        Ok((Outcome::Restart, _)) => flow::to_page(state, paths::LOGIN, &parked.id),
+        Ok((Outcome::Failed(name), _)) => render(
+            StatusCode::UNAUTHORIZED,
+            &client,
+            &parked,
+            csrf,
+            &name,
+            Some(WRONG_CODE.to_string()),
+        ),
+        Ok((Outcome::Locked(wait), name)) => {
+            let minutes = (wait + 59) / 60;
+            let mut response = render(
+                StatusCode::TOO_MANY_REQUESTS,
+                &client,
+                &parked,
+                csrf,
+                name.as_deref().unwrap_or(&username),
+                Some(format!(
+                    "Too many failed sign-ins. Try again in {minutes} minute(s)."
+                )),
+            );
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from(wait.max(1)),
+            );
+            response
+        }
+        Err(e) => page(&OAuthError::from(e)),
+    }
+}
+
+/// One second step, as the form and the browser's cookies gave it.
+struct Step {
+    otp: String,
+    pending: Pending,
+    current: Option<Session>,
+    address_key: String,
+    origin: session::Origin,
+    previous: Option<String>,
+    device_hash: Option<String>,
+    parked_hash: String,
+}
+
+/// Slots, the code, and the outcome, in one database call; also returns the username.
+async fn verify(state: &AppState, step: Step) -> Result<(Outcome, Option<String>), StorageError> {
+    let now = state.clock.now();
+    let limits = throttle::limits(&state.settings.login);
+    let lifetime = state.settings.sessions.lifetime.as_secs() as i64;
+    let master = state.master.clone();
+    state
+        .db
+        .run(move |conn| {
+            let Step {
+                otp,
+                pending,
+                current,
+                address_key,
+                origin,
+                previous,
+                device_hash,
+                parked_hash,
+            } = step;
+            let Some(user) = users::by_id(conn, &pending.user_id)?.filter(|u| !u.disabled) else {
+                return Ok((Outcome::Restart, None));
+            };
+            let name = Some(user.username.clone());
+            let trusted = match &device_hash {
+                Some(h) => devices::is_trusted(conn, h, &user.id, now)?,
+                None => false,
+            };
+            let own_key = match &device_hash {
+                Some(h) if trusted => throttle::device_key(h),
+                _ => throttle::account_key(&user.username),
+            };
+            let reservation =
+                match throttle::reserve(conn, Some(own_key), address_key, now, limits)? {
+                    Ok(r) => r,
+                    Err(wait) => return Ok((Outcome::Locked(wait), name)),
+                };
+            let right = otp.len() <= MAX_CODE_BYTES
+                && factors::check_otp(conn, &master, &user.id, &otp, now)?;
+            if !right {
+                for key in throttle::failed(conn, &reservation, now, limits)? {
+                    tracing::info!(%key, "sign-ins locked out after repeated failures");
+                }
+                return Ok((Outcome::Failed(user.username), name));
+            }
+            // A step-up adds the code to the session's own methods.
+            let given = current.as_ref().map_or(&pending.amr, |s| &s.amr);
+            let mut methods: Vec<&str> = given.iter().map(String::as_str).collect();
+            methods.push(strength::OTP);
+            let amr = strength::amr(&methods);
+            if let Some(mut session) = current {
+                throttle::succeeded(conn, &reservation)?;
+                session::strengthen(conn, &mut session, amr, now)?;
+                auth_requests::finish_second_step(conn, &parked_hash, &session.sid)?;
+                tracing::info!(target: "audit", event = "step_up", user = %user.username, acr = %session.acr);
+                return Ok((Outcome::Strengthened, name));
+            }
+            let completion = Completion {
+                reservation: &reservation,
+                user,
+                device_hash: device_hash.as_deref(),
+                previous: previous.as_deref(),
+                amr,
+                origin: &origin,
+                parked_hash: &parked_hash,
+            };
+            let signed_in = login::complete(conn, completion, now, lifetime)?;
+            Ok((Outcome::SignedIn(signed_in), name))
+        })
+        .await
+}
+
+/// GET /login/enrol?request=ID: the client needs a level the signed-in user has no factor for.
+pub async fn enrol(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let at = match forms::page_request(&req, &state).await {
+        Ok(at) => at,
+        Err(response) => return response,
+    };
+    let session = match session::current(&req, &state).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return flow::to_page(&state, paths::LOGIN, &at.parked.id),
+        Err(e) => return page(&e.into()),
+    };
+    let minimum = at.client.metadata.minimum_acr.unwrap_or(Acr::Mfa);
+    let (level, what) = match minimum {
+        Acr::Phr => ("phishing-resistant", "a passkey"),
+        _ => ("two-step", "an authenticator app (or a passkey)"),
+    };
+    let page = EnrolPage {
+        client_name: at.client.display_name(),
+        username: &session.user.username,
+        request_id: &at.parked.id,
+        level,
+        what,
+    };
+    render_with_csp(
+        StatusCode::OK,
+        &page,
+        &csp_with_form_target(&at.parked.request.redirect_uri),
+    )
+}
