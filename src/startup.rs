@@ -74,6 +74,7 @@ impl Application {
             std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8)),
             settings.login.pending_limit(),
         );
+        let settings_issuer = settings.issuer.clone();
         let state = web::Data::new(AppState {
             outbound,
             verdicts: verdicts.clone(),
@@ -92,6 +93,7 @@ impl Application {
             settings: Arc::new(settings),
             passwords,
             tarpit: Default::default(),
+            webauthn: crate::web::passkeys::relying_party(&settings_issuer),
         });
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone())?;
@@ -273,7 +275,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::scope(paths::ADMIN_API).configure(crate::admin::api::routes))
     .service(web::resource(paths::STYLESHEET).route(web::get().to(pages::stylesheet)))
-    .service(web::resource(paths::FORM_POST_SCRIPT).route(web::get().to(pages::form_post_script)));
+    .service(web::resource(paths::FORM_POST_SCRIPT).route(web::get().to(pages::form_post_script)))
+    .service(web::resource(paths::PASSKEY_SCRIPT).route(web::get().to(pages::passkey_script)))
+    .service(
+        web::resource(paths::LOGIN_PASSKEY_OPTIONS)
+            .route(web::post().to(crate::web::passkeys::sign_in::options)),
+    )
+    .service(
+        web::resource(paths::LOGIN_PASSKEY)
+            .route(web::post().to(crate::web::passkeys::sign_in::finish)),
+    );
 }
 
 pub fn load_snapshot(db: &Database, master: &MasterKey) -> anyhow::Result<KeySnapshot> {

@@ -30,7 +30,10 @@ pub mod paths {
     pub const METRICS: &str = "/metrics";
     pub const STYLESHEET: &str = "/static/sigil.css";
     pub const FORM_POST_SCRIPT: &str = "/static/form_post.js";
+    pub const PASSKEY_SCRIPT: &str = "/static/passkey.js";
     pub const LOGIN: &str = "/login";
+    pub const LOGIN_PASSKEY_OPTIONS: &str = "/login/passkey/options";
+    pub const LOGIN_PASSKEY: &str = "/login/passkey";
     pub const CONSENT: &str = "/consent";
     pub const AUTHORIZE_RESUME: &str = "/authorize/resume";
     pub const USERINFO: &str = "/userinfo";

@@ -12,7 +12,7 @@ use super::{client_address, cookies, forms, session, strength, throttle};
 use crate::crypto::password::{Busy, Lane, MAX_PASSWORD_BYTES};
 use crate::crypto::random;
 use crate::endpoints::authorize::{known_client, page};
-use crate::endpoints::pages::{csp_with_form_target, render_with_csp};
+use crate::endpoints::pages::{login_csp, render_with_csp};
 use crate::endpoints::paths;
 use crate::oauth::client_metadata::Client;
 use crate::oauth::OAuthError;
@@ -33,6 +33,8 @@ struct LoginPage<'a> {
     csrf_token: &'a str,
     username: &'a str,
     error: Option<String>,
+    /// Whether to offer "Sign in with a passkey" (passkeys are on).
+    passkeys: bool,
 }
 
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -41,10 +43,19 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         Err(response) => return response,
     };
     let hint = at.parked.request.login_hint.as_deref().unwrap_or("");
-    login_page(StatusCode::OK, &at.client, &at.parked, &at.csrf, hint, None)
+    login_page(
+        &state,
+        StatusCode::OK,
+        &at.client,
+        &at.parked,
+        &at.csrf,
+        hint,
+        None,
+    )
 }
 
 fn login_page(
+    state: &AppState,
     status: StatusCode,
     client: &Client,
     parked: &Parked,
@@ -58,12 +69,9 @@ fn login_page(
         csrf_token,
         username,
         error,
+        passkeys: state.webauthn.is_some(),
     };
-    render_with_csp(
-        status,
-        &page,
-        &csp_with_form_target(&parked.request.redirect_uri),
-    )
+    render_with_csp(status, &page, &login_csp(&parked.request.redirect_uri))
 }
 
 enum Outcome {
@@ -137,7 +145,15 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
     let outcome = sign_in(state, attempt).await;
     let csrf = params.get("csrf_token").unwrap_or("");
     let refusal = |status, message: String, wait: i64| {
-        let mut response = login_page(status, &client, &parked, csrf, &username, Some(message));
+        let mut response = login_page(
+            state,
+            status,
+            &client,
+            &parked,
+            csrf,
+            &username,
+            Some(message),
+        );
         response.headers_mut().insert(
             actix_web::http::header::RETRY_AFTER,
             actix_web::http::header::HeaderValue::from(wait.max(1)),
@@ -174,6 +190,7 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
                 .finish()
         }
         Ok(Outcome::Failed) => login_page(
+            state,
             StatusCode::UNAUTHORIZED,
             &client,
             &parked,
