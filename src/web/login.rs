@@ -12,7 +12,7 @@ use super::{client_address, cookies, forms, session, strength, throttle};
 use crate::crypto::password::{Busy, Lane, MAX_PASSWORD_BYTES};
 use crate::crypto::random;
 use crate::endpoints::authorize::{known_client, page};
-use crate::endpoints::pages::{login_csp, render_with_csp};
+use crate::endpoints::pages::{csp_with_form_target, login_csp, render_with_csp};
 use crate::endpoints::paths;
 use crate::oauth::client_metadata::Client;
 use crate::oauth::OAuthError;
@@ -71,7 +71,13 @@ fn login_page(
         error,
         passkeys: state.webauthn.is_some(),
     };
-    render_with_csp(status, &page, &login_csp(&parked.request.redirect_uri))
+    // The passkey button's script, only where there is a button.
+    let csp = if page.passkeys {
+        login_csp(&parked.request.redirect_uri)
+    } else {
+        csp_with_form_target(&parked.request.redirect_uri)
+    };
+    render_with_csp(status, &page, &csp)
 }
 
 enum Outcome {

@@ -20,7 +20,8 @@ use super::flow;
 use super::strength;
 use crate::crypto::{b64url, random, sha256};
 use crate::state::AppState;
-use crate::storage::passkeys::{self, Added, CeremonyRow, PasskeyRow};
+use crate::storage::passkeys::{self, Added, CeremonyRow};
+pub use crate::storage::passkeys::PasskeyRow;
 use crate::storage::users::{self, UserRow};
 use crate::storage::StorageError;
 
