@@ -282,16 +282,34 @@ async fn enrol(app: &TestApp, user: &UserRow, key: &mut SoftKey) -> passkeys::Pa
 
 /// A fresh authorization request in `browser` at its login page: (request id, CSRF token).
 async fn login_page(app: &TestApp, browser: &Browser, client_id: &str) -> (String, String) {
+    let (_, html) = login_page_and_policy(app, browser, client_id).await;
+    (hidden(&html, "request"), hidden(&html, "csrf_token"))
+}
+
+/// The login page of a fresh authorization request in `browser`: (its CSP, its HTML).
+async fn login_page_and_policy(
+    app: &TestApp,
+    browser: &Browser,
+    client_id: &str,
+) -> (String, String) {
     let r = app.start(browser, client_id, &[]).await;
     let page = browser.get(&location(&r)).await;
     assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
-    (hidden(&html, "request"), hidden(&html, "csrf_token"))
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    (csp, page.text().await.unwrap())
 }
 
 /// A JSON POST as the login page's script sends it (same origin; `no-referrer` makes the
 /// browser send `Origin: null`).
-async fn post_json(app: &TestApp, browser: &Browser, path: &str, body: &Value) -> reqwest::Response {
+async fn post_json(
+    app: &TestApp,
+    browser: &Browser,
+    path: &str,
+    body: &Value,
+) -> reqwest::Response {
     browser
         .http
         .post(app.url(path))
@@ -351,6 +369,15 @@ async fn attempt(
     finish(app, browser, &ids.0, &ids.1, &ceremony, &answer).await
 }
 
+/// The ids of a list of `PublicKeyCredentialDescriptor`s.
+fn credential_ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 async fn refused(r: reqwest::Response) {
     assert_eq!(r.status(), 401);
     assert!(r.headers().get("set-cookie").is_none());
@@ -377,7 +404,9 @@ fn count(app: &TestApp, table: &str) -> i64 {
 
 /// The claims of the ID token for `code`.
 async fn id_token(app: &TestApp, client: &(String, String), code: &str) -> Value {
-    let r = app.exchange(&client.0, &client.1, code, Some(VERIFIER)).await;
+    let r = app
+        .exchange(&client.0, &client.1, code, Some(VERIFIER))
+        .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     jwt_parts(body["id_token"].as_str().unwrap()).1
@@ -420,15 +449,12 @@ async fn passwordless_sign_in_gives_amr_hwk_or_swk_user_mfa_and_acr_phr(backend:
 
     // The login page offers the button, with its script from Sigil and nothing inline.
     let browser = Browser::new();
-    let r = app.start(&browser, &client.0, &[]).await;
-    let page = browser.get(&location(&r)).await;
-    let csp = page.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let (csp, html) = login_page_and_policy(&app, &browser, &client.0).await;
     assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"));
-    assert!(!csp.contains("unsafe") && csp.contains("default-src 'none'"), "{csp}");
-    let html = page.text().await.unwrap();
+    assert!(
+        !csp.contains("unsafe") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
     assert!(html.contains("Sign in with a passkey"));
     assert!(html.contains(r#"<script src="/static/passkey.js" defer></script>"#));
     let script = browser.get(&app.url("/static/passkey.js")).await;
@@ -437,7 +463,11 @@ async fn passwordless_sign_in_gives_amr_hwk_or_swk_user_mfa_and_acr_phr(backend:
         .to_str()
         .unwrap()
         .starts_with("text/javascript"));
-    assert!(script.text().await.unwrap().contains("navigator.credentials.get"));
+    assert!(script
+        .text()
+        .await
+        .unwrap()
+        .contains("navigator.credentials.get"));
 
     // Discoverable: no allowCredentials, user verification required.
     let (request, csrf) = (hidden(&html, "request"), hidden(&html, "csrf_token"));
@@ -503,13 +533,8 @@ async fn enrolment_needs_a_resident_key_a_name_and_room_for_it(backend: Backend)
     let (ceremony, options) = passkeys::start_registration(&app.state, &alice, &here())
         .await
         .unwrap();
-    let excluded: Vec<&str> = options["publicKey"]["excludeCredentials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(excluded, [key.id().as_str()]);
+    let excluded = credential_ids(&options["publicKey"]["excludeCredentials"]);
+    assert_eq!(excluded, [key.id()]);
     let again = key.create(&app.issuer(), &options);
     let r = passkeys::finish_registration(&app.state, &alice, &ceremony, "Again", &again);
     assert!(r.await.is_err());
@@ -531,19 +556,29 @@ async fn enrolment_needs_a_resident_key_a_name_and_room_for_it(backend: Backend)
     let eleventh = SoftKey::new(false).create(&app.issuer(), &options);
     let r = passkeys::finish_registration(&app.state, &alice, &ceremony, "11", &eleventh);
     assert!(matches!(r.await, Err(PasskeyError::TooMany)));
-    assert_eq!(passkeys::list(&app.state, &alice.id).await.unwrap().len(), 10);
+    assert_eq!(
+        passkeys::list(&app.state, &alice.id).await.unwrap().len(),
+        10
+    );
 
     // Removal: only by its owner, once.
     assert!(!passkeys::remove(&app.state, &bob.id, &first.credential_id)
         .await
         .unwrap());
-    assert!(passkeys::remove(&app.state, &alice.id, &first.credential_id)
-        .await
-        .unwrap());
-    assert!(!passkeys::remove(&app.state, &alice.id, &first.credential_id)
-        .await
-        .unwrap());
-    assert_eq!(passkeys::list(&app.state, &alice.id).await.unwrap().len(), 9);
+    assert!(
+        passkeys::remove(&app.state, &alice.id, &first.credential_id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !passkeys::remove(&app.state, &alice.id, &first.credential_id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        passkeys::list(&app.state, &alice.id).await.unwrap().len(),
+        9
+    );
 }
 
 async fn passkeys_are_off_when_the_issuer_is_an_ip_address(backend: Backend) {
@@ -553,16 +588,11 @@ async fn passkeys_are_off_when_the_issuer_is_an_ip_address(backend: Backend) {
     let r = passkeys::start_registration(&app.state, &alice, &here()).await;
     assert!(matches!(r, Err(PasskeyError::Unavailable)));
     let browser = Browser::new();
-    let r = app.start(&browser, &client.0, &[]).await;
-    let page = browser.get(&location(&r)).await;
-    let csp = page.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let (csp, html) = login_page_and_policy(&app, &browser, &client.0).await;
     assert!(!csp.contains("script-src"), "{csp}");
-    let html = page.text().await.unwrap();
     assert!(!html.contains("passkey"));
-    let body = json!({"request": hidden(&html, "request"), "csrf_token": hidden(&html, "csrf_token")});
+    let body =
+        json!({"request": hidden(&html, "request"), "csrf_token": hidden(&html, "csrf_token")});
     let r = post_json(&app, &browser, "/login/passkey/options", &body).await;
     assert_eq!(r.status(), 404);
     // The password still works.
@@ -570,12 +600,18 @@ async fn passkeys_are_off_when_the_issuer_is_an_ip_address(backend: Backend) {
     assert!(!code.is_empty());
 }
 
-/// An app with a roomy failure limit, a client, alice with one passkey, and a browser at the
-/// login page.
-async fn refusal_setup(
+/// [`at_the_login_page`] with a roomy failure limit.
+async fn refusal_setup(backend: Backend) -> (TestApp, UserRow, SoftKey, Browser, (String, String)) {
+    at_the_login_page(backend, |s| s.login.max_failures = 100).await
+}
+
+/// An app configured by `configure`, a client, alice with one passkey, and a browser at the
+/// login page: (app, alice, her key, the browser, (request id, CSRF token)).
+async fn at_the_login_page(
     backend: Backend,
+    configure: impl FnOnce(&mut Settings),
 ) -> (TestApp, UserRow, SoftKey, Browser, (String, String)) {
-    let app = passkey_app(backend, |s| s.login.max_failures = 100).await;
+    let app = passkey_app(backend, configure).await;
     let (id, _) = app.web_client("rp", json!({}));
     let alice = user(&app, "alice").await;
     let mut key = SoftKey::new(false);
@@ -634,13 +670,8 @@ async fn attack31_a_ceremony_is_used_once_and_only_for_its_user(backend: Backend
     let (ceremony, opts) = passkeys::start_authentication(&app.state, Some(&bob), &here())
         .await
         .unwrap();
-    let allowed: Vec<&str> = opts["publicKey"]["allowCredentials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(allowed, [bobs.id().as_str()]);
+    let allowed = credential_ids(&opts["publicKey"]["allowCredentials"]);
+    assert_eq!(allowed, [bobs.id()]);
     let answer = key.get(&app.issuer(), &opts, &Quirks::default());
     refused(finish(&app, &browser, request, csrf, &ceremony, &answer).await).await;
     let (ceremony, opts) = passkeys::start_authentication(&app.state, Some(&bob), &here())
@@ -723,7 +754,10 @@ async fn attack31_a_counter_regression_is_logged_and_refused(backend: Backend) {
     assert!(text.contains("WARN"), "{text}");
     assert!(text.contains(&key.id()), "{text}");
     let signature = answer["response"]["signature"].as_str().unwrap();
-    assert!(!text.contains(signature) && !text.contains(&ceremony), "{text}");
+    assert!(
+        !text.contains(signature) && !text.contains(&ceremony),
+        "{text}"
+    );
 
     // The stored counter did not move back; a higher one signs in.
     let held = passkeys::list(&app.state, &key_owner(&app, &key).await)
@@ -795,8 +829,14 @@ async fn attack31_bogus_or_oversized_bodies_missing_csrf_or_foreign_origin_chang
     for (body, headers) in [
         (missing, same()),
         (foreign_token, same()),
-        (good.clone(), vec![("Origin", "https://evil.example".to_string())]),
-        (good.clone(), vec![("Sec-Fetch-Site", "cross-site".to_string())]),
+        (
+            good.clone(),
+            vec![("Origin", "https://evil.example".to_string())],
+        ),
+        (
+            good.clone(),
+            vec![("Sec-Fetch-Site", "cross-site".to_string())],
+        ),
     ] {
         let r = send(body.to_string().into_bytes(), headers).await.unwrap();
         assert_eq!(r.status(), 403);
@@ -815,7 +855,9 @@ async fn attack31_bogus_or_oversized_bodies_missing_csrf_or_foreign_origin_chang
     // Another browser's parked request.
     let mut not_mine = good.clone();
     not_mine["request"] = json!(login_page(&app, &other, "rp").await.0);
-    let r = send(not_mine.to_string().into_bytes(), same()).await.unwrap();
+    let r = send(not_mine.to_string().into_bytes(), same())
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     // None of it signed in, nor used the ceremony.
     assert_eq!(count(&app, "sessions"), 0);
@@ -852,13 +894,8 @@ async fn attack31_concurrent_finishes_of_one_ceremony_sign_in_once(backend: Back
 }
 
 async fn attack31_refused_passkeys_count_as_failed_sign_ins_of_the_address(backend: Backend) {
-    let app = passkey_app(backend, |s| s.login.max_failures = 2).await;
-    let (id, _) = app.web_client("rp", json!({}));
-    let alice = user(&app, "alice").await;
-    let mut key = SoftKey::new(false);
-    enrol(&app, &alice, &mut key).await;
-    let browser = Browser::new();
-    let ids = login_page(&app, &browser, &id).await;
+    let (app, _, mut key, browser, ids) =
+        at_the_login_page(backend, |s| s.login.max_failures = 2).await;
     let wrong = Quirks {
         origin: Some("https://evil.example".into()),
         ..Quirks::default()
@@ -870,19 +907,14 @@ async fn attack31_refused_passkeys_count_as_failed_sign_ins_of_the_address(backe
     let r = attempt(&app, &browser, &ids, &mut key, &Quirks::default()).await;
     assert_eq!(r.status(), 429);
     assert!(r.headers().get("retry-after").is_some());
-    let login = location(&app.start(&browser, &id, &[]).await);
+    let login = location(&app.start(&browser, "rp", &[]).await);
     let r = app.submit_login(&browser, &login, "alice", PASSWORD).await;
     assert_eq!(r.status(), 429);
 }
 
 async fn attack27_ceremonies_are_capped_per_address_and_expire(backend: Backend) {
-    let app = passkey_app(backend, |s| s.login.max_parked_per_address = 3).await;
-    let (id, _) = app.web_client("rp", json!({}));
-    let alice = user(&app, "alice").await;
-    let mut key = SoftKey::new(false);
-    enrol(&app, &alice, &mut key).await;
-    let browser = Browser::new();
-    let ids = login_page(&app, &browser, &id).await;
+    let (app, _, mut key, browser, ids) =
+        at_the_login_page(backend, |s| s.login.max_parked_per_address = 3).await;
     let mut started = Vec::new();
     for _ in 0..5 {
         started.push(options(&app, &browser, &ids.0, &ids.1).await);

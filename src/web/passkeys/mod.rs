@@ -10,9 +10,9 @@ pub mod sign_in;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use webauthn_rs::prelude::{
-    DiscoverableAuthentication, DiscoverableKey, Passkey,
-    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
-    Url, Uuid, Webauthn, WebauthnBuilder, WebauthnError,
+    DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyAuthentication,
+    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid, Webauthn,
+    WebauthnBuilder, WebauthnError,
 };
 
 use super::client_address::ClientAddress;
@@ -20,8 +20,8 @@ use super::flow;
 use super::strength;
 use crate::crypto::{b64url, random, sha256};
 use crate::state::AppState;
-use crate::storage::passkeys::{self, Added, CeremonyRow};
 pub use crate::storage::passkeys::PasskeyRow;
+use crate::storage::passkeys::{self, Added, CeremonyRow};
 use crate::storage::users::{self, UserRow};
 use crate::storage::StorageError;
 
@@ -235,7 +235,9 @@ pub async fn finish_registration(
     credential: &Value,
 ) -> Result<PasskeyRow, PasskeyError> {
     let webauthn = webauthn(state)?;
-    let name = valid_name(name).ok_or(PasskeyError::InvalidName)?.to_string();
+    let name = valid_name(name)
+        .ok_or(PasskeyError::InvalidName)?
+        .to_string();
     let answer: RegisterPublicKeyCredential =
         serde_json::from_value(credential.clone()).map_err(|_| PasskeyError::Malformed)?;
     let (id, now) = (ceremony_id.to_string(), state.clock.now());
@@ -351,13 +353,17 @@ pub async fn finish_authentication(
     let answer: PublicKeyCredential =
         serde_json::from_value(credential.clone()).map_err(|_| PasskeyError::Malformed)?;
     let credential_id = b64url(answer.get_credential_id());
-    let (id, now, cred) = (ceremony_id.to_string(), state.clock.now(), credential_id.clone());
+    let (id, now, cred) = (
+        ceremony_id.to_string(),
+        state.clock.now(),
+        credential_id.clone(),
+    );
     let (ceremony_user, ceremony, row, user) = state
         .db
         .run(move |conn| -> Result<_, PasskeyError> {
             let (ceremony_row, ceremony) = take(conn, &id, AUTHENTICATE, now)?;
-            let row = passkeys::by_credential_id(conn, &cred)?
-                .ok_or(PasskeyError::UnknownCredential)?;
+            let row =
+                passkeys::by_credential_id(conn, &cred)?.ok_or(PasskeyError::UnknownCredential)?;
             let user = users::by_id(conn, &row.user_id)?.ok_or(PasskeyError::UnknownCredential)?;
             Ok((ceremony_row.user_id, ceremony, row, user))
         })

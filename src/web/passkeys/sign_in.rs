@@ -70,8 +70,8 @@ async fn checked<T: for<'de> Deserialize<'de>>(
     body: &[u8],
     fields: impl Fn(&T) -> (Option<&str>, &str),
 ) -> Result<(T, Parked), HttpResponse> {
-    let body: T =
-        serde_json::from_slice(body).map_err(|_| error(StatusCode::BAD_REQUEST, "invalid_request"))?;
+    let body: T = serde_json::from_slice(body)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "invalid_request"))?;
     let (token, request) = fields(&body);
     match forms::origin_token_and_request(req, state, token, request).await {
         Ok(parked) => Ok((body, parked)),
@@ -128,14 +128,13 @@ pub async fn finish(
 }
 
 async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> HttpResponse {
-    let (body, parked) = match checked::<FinishBody>(req, state, body, |b| {
-        (b.csrf_token.as_deref(), &b.request)
-    })
-    .await
-    {
-        Ok(checked) => checked,
-        Err(response) => return response,
-    };
+    let (body, parked) =
+        match checked::<FinishBody>(req, state, body, |b| (b.csrf_token.as_deref(), &b.request))
+            .await
+        {
+            Ok(checked) => checked,
+            Err(response) => return response,
+        };
     let address = client_address::of(req, &state.settings.http.trusted_proxies);
     let limits = throttle::limits(&state.settings.login);
     let now = state.clock.now();
