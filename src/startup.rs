@@ -74,7 +74,8 @@ impl Application {
             std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8)),
             settings.login.pending_limit(),
         );
-        let settings_issuer = settings.issuer.clone();
+        // Passkeys (WebAuthn): the relying party is the issuer.
+        let webauthn = crate::web::passkeys::relying_party(&settings.issuer);
         let state = web::Data::new(AppState {
             outbound,
             verdicts: verdicts.clone(),
@@ -93,7 +94,7 @@ impl Application {
             settings: Arc::new(settings),
             passwords,
             tarpit: Default::default(),
-            webauthn: crate::web::passkeys::relying_party(&settings_issuer),
+            webauthn,
         });
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone())?;
