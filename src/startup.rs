@@ -74,6 +74,8 @@ impl Application {
             std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8)),
             settings.login.pending_limit(),
         );
+        // Passkeys (WebAuthn): the relying party is the issuer.
+        let webauthn = crate::web::passkeys::relying_party(&settings.issuer);
         let state = web::Data::new(AppState {
             outbound,
             verdicts: verdicts.clone(),
@@ -92,6 +94,7 @@ impl Application {
             settings: Arc::new(settings),
             passwords,
             tarpit: Default::default(),
+            webauthn,
         });
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone())?;
@@ -279,7 +282,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::scope(paths::ADMIN_API).configure(crate::admin::api::routes))
     .service(web::resource(paths::STYLESHEET).route(web::get().to(pages::stylesheet)))
-    .service(web::resource(paths::FORM_POST_SCRIPT).route(web::get().to(pages::form_post_script)));
+    .service(web::resource(paths::FORM_POST_SCRIPT).route(web::get().to(pages::form_post_script)))
+    .service(web::resource(paths::PASSKEY_SCRIPT).route(web::get().to(pages::passkey_script)))
+    .service(
+        web::resource(paths::LOGIN_PASSKEY_OPTIONS)
+            .route(web::post().to(crate::web::passkeys::sign_in::options)),
+    )
+    .service(
+        web::resource(paths::LOGIN_PASSKEY)
+            .route(web::post().to(crate::web::passkeys::sign_in::finish)),
+    );
 }
 
 pub fn load_snapshot(db: &Database, master: &MasterKey) -> anyhow::Result<KeySnapshot> {

@@ -37,6 +37,9 @@ pub struct AppState {
     pub encryption_keys: crate::tokens::jwe::JwksCache,
     /// `private_key_jwt` clients' verifying keys (`jwks`, cached `jwks_uri` fetches).
     pub client_keys: crate::oauth::client_key_cache::ClientKeyCache,
+    /// The WebAuthn relying party for passkeys (`web::passkeys`); `None` when the issuer's host
+    /// is not a domain name.
+    pub webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 impl AppState {

@@ -30,11 +30,14 @@ pub mod paths {
     pub const METRICS: &str = "/metrics";
     pub const STYLESHEET: &str = "/static/sigil.css";
     pub const FORM_POST_SCRIPT: &str = "/static/form_post.js";
+    pub const PASSKEY_SCRIPT: &str = "/static/passkey.js";
     pub const LOGIN: &str = "/login";
     /// The second step of a sign-in: a one-time code (field `otp`) or a passkey.
     pub const LOGIN_FACTOR: &str = "/login/factor";
     /// The client needs a second factor the user has not set up yet.
     pub const LOGIN_ENROL: &str = "/login/enrol";
+    pub const LOGIN_PASSKEY_OPTIONS: &str = "/login/passkey/options";
+    pub const LOGIN_PASSKEY: &str = "/login/passkey";
     pub const CONSENT: &str = "/consent";
     pub const AUTHORIZE_RESUME: &str = "/authorize/resume";
     pub const USERINFO: &str = "/userinfo";

@@ -27,6 +27,15 @@ pub fn csp_with_form_target(redirect_uri: &str) -> String {
     )
 }
 
+/// The login page's policy: [`csp_with_form_target`], plus its passkey button's script and the
+/// requests it makes, from Sigil's own origin only (no inline script).
+pub fn login_csp(redirect_uri: &str) -> String {
+    format!(
+        "{}; script-src 'self'; connect-src 'self'",
+        csp_with_form_target(redirect_uri)
+    )
+}
+
 /// Every HTML page: no framing, no referrer, no caching, and the given policy.
 pub fn html_with_csp(status: StatusCode, csp: &str) -> HttpResponseBuilder {
     let mut b = HttpResponse::build(status);
@@ -85,6 +94,13 @@ pub async fn form_post_script() -> HttpResponse {
         .content_type("text/javascript; charset=utf-8")
         .insert_header(("Cache-Control", "public, max-age=3600"))
         .body(include_str!("../../static/form_post.js"))
+}
+
+pub async fn passkey_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header(("Cache-Control", "public, max-age=3600"))
+        .body(include_str!("../../static/passkey.js"))
 }
 
 /// Renders a page template with the strict headers, or a plain 500 if it fails.

@@ -37,10 +37,17 @@ enum Cutoff {
 /// Every purge, in the order a run makes them: first what unauthenticated requests create, then
 /// what sign-ins leave. Grants come before codes and refresh tokens, which their deletion
 /// cascades to (indexes `authorization_codes_grant`, `refresh_tokens_grant`).
-pub const PURGES: [Purge; 10] = [
+pub const PURGES: [Purge; 11] = [
     // Parked authorization requests nobody finished: what unauthenticated requests create most.
     Purge {
         table: "auth_requests",
+        expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+    // WebAuthn ceremonies nobody finished (five minutes; index `webauthn_ceremonies_expiry`):
+    // the login page's passkey button starts one without any sign-in.
+    Purge {
+        table: "webauthn_ceremonies",
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },

@@ -10,6 +10,7 @@ pub mod factors;
 pub mod grants;
 pub mod login_failures;
 pub mod maintenance;
+pub mod passkeys;
 pub mod resources;
 pub mod revisions;
 pub mod revoked_tokens;

@@ -12,6 +12,7 @@ use crate::endpoints::pages::error_page;
 use crate::oauth::client_metadata::Client;
 use crate::oauth::form::Params;
 use crate::state::AppState;
+use crate::storage::StorageError;
 
 /// The form must come from one of Sigil's own pages. `Sec-Fetch-Site`, when the browser sends
 /// it, must say so; `Origin`, when it names an origin, must be the issuer's. (Sigil's pages
@@ -38,6 +39,16 @@ pub fn forbidden() -> HttpResponse {
     )
 }
 
+/// Why a POST from one of Sigil's pages was refused.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Not from Sigil's page, or not with this browser's CSRF token: 403.
+    Forbidden,
+    /// The parked request is unknown, expired, or another browser's: 400.
+    Expired,
+    Storage(StorageError),
+}
+
 /// A form POST: parsed, then origin, CSRF token and parked request, in that order; every
 /// failure is 403 or 400 and changes nothing.
 pub async fn check(
@@ -47,24 +58,42 @@ pub async fn check(
 ) -> Result<(Params, Parked), HttpResponse> {
     let params =
         Params::parse(body, state.settings.http.max_param_bytes).map_err(|_| forbidden())?;
-    if !same_origin(req, state) {
-        return Err(forbidden());
-    }
-    let cookie = cookies::read(req, &state.settings, cookies::CSRF);
-    let (Some(cookie), Some(token)) = (cookie, params.get("csrf_token")) else {
-        return Err(forbidden());
-    };
-    if !bool::from(cookie.as_bytes().ct_eq(token.as_bytes())) {
-        return Err(forbidden());
-    }
-    match flow::find_parked(state, params.get("request").unwrap_or(""), Some(&cookie)).await {
-        Ok(Some(parked)) => Ok((params, parked)),
-        Ok(None) => Err(error_page(
+    let request = params.get("request").unwrap_or("");
+    match origin_token_and_request(req, state, params.get("csrf_token"), request).await {
+        Ok(parked) => Ok((params, parked)),
+        Err(Refusal::Forbidden) => Err(forbidden()),
+        Err(Refusal::Expired) => Err(error_page(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "This sign-in request has expired. Go back to the application and try again.",
         )),
-        Err(e) => Err(page(&e.into())),
+        Err(Refusal::Storage(e)) => Err(page(&e.into())),
+    }
+}
+
+/// The checks of [`check`] on values already read from a body (a form, or the JSON of the
+/// login page's passkey button): the request comes from Sigil's own page, its `csrf_token`
+/// equals the browser's CSRF cookie, and the parked request `request` is this browser's.
+pub async fn origin_token_and_request(
+    req: &HttpRequest,
+    state: &AppState,
+    token: Option<&str>,
+    request: &str,
+) -> Result<Parked, Refusal> {
+    if !same_origin(req, state) {
+        return Err(Refusal::Forbidden);
+    }
+    let cookie = cookies::read(req, &state.settings, cookies::CSRF);
+    let (Some(cookie), Some(token)) = (cookie, token) else {
+        return Err(Refusal::Forbidden);
+    };
+    if !bool::from(cookie.as_bytes().ct_eq(token.as_bytes())) {
+        return Err(Refusal::Forbidden);
+    }
+    match flow::find_parked(state, request, Some(&cookie)).await {
+        Ok(Some(parked)) => Ok(parked),
+        Ok(None) => Err(Refusal::Expired),
+        Err(e) => Err(Refusal::Storage(e)),
     }
 }
 

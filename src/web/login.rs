@@ -12,7 +12,7 @@ use super::{client_address, cookies, forms, session, strength, throttle};
 use crate::crypto::password::{Busy, Lane, MAX_PASSWORD_BYTES};
 use crate::crypto::random;
 use crate::endpoints::authorize::{known_client, page};
-use crate::endpoints::pages::{csp_with_form_target, render_with_csp};
+use crate::endpoints::pages::{csp_with_form_target, login_csp, render_with_csp};
 use crate::endpoints::paths;
 use crate::factors;
 use crate::oauth::authorize_request::AuthorizationRequest;
@@ -37,6 +37,8 @@ struct LoginPage<'a> {
     csrf_token: &'a str,
     username: &'a str,
     error: Option<String>,
+    /// Whether to offer "Sign in with a passkey" (passkeys are on).
+    passkeys: bool,
 }
 
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -45,10 +47,19 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         Err(response) => return response,
     };
     let hint = at.parked.request.login_hint.as_deref().unwrap_or("");
-    login_page(StatusCode::OK, &at.client, &at.parked, &at.csrf, hint, None)
+    login_page(
+        &state,
+        StatusCode::OK,
+        &at.client,
+        &at.parked,
+        &at.csrf,
+        hint,
+        None,
+    )
 }
 
 fn login_page(
+    state: &AppState,
     status: StatusCode,
     client: &Client,
     parked: &Parked,
@@ -62,12 +73,15 @@ fn login_page(
         csrf_token,
         username,
         error,
+        passkeys: state.webauthn.is_some(),
     };
-    render_with_csp(
-        status,
-        &page,
-        &csp_with_form_target(&parked.request.redirect_uri),
-    )
+    // The passkey button's script, only where there is a button.
+    let csp = if page.passkeys {
+        login_csp(&parked.request.redirect_uri)
+    } else {
+        csp_with_form_target(&parked.request.redirect_uri)
+    };
+    render_with_csp(status, &page, &csp)
 }
 
 /// A finished sign-in: the values of the new session and device cookies.
@@ -159,7 +173,15 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
     let outcome = sign_in(state, attempt).await;
     let csrf = params.get("csrf_token").unwrap_or("");
     let refusal = |status, message: String, wait: i64| {
-        let mut response = login_page(status, &client, &parked, csrf, &username, Some(message));
+        let mut response = login_page(
+            state,
+            status,
+            &client,
+            &parked,
+            csrf,
+            &username,
+            Some(message),
+        );
         response.headers_mut().insert(
             actix_web::http::header::RETRY_AFTER,
             actix_web::http::header::HeaderValue::from(wait.max(1)),
@@ -171,6 +193,7 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
         Ok(Outcome::SecondStep) => flow::to_page(state, paths::LOGIN_FACTOR, &parked.id),
         Ok(Outcome::Unmet(e)) => flow::reply(state, &parked.request.reply_to(), Err(e)),
         Ok(Outcome::Failed) => login_page(
+            state,
             StatusCode::UNAUTHORIZED,
             &client,
             &parked,
@@ -201,24 +224,38 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
 /// device cookies (SECURITY.md attack 16: 303, so the browser follows with GET and drops the
 /// body).
 pub fn to_resume(state: &AppState, id: &str, signed_in: SignedIn) -> HttpResponse {
+    let mut response = HttpResponse::SeeOther();
+    response
+        .insert_header(("Location", resume_url(state, id)))
+        .insert_header(("Cache-Control", "no-store"));
+    for cookie in signed_in_cookies(state, signed_in) {
+        response.cookie(cookie);
+    }
+    response.finish()
+}
+
+/// `/authorize/resume` for the parked request `id`.
+pub fn resume_url(state: &AppState, id: &str) -> String {
     let mut location =
         url::Url::parse(&state.settings.endpoint_url(paths::AUTHORIZE_RESUME)).expect("issuer URL");
     location.query_pairs_mut().append_pair("request", id);
-    HttpResponse::SeeOther()
-        .insert_header(("Location", location.as_str()))
-        .insert_header(("Cache-Control", "no-store"))
-        .cookie(cookies::build(
-            &state.settings,
-            cookies::SESSION,
-            signed_in.session,
-        ))
-        .cookie(cookies::lasting(
+    location.into()
+}
+
+/// The session cookie and the (renewed) device cookie of a finished sign-in.
+pub fn signed_in_cookies(
+    state: &AppState,
+    signed_in: SignedIn,
+) -> [actix_web::cookie::Cookie<'static>; 2] {
+    [
+        cookies::build(&state.settings, cookies::SESSION, signed_in.session),
+        cookies::lasting(
             &state.settings,
             cookies::DEVICE,
             signed_in.device,
             devices::LIFETIME,
-        ))
-        .finish()
+        ),
+    ]
 }
 
 /// How a sign-in ends, inside the caller's database call: its throttle slots freed, a new

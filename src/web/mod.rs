@@ -9,6 +9,7 @@ pub mod flow;
 pub mod forms;
 pub mod login;
 pub mod logout;
+pub mod passkeys;
 pub mod second_factor;
 pub mod session;
 pub mod strength;

@@ -32,6 +32,7 @@ mod maintenance;
 mod migrations;
 mod outage;
 mod outbound_proxy;
+mod passkeys;
 mod properties;
 mod races;
 mod refresh_and_userinfo;
