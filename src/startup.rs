@@ -283,9 +283,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(web::scope(paths::ADMIN_API).configure(crate::admin::api::routes))
     .service(web::resource(paths::ACCOUNT).route(web::get().to(account::show)))
     .service(web::resource(paths::ACCOUNT_CALLBACK).route(web::get().to(account::callback)))
-    .service(
-        web::resource(paths::ACCOUNT_PASSWORD).route(web::post().to(account::change_password)),
-    )
+    .service(web::resource(paths::ACCOUNT_PASSWORD).route(web::post().to(account::change_password)))
     .service(web::resource(paths::ACCOUNT_END_SESSION).route(web::post().to(account::end_session)))
     .service(
         web::resource(paths::ACCOUNT_END_OTHER_SESSIONS)

@@ -143,9 +143,7 @@ pub async fn redeem(
         Redeemed::Committed => Ok(Redemption { body, grant }),
         // A concurrent redemption won: the same attack as a later replay (RFC 6749 §4.1.2).
         // The winner's tokens die with the grant; this response is thrown away.
-        Redeemed::AlreadyUsed => {
-            Err(replayed(state, grant_id, "the code was already used").await)
-        }
+        Redeemed::AlreadyUsed => Err(replayed(state, grant_id, "the code was already used").await),
         Redeemed::Expired => Err(invalid_grant("the code has expired")),
         Redeemed::GrantRevoked => Err(invalid_grant("the grant was revoked")),
     }

@@ -315,15 +315,22 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         .get("state")
         .is_some_and(|s| bool::from(s.as_bytes().ct_eq(pending.state.as_bytes())));
     if !same {
-        return refused("This sign-in answer is not for this browser. Open your account page again.");
+        return refused(
+            "This sign-in answer is not for this browser. Open your account page again.",
+        );
     }
     // RFC 9207: from this issuer.
-    if params.get("iss").is_some_and(|iss| iss != state.settings.issuer_str()) {
+    if params
+        .get("iss")
+        .is_some_and(|iss| iss != state.settings.issuer_str())
+    {
         return refused("This sign-in answer is not from this server.");
     }
     if let Some(error) = params.get("error") {
         tracing::info!(error, "the account page's sign-in ended with an error");
-        return refused("Signing in to your account did not complete. Open your account page again.");
+        return refused(
+            "Signing in to your account did not complete. Open your account page again.",
+        );
     }
     let Some(code) = params.get("code") else {
         return refused("This sign-in answer has no code.");
@@ -346,7 +353,9 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         Ok(r) => r.grant,
         Err(e) => {
             tracing::info!(error = %e.code.as_str(), "the account page's code was refused");
-            return refused("Signing in to your account did not complete. Open your account page again.");
+            return refused(
+                "Signing in to your account did not complete. Open your account page again.",
+            );
         }
     };
     let idp = match super::session::by_sid(&state, &grant.user_id, &grant.sid).await {
@@ -357,7 +366,10 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     let claims = session::claims_for(&state, &idp, grant.auth_time, &grant.acr);
     audit("account.signed_in", &idp.user.id, &address(&req, &state));
     let mut response = to_page(&state, (pending.back == Back::Reauth).then_some("reauth"));
-    for cookie in [session::cookie(&state, &claims), session::forget_pending(&state)] {
+    for cookie in [
+        session::cookie(&state, &claims),
+        session::forget_pending(&state),
+    ] {
         if let Err(e) = response.add_cookie(&cookie) {
             return broken(e);
         }

@@ -40,7 +40,14 @@ pub async fn change_password(
     }
     if let Err(UserError::Invalid(why)) = check_password(&new) {
         let error = format!("The new {why}. Nothing was changed.");
-        return page(&state, &account, StatusCode::BAD_REQUEST, None, Some(&error)).await;
+        return page(
+            &state,
+            &account,
+            StatusCode::BAD_REQUEST,
+            None,
+            Some(&error),
+        )
+        .await;
     }
     let answer = match checked(&req, &state, &account, current).await {
         Ok(Check::Right) => changed(&req, &state, &account, new).await,
@@ -50,15 +57,28 @@ pub async fn change_password(
                 &account.session.user.id,
                 &address(&req, &state),
             );
-            page(&state, &account, StatusCode::UNAUTHORIZED, None, Some(WRONG)).await
+            page(
+                &state,
+                &account,
+                StatusCode::UNAUTHORIZED,
+                None,
+                Some(WRONG),
+            )
+            .await
         }
         Ok(Check::Locked(wait)) => {
             let minutes = (wait + 59) / 60;
             let error = format!(
                 "Too many wrong passwords. Try again in {minutes} minute(s). Nothing was changed."
             );
-            let mut r = page(&state, &account, StatusCode::TOO_MANY_REQUESTS, None, Some(&error))
-                .await;
+            let mut r = page(
+                &state,
+                &account,
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                Some(&error),
+            )
+            .await;
             r.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(wait.max(1)));
             r
@@ -139,7 +159,14 @@ async fn checked(
 }
 
 async fn busy(state: &AppState, account: &Account) -> HttpResponse {
-    let mut r = page(state, account, StatusCode::SERVICE_UNAVAILABLE, None, Some(BUSY)).await;
+    let mut r = page(
+        state,
+        account,
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        Some(BUSY),
+    )
+    .await;
     r.headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from(BUSY_RETRY_AFTER));
     r

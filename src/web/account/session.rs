@@ -83,7 +83,10 @@ pub fn seal(state: &AppState, claims: &Claims) -> String {
 
 fn open(state: &AppState, value: &str) -> Option<Claims> {
     let (payload, mac) = value.split_once('.')?;
-    let expected = b64url(&hmac_sha256(&key(state), &[b"session\0", payload.as_bytes()]));
+    let expected = b64url(&hmac_sha256(
+        &key(state),
+        &[b"session\0", payload.as_bytes()],
+    ));
     if !bool::from(expected.as_bytes().ct_eq(mac.as_bytes())) {
         return None;
     }
@@ -217,6 +220,11 @@ pub fn sign_in(state: &AppState, back: Back, max_age: Option<i64>) -> HttpRespon
     HttpResponse::SeeOther()
         .insert_header(("Location", url.as_str()))
         .insert_header(("Cache-Control", "no-store"))
-        .cookie(cookies::lasting(&state.settings, LOGIN_COOKIE, value, LOGIN_TTL))
+        .cookie(cookies::lasting(
+            &state.settings,
+            LOGIN_COOKIE,
+            value,
+            LOGIN_TTL,
+        ))
         .finish()
 }
