@@ -82,6 +82,13 @@ async fn post(
     b.post_form(&app.url(path), &fields).await
 }
 
+/// Ends the session `sid` from the account page `html`, and checks that it was.
+async fn end(app: &TestApp, me: &Browser, html: &str, sid: &str) {
+    let r = post(app, me, "/account/sessions/end", html, &[("session", sid)]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(query(&location(&r))["done"], "session");
+}
+
 async fn failures(app: &TestApp) -> i64 {
     let out = app.sigil(&["user", "show", "alice"], None);
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -302,16 +309,7 @@ async fn sessions_are_listed_and_ending_one_or_all_others_signs_those_browsers_o
     assert_eq!(html.matches("This browser").count(), 1);
     // The one end button is the phone's (this browser's own has none).
     let sid = hidden(&html, "session");
-    let r = post(
-        &app,
-        &me,
-        "/account/sessions/end",
-        &html,
-        &[("session", &sid)],
-    )
-    .await;
-    assert_eq!(r.status(), 303);
-    assert_eq!(query(&location(&r))["done"], "session");
+    end(&app, &me, &html, &sid).await;
     assert!(
         !signed_in(&app, &phone, &id).await,
         "the phone is signed out"
@@ -501,16 +499,7 @@ async fn a_change_after_5_minutes_reprompts_and_changes_nothing_until_resubmitte
     );
     assert!(signed_in(&app, &phone, &id).await, "still nothing ended");
     // Resubmitted: done.
-    let r = post(
-        &app,
-        &me,
-        "/account/sessions/end",
-        &html,
-        &[("session", &sid)],
-    )
-    .await;
-    assert_eq!(r.status(), 303);
-    assert_eq!(query(&location(&r))["done"], "session");
+    end(&app, &me, &html, &sid).await;
     assert!(!signed_in(&app, &phone, &id).await);
 }
 

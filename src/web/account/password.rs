@@ -16,7 +16,7 @@ use crate::admin::users::{check_password, UserError};
 use crate::crypto::password::{Busy, Lane};
 use crate::state::AppState;
 use crate::storage::{users, StorageError};
-use crate::web::login::BUSY_RETRY_AFTER;
+use crate::web::login::{verify_reserved, Verified, BUSY_RETRY_AFTER};
 use crate::web::{cookies, logout, session as idp, throttle};
 
 const WRONG: &str = "Your current password is not correct. Nothing was changed.";
@@ -124,25 +124,12 @@ async fn checked(
         Err(wait) => return Ok(Check::Locked(wait)),
     };
     let phc = Some(account.session.user.password_hash.clone());
-    let matches = if password.len() > crate::crypto::password::MAX_PASSWORD_BYTES {
-        false
-    } else {
-        // A signed-in browser's check: the priority lane, as for a trusted device.
-        match state
-            .passwords
-            .verify(password, phc, Lane::Priority, &bucket)
-            .await
-        {
-            Ok(m) => m,
-            Err(Busy) => {
-                state
-                    .db
-                    .run(move |c| throttle::withdrawn(c, &reservation))
-                    .await?;
-                return Ok(Check::Busy);
-            }
-        }
-    };
+    // A signed-in browser's check: the priority lane, as for a trusted device.
+    let (matches, reservation) =
+        match verify_reserved(state, reservation, password, phc, Lane::Priority, &bucket).await? {
+            Verified::Checked(matches, reservation) => (matches, reservation),
+            Verified::Busy => return Ok(Check::Busy),
+        };
     state
         .db
         .run(move |c| -> Result<_, StorageError> {

@@ -76,17 +76,19 @@ fn key(state: &AppState) -> [u8; 32] {
 
 /// The cookie value for `claims`: `base64url(JSON) "." base64url(MAC)`.
 pub fn seal(state: &AppState, claims: &Claims) -> String {
+    seal_with(&key(state), claims)
+}
+
+fn seal_with(key: &[u8], claims: &Claims) -> String {
     let payload = b64url(&serde_json::to_vec(claims).expect("claims serialize"));
-    let mac = hmac_sha256(&key(state), &[b"session\0", payload.as_bytes()]);
+    let mac = hmac_sha256(key, &[b"session\0", payload.as_bytes()]);
     format!("{payload}.{}", b64url(&mac))
 }
 
-fn open(state: &AppState, value: &str) -> Option<Claims> {
+/// The claims of a genuine cookie value (its MAC checked in constant time), else `None`.
+fn open_with(key: &[u8], value: &str) -> Option<Claims> {
     let (payload, mac) = value.split_once('.')?;
-    let expected = b64url(&hmac_sha256(
-        &key(state),
-        &[b"session\0", payload.as_bytes()],
-    ));
+    let expected = b64url(&hmac_sha256(key, &[b"session\0", payload.as_bytes()]));
     if !bool::from(expected.as_bytes().ct_eq(mac.as_bytes())) {
         return None;
     }
@@ -113,7 +115,7 @@ pub async fn current(req: &HttpRequest, state: &AppState) -> Result<Option<Accou
     let Some(cookie) = cookies::read(req, &state.settings, COOKIE) else {
         return Ok(None);
     };
-    let Some(claims) = open(state, &cookie) else {
+    let Some(claims) = open_with(&key(state), &cookie) else {
         return Ok(None);
     };
     if claims.exp <= state.clock.now() {
@@ -227,4 +229,41 @@ pub fn sign_in(state: &AppState, back: Back, max_age: Option<i64>) -> HttpRespon
             LOGIN_TTL,
         ))
         .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::master_key::MasterKey;
+
+    fn claims() -> Claims {
+        Claims {
+            sid: "s".into(),
+            sub: "u".into(),
+            auth_time: 1,
+            acr: "pwd".into(),
+            exp: 2,
+        }
+    }
+
+    #[test]
+    fn only_a_cookie_sealed_under_this_master_key_opens() {
+        let key = MasterKey::generate().derive(KEY_LABEL);
+        let value = seal_with(&key, &claims());
+        let opened = open_with(&key, &value).expect("opens");
+        assert_eq!((opened.sid.as_str(), opened.auth_time), ("s", 1));
+        // Another master key, a changed payload, a cut MAC: nothing.
+        let other = MasterKey::generate().derive(KEY_LABEL);
+        assert!(open_with(&other, &value).is_none());
+        let (payload, mac) = value.split_once('.').unwrap();
+        let mut forged = claims();
+        forged.auth_time = i64::MAX;
+        let forged = b64url(&serde_json::to_vec(&forged).unwrap());
+        assert!(open_with(&key, &format!("{forged}.{mac}")).is_none());
+        assert!(open_with(&key, &format!("{payload}.{}", &mac[1..])).is_none());
+        assert!(open_with(&key, payload).is_none());
+        // The label separates uses: the session key is not the master key's other keys.
+        let master = MasterKey::generate();
+        assert_ne!(master.derive(KEY_LABEL), master.derive(b"another use"));
+    }
 }
