@@ -11,6 +11,8 @@ use crate::helpers::{spawn_app, Backend, TestApp};
 use crate::introspection::active;
 use crate::logout::{sign_in, signed_in};
 
+mod first_party;
+
 both_backends!(
     reaching_account_signs_in_through_login_and_shows_the_profile,
     change_password_needs_the_current_one_and_ends_every_other_session_and_token,
@@ -18,8 +20,6 @@ both_backends!(
     withdrawing_consent_revokes_the_apps_refresh_token,
     attack13_changes_without_csrf_or_from_another_origin_are_403_and_change_nothing,
     a_change_after_5_minutes_reprompts_and_changes_nothing_until_resubmitted,
-    callback_with_a_wrong_or_missing_state_is_refused,
-    the_account_client_is_fixed_to_sigils_own_callback,
 );
 
 const NEW_PASSWORD: &str = "a whole new passphrase";
@@ -43,17 +43,25 @@ fn browser(agent: &str) -> Browser {
     }
 }
 
-/// Follows Sigil's redirects from `r` (signing in as alice with `password` when the login page
-/// comes) until an answer that is not a redirect.
-async fn follow(app: &TestApp, b: &Browser, mut r: Response, password: &str) -> Response {
+/// Follows the redirects of the Sigil at `base` from `r` (signing in as alice with `password`
+/// when the login page comes) until an answer that is not a redirect.
+async fn follow(base: &str, b: &Browser, mut r: Response, password: &str) -> Response {
     for _ in 0..10 {
         if r.status() != StatusCode::SEE_OTHER {
             return r;
         }
         let to = location(&r);
-        assert!(to.starts_with(&app.address), "left Sigil for {to}");
+        assert!(to.starts_with(base), "left Sigil for {to}");
         r = if to.contains("/login?") {
-            app.submit_login(b, &to, "alice", password).await
+            let html = b.get(&to).await.text().await.unwrap();
+            let form = [
+                ("request", hidden(&html, "request")),
+                ("csrf_token", hidden(&html, "csrf_token")),
+                ("username", "alice".into()),
+                ("password", password.into()),
+            ];
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            b.post_form(&format!("{base}/login"), &form).await
         } else {
             b.get(&to).await
         };
@@ -63,7 +71,7 @@ async fn follow(app: &TestApp, b: &Browser, mut r: Response, password: &str) -> 
 
 /// Opens the account page in `b` (signing in when asked); returns its HTML.
 async fn account_page(app: &TestApp, b: &Browser, password: &str) -> String {
-    let r = follow(app, b, b.get(&app.url("/account")).await, password).await;
+    let r = follow(&app.address, b, b.get(&app.url("/account")).await, password).await;
     assert_eq!(r.status(), 200, "the account page");
     r.text().await.unwrap()
 }
@@ -87,6 +95,17 @@ async fn end(app: &TestApp, me: &Browser, html: &str, sid: &str) {
     let r = post(app, me, "/account/sessions/end", html, &[("session", sid)]).await;
     assert_eq!(r.status(), 303);
     assert_eq!(query(&location(&r))["done"], "session");
+}
+
+/// Alice signed in at `id` in a "phone" browser, and on her account page in this one: the two
+/// browsers, the page, and the phone's session id as the page names it.
+async fn phone_and_me(app: &TestApp, id: &str, secret: &str) -> (Browser, Browser, String, String) {
+    let phone = Browser::new();
+    sign_in(app, &phone, id, secret, "alice", &[]).await;
+    let me = Browser::new();
+    let html = account_page(app, &me, PASSWORD).await;
+    let sid = hidden(&html, "session");
+    (phone, me, html, sid)
 }
 
 async fn failures(app: &TestApp) -> i64 {
@@ -142,7 +161,7 @@ async fn reaching_account_signs_in_through_login_and_shows_the_profile(backend: 
     let login = location(&r);
     assert!(login.contains("/login?"), "{login}");
     let r = app.submit_login(&b, &login, "alice", PASSWORD).await;
-    let r = follow(&app, &b, r, PASSWORD).await;
+    let r = follow(&app.address, &b, r, PASSWORD).await;
     assert_eq!(r.status(), 200);
     let csp = r.headers()["content-security-policy"]
         .to_str()
@@ -316,6 +335,18 @@ async fn sessions_are_listed_and_ending_one_or_all_others_signs_those_browsers_o
     );
     let html = account_page(&app, &me, PASSWORD).await;
     assert!(!html.contains("Phone/1.0"), "no longer listed");
+    // A session that is not one of the user's own (ended, or anyone else's) ends nothing.
+    for other in [sid.as_str(), "not-a-session"] {
+        let r = post(
+            &app,
+            &me,
+            "/account/sessions/end",
+            &html,
+            &[("session", other)],
+        )
+        .await;
+        assert_eq!(query(&location(&r))["done"], "session-gone");
+    }
     assert!(signed_in(&app, &me, &id).await);
 
     // End every other one: two more browsers, both signed out; this one stays.
@@ -383,11 +414,7 @@ async fn attack13_changes_without_csrf_or_from_another_origin_are_403_and_change
     backend: Backend,
 ) {
     let (app, id, secret) = setup(backend).await;
-    let phone = Browser::new();
-    sign_in(&app, &phone, &id, &secret, "alice", &[]).await;
-    let me = Browser::new();
-    let html = account_page(&app, &me, PASSWORD).await;
-    let sid = hidden(&html, "session");
+    let (phone, me, html, sid) = phone_and_me(&app, &id, &secret).await;
     // Another account session's token is not this one's.
     let elsewhere = account_page(&app, &Browser::new(), PASSWORD).await;
     let foreign_csrf = hidden(&elsewhere, "csrf_token");
@@ -464,11 +491,7 @@ async fn a_change_after_5_minutes_reprompts_and_changes_nothing_until_resubmitte
     backend: Backend,
 ) {
     let (app, id, secret) = setup(backend).await;
-    let phone = Browser::new();
-    sign_in(&app, &phone, &id, &secret, "alice", &[]).await;
-    let me = Browser::new();
-    let html = account_page(&app, &me, PASSWORD).await;
-    let sid = hidden(&html, "session");
+    let (phone, me, html, sid) = phone_and_me(&app, &id, &secret).await;
     app.state.clock.advance(301);
     let r = post(
         &app,
@@ -490,7 +513,7 @@ async fn a_change_after_5_minutes_reprompts_and_changes_nothing_until_resubmitte
         location(&r).contains("/login?"),
         "a fresh sign-in is required"
     );
-    let r = follow(&app, &me, r, PASSWORD).await;
+    let r = follow(&app.address, &me, r, PASSWORD).await;
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();
     assert!(
@@ -501,125 +524,4 @@ async fn a_change_after_5_minutes_reprompts_and_changes_nothing_until_resubmitte
     // Resubmitted: done.
     end(&app, &me, &html, &sid).await;
     assert!(!signed_in(&app, &phone, &id).await);
-}
-
-async fn callback_with_a_wrong_or_missing_state_is_refused(backend: Backend) {
-    let (app, _, _) = setup(backend).await;
-    let b = Browser::new();
-    let r = b.get(&app.url("/account")).await;
-    let r = b.get(&location(&r)).await;
-    let r = app.submit_login(&b, &location(&r), "alice", PASSWORD).await;
-    // /authorize/resume → the callback with the code.
-    let r = b.get(&location(&r)).await;
-    let callback = location(&r);
-    assert!(
-        callback.starts_with(&format!("{}/account/callback?", app.address)),
-        "{callback}"
-    );
-    let mut forged = url::Url::parse(&callback).unwrap();
-    let pairs: Vec<(String, String)> = forged
-        .query_pairs()
-        .map(|(k, v)| {
-            let forged = k == "state";
-            (
-                k.into_owned(),
-                if forged {
-                    "forged".into()
-                } else {
-                    v.into_owned()
-                },
-            )
-        })
-        .collect();
-    forged.query_pairs_mut().clear().extend_pairs(pairs);
-    let r = b.get(forged.as_str()).await;
-    assert_eq!(r.status(), 400, "a wrong state");
-    assert!(
-        r.headers().get("set-cookie").is_none(),
-        "no account session"
-    );
-    // Another browser (no pending sign-in) cannot use this browser's answer.
-    let r = Browser::new().get(&callback).await;
-    assert_eq!(r.status(), 400, "no pending sign-in");
-    // The refusals spent nothing: the genuine answer still signs in.
-    let r = b.get(&callback).await;
-    assert_eq!(r.status(), 303);
-    assert_eq!(b.get(&location(&r)).await.status(), 200);
-    // The pending sign-in is used once: the same answer again is refused.
-    let r = b.get(&callback).await;
-    assert_eq!(r.status(), 400);
-    assert_eq!(
-        b.get(&app.url("/account")).await.status(),
-        200,
-        "the session stands"
-    );
-}
-
-async fn the_account_client_is_fixed_to_sigils_own_callback(backend: Backend) {
-    let (app, _, _) = setup(backend).await;
-    let out = app.sigil(&["client", "show", "sigil-account"], None);
-    assert!(out.status.success());
-    let client: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        client["redirect_uris"],
-        json!([format!("{}/account/callback", app.issuer())])
-    );
-    assert_eq!(client["token_endpoint_auth_method"], "none");
-    assert_eq!(client["skip_consent"], true);
-    assert_eq!(client["scope"], "openid");
-    // Another origin cannot have the account client's codes sent to it.
-    let b = Browser::new();
-    for redirect in [
-        "https://evil.example/account/callback",
-        &format!("{}/account/callback/", app.issuer()),
-    ] {
-        let url = app
-            .authorize_url(&[
-                ("client_id", "sigil-account"),
-                ("redirect_uri", redirect),
-                ("response_type", "code"),
-                ("scope", "openid"),
-                ("state", "s"),
-                ("code_challenge", crate::flow::CHALLENGE),
-                ("code_challenge_method", "S256"),
-            ])
-            .await;
-        let r = b.get(&url).await;
-        assert_eq!(r.status(), 400, "{redirect}");
-        assert!(
-            r.headers().get("location").is_none(),
-            "never redirected to {redirect}"
-        );
-    }
-    // Without PKCE (a public client) it is refused too.
-    let url = app
-        .authorize_url(&[
-            ("client_id", "sigil-account"),
-            (
-                "redirect_uri",
-                &format!("{}/account/callback", app.issuer()),
-            ),
-            ("response_type", "code"),
-            ("scope", "openid"),
-            ("state", "s"),
-        ])
-        .await;
-    let r = b.get(&url).await;
-    assert_eq!(query(&location(&r))["error"], "invalid_request");
-    // A restart keeps the one registration.
-    let out = app.sigil(&["migrate"], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let listed: Value =
-        serde_json::from_slice(&app.sigil(&["client", "list", "--json"], None).stdout).unwrap();
-    let ours = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["client_id"] == "sigil-account")
-        .count();
-    assert_eq!(ours, 1);
 }
