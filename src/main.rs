@@ -41,8 +41,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(settings.clone()),
         Command::Migrate => {
             let core = cli::open(settings)?;
-            let created =
-                rotation::ensure_keys(&core.db, &core.master, sigil::clock::Clock::system().now())?;
+            let now = sigil::clock::Clock::system().now();
+            let created = rotation::ensure_keys(&core.db, &core.master, now)?;
+            core.db.with_conn(|c| {
+                sigil::web::account::ensure_client(c, &core.master, settings, now)
+            })?;
             eprintln!(
                 "database is up to date; {} signing keys created",
                 created.len()

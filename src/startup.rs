@@ -27,7 +27,7 @@ use crate::state::AppState;
 use crate::storage::maintenance::{self, Horizon, Limits};
 use crate::storage::{signing_keys, Database};
 use crate::tokens::verdicts::{RevisionWatcher, Verdicts};
-use crate::web::{consent, login, logout, second_factor};
+use crate::web::{account, consent, login, logout, second_factor};
 
 pub struct Application {
     port: u16,
@@ -56,6 +56,15 @@ impl Application {
         let created = rotation::ensure_keys(&core.db, &core.master, clock.now())?;
         if !created.is_empty() {
             tracing::info!(keys = ?created, "created signing keys");
+        }
+        let registered = core.db.with_conn(|c| {
+            crate::web::account::ensure_client(c, &core.master, &settings, clock.now())
+        })?;
+        if registered {
+            tracing::info!(
+                client_id = crate::web::account::session::CLIENT_ID,
+                "registered Sigil's own account client"
+            );
         }
         let snapshot = load_snapshot(&core.db, &core.master)?;
         let keyring = Arc::new(Keyring::new(snapshot));
@@ -281,6 +290,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(userinfo::post)),
     )
     .service(web::scope(paths::ADMIN_API).configure(crate::admin::api::routes))
+    .service(web::resource(paths::ACCOUNT).route(web::get().to(account::show)))
+    .service(web::resource(paths::ACCOUNT_CALLBACK).route(web::get().to(account::callback)))
+    .service(web::resource(paths::ACCOUNT_PASSWORD).route(web::post().to(account::change_password)))
+    .service(web::resource(paths::ACCOUNT_END_SESSION).route(web::post().to(account::end_session)))
+    .service(
+        web::resource(paths::ACCOUNT_END_OTHER_SESSIONS)
+            .route(web::post().to(account::end_other_sessions)),
+    )
+    .service(
+        web::resource(paths::ACCOUNT_WITHDRAW_CONSENT)
+            .route(web::post().to(account::withdraw_consent)),
+    )
     .service(web::resource(paths::STYLESHEET).route(web::get().to(pages::stylesheet)))
     .service(web::resource(paths::FORM_POST_SCRIPT).route(web::get().to(pages::form_post_script)))
     .service(web::resource(paths::PASSKEY_SCRIPT).route(web::get().to(pages::passkey_script)))

@@ -90,6 +90,14 @@ impl MasterKey {
         Ok(key)
     }
 
+    /// A 256-bit key for one purpose, derived from the master key: HMAC-SHA256(master,
+    /// `label`) (HKDF-Expand, RFC 5869 §2.3, with the master key as the pseudorandom key and
+    /// one block). Distinct labels give independent keys; every node with the same master key
+    /// derives the same one.
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        super::hmac_sha256(&self.0, &[label, &[1]])
+    }
+
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, MasterKeyError> {
         let nonce = super::random::bytes(NONCE_LEN);
         let mut tag = [0u8; TAG_LEN];

@@ -158,7 +158,31 @@ struct Job {
     phc: Option<String>,
     lane: Lane,
     address: String,
-    done: oneshot::Sender<bool>,
+    done: Reply,
+}
+
+/// What a job computes, and where its answer goes.
+enum Reply {
+    /// Whether the password matches `phc`.
+    Matches(oneshot::Sender<bool>),
+    /// A new PHC string for the password (`phc` unused).
+    Hash(oneshot::Sender<String>),
+}
+
+impl Reply {
+    /// The caller stopped waiting.
+    fn is_closed(&self) -> bool {
+        match self {
+            Reply::Matches(done) => done.is_closed(),
+            Reply::Hash(done) => done.is_closed(),
+        }
+    }
+}
+
+/// A computed answer, sent once the pool's books are straight.
+enum Answer {
+    Matches(bool),
+    Hash(String),
 }
 
 /// One lane's waiting checks and what it holds.
@@ -292,15 +316,20 @@ impl Shared {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             None
         } else {
-            let phc = match &job.phc {
-                Some(phc) => phc.as_str(),
-                None => self
-                    .dummy
-                    .get_or_init(|| hash(&super::random::secret_256())),
+            let answer = match &job.done {
+                Reply::Hash(_) => Answer::Hash(hash(&job.password)),
+                Reply::Matches(_) => {
+                    let phc = match &job.phc {
+                        Some(phc) => phc.as_str(),
+                        None => self
+                            .dummy
+                            .get_or_init(|| hash(&super::random::secret_256())),
+                    };
+                    Answer::Matches(verify_in(&job.password, phc, memory))
+                }
             };
-            let matches = verify_in(&job.password, phc, memory);
             self.hashed.fetch_add(1, Ordering::Relaxed);
-            Some(matches)
+            Some(answer)
         };
         // The books first, so that whoever reads the answer sees the pool without this job.
         {
@@ -308,8 +337,14 @@ impl Shared {
             queue.running -= 1;
             queue.lane(job.lane).forget(&job.address);
         }
-        if let Some(matches) = answer {
-            let _ = job.done.send(matches);
+        match (answer, job.done) {
+            (Some(Answer::Matches(matches)), Reply::Matches(done)) => {
+                let _ = done.send(matches);
+            }
+            (Some(Answer::Hash(phc)), Reply::Hash(done)) => {
+                let _ = done.send(phc);
+            }
+            _ => {}
         }
     }
 }
@@ -393,11 +428,31 @@ impl PasswordPool {
             phc,
             lane,
             address: address.to_string(),
-            done,
+            done: Reply::Matches(done),
         };
         self.admit(job)?;
         // A closed pool (shutting down) answers nothing: no match.
         Ok(answer.await.unwrap_or(false))
+    }
+
+    /// Hashes a new password (a user changing theirs) on the pool, under the same bounds as a
+    /// check. `Ok(None)` when the pool closed before it ran; dropping the future withdraws it.
+    pub async fn hash(
+        &self,
+        password: String,
+        lane: Lane,
+        address: &str,
+    ) -> Result<Option<String>, Busy> {
+        let (done, answer) = oneshot::channel();
+        let job = Job {
+            password,
+            phc: None,
+            lane,
+            address: address.to_string(),
+            done: Reply::Hash(done),
+        };
+        self.admit(job)?;
+        Ok(answer.await.ok())
     }
 
     fn admit(&self, job: Job) -> Result<(), Busy> {
@@ -530,7 +585,7 @@ mod tests {
                     phc: Some("not a hash".into()),
                     lane,
                     address: address.into(),
-                    done,
+                    done: Reply::Matches(done),
                 })
                 .map(|()| answer)
             })
@@ -607,7 +662,7 @@ mod tests {
                 phc: Some(phc.clone()),
                 lane,
                 address: address.into(),
-                done,
+                done: Reply::Matches(done),
             })
             .unwrap();
             answer

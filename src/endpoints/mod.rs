@@ -45,6 +45,12 @@ pub mod paths {
     pub const END_SESSION: &str = "/logout";
     pub const REVOCATION: &str = "/revoke";
     pub const ADMIN_API: &str = "/admin/api";
+    pub const ACCOUNT: &str = "/account";
+    pub const ACCOUNT_CALLBACK: &str = "/account/callback";
+    pub const ACCOUNT_PASSWORD: &str = "/account/password";
+    pub const ACCOUNT_END_SESSION: &str = "/account/sessions/end";
+    pub const ACCOUNT_END_OTHER_SESSIONS: &str = "/account/sessions/end-others";
+    pub const ACCOUNT_WITHDRAW_CONSENT: &str = "/account/apps/withdraw";
 }
 
 /// RFC 6749 §5.2 JSON errors. The status is decided here, where the error is rendered.

@@ -44,3 +44,35 @@ pub fn remember(
         Ok(())
     })
 }
+
+/// A remembered consent, as the account page lists it.
+#[derive(Debug, Clone, Queryable)]
+pub struct ConsentRow {
+    pub client_id: String,
+    pub scope: String,
+    pub granted_at: i64,
+}
+
+/// Every consent `user_id` gave, oldest first (the primary key starts with the user).
+pub fn of_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<ConsentRow>, StorageError> {
+    Ok(dsl::consents
+        .filter(dsl::user_id.eq(user_id))
+        .select((dsl::client_id, dsl::scope, dsl::granted_at))
+        .order((dsl::granted_at.asc(), dsl::client_id.asc()))
+        .load(conn)?)
+}
+
+/// Forgets the consent; true when there was one.
+pub fn forget(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    client_id: &str,
+) -> Result<bool, StorageError> {
+    let n = diesel::delete(
+        dsl::consents
+            .filter(dsl::user_id.eq(user_id))
+            .filter(dsl::client_id.eq(client_id)),
+    )
+    .execute(conn)?;
+    Ok(n > 0)
+}

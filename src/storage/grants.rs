@@ -108,6 +108,18 @@ pub fn by_sid(conn: &mut AnyConnection, sid: &str) -> Result<Vec<GrantRow>, Stor
     Ok(grants::table.filter(grants::sid.eq(sid)).load(conn)?)
 }
 
+/// Every grant `user_id` gave `client_id` (index `grants_user`).
+pub fn of_user_for_client(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    client_id: &str,
+) -> Result<Vec<GrantRow>, StorageError> {
+    Ok(grants::table
+        .filter(grants::user_id.eq(user_id))
+        .filter(grants::client_id.eq(client_id))
+        .load(conn)?)
+}
+
 pub fn code(conn: &mut AnyConnection, code_hash: &str) -> Result<Option<CodeRow>, StorageError> {
     Ok(codes::table
         .filter(codes::code_hash.eq(code_hash))

@@ -294,6 +294,42 @@ pub fn complete(
     Ok(SignedIn { session, device })
 }
 
+/// A password check that holds its slots (`throttle::reserve`).
+pub enum Verified {
+    /// Whether it matched; the slots, for the outcome.
+    Checked(bool, throttle::Reservation),
+    /// The password pool was full: the check never ran and its slots were given back.
+    Busy,
+}
+
+/// Checks `password` against `phc` (`None`: the dummy hash) on the pool in `lane` for the
+/// client bucket `address`, holding `reservation`. A password over the limit is refused like a
+/// wrong one, never hashed (DESIGN.md "Limits"). If the client goes away while this waits, the
+/// future is dropped and the pool skips the check; its slots stay taken (an abandoned attempt
+/// is still an attempt).
+pub async fn verify_reserved(
+    state: &AppState,
+    reservation: throttle::Reservation,
+    password: String,
+    phc: Option<String>,
+    lane: Lane,
+    address: &str,
+) -> Result<Verified, StorageError> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Ok(Verified::Checked(false, reservation));
+    }
+    match state.passwords.verify(password, phc, lane, address).await {
+        Ok(matches) => Ok(Verified::Checked(matches, reservation)),
+        Err(Busy) => {
+            state
+                .db
+                .run(move |conn| throttle::withdrawn(conn, &reservation))
+                .await?;
+            Ok(Verified::Busy)
+        }
+    }
+}
+
 /// Who is signing in (the user, and whether this browser signed in as them before) and the
 /// slots (one database call), the password (the pool), then the outcome (database).
 async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageError> {
@@ -345,29 +381,17 @@ async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageE
         Ok(reservation) => reservation,
         Err(wait) => return Ok(Outcome::Locked(wait)),
     };
-    let matches = if password.len() > MAX_PASSWORD_BYTES {
-        // DESIGN.md "Limits": refused like a wrong password, never hashed.
-        false
+    let lane = if trusted {
+        Lane::Priority
     } else {
-        let lane = if trusted {
-            Lane::Priority
-        } else {
-            Lane::Normal
-        };
-        let phc = user.as_ref().map(|u| u.password_hash.clone());
-        // If the client goes away while this waits, the future is dropped here and the pool
-        // skips the check; its slots stay taken (an abandoned attempt is still an attempt).
-        match state.passwords.verify(password, phc, lane, &address).await {
-            Ok(matches) => matches,
-            Err(Busy) => {
-                state
-                    .db
-                    .run(move |conn| throttle::withdrawn(conn, &reservation))
-                    .await?;
-                return Ok(Outcome::Busy);
-            }
-        }
+        Lane::Normal
     };
+    let phc = user.as_ref().map(|u| u.password_hash.clone());
+    let (matches, reservation) =
+        match verify_reserved(state, reservation, password, phc, lane, &address).await? {
+            Verified::Checked(matches, reservation) => (matches, reservation),
+            Verified::Busy => return Ok(Outcome::Busy),
+        };
     state
         .db
         .run(move |conn| match user {

@@ -272,13 +272,25 @@ pub async fn end_every_session(
     state: &web::Data<AppState>,
     user_id: &str,
 ) -> Result<usize, StorageError> {
+    end_sessions_but(state, user_id, None).await
+}
+
+/// Ends every live session of `user_id` but the one whose `sid` is `keep` (the account page's
+/// "end all other sessions"), like [`end_every_session`]. Returns how many ended.
+pub async fn end_sessions_but(
+    state: &web::Data<AppState>,
+    user_id: &str,
+    keep: Option<&str>,
+) -> Result<usize, StorageError> {
     let (owned, now) = (user_id.to_string(), state.clock.now());
+    let keep = keep.map(str::to_string);
     let horizon = grant_horizon(&state.settings);
     let ended = state
         .db
         .run(move |c| -> Result<_, StorageError> {
             let mut ended = Vec::new();
-            for row in sessions::live_of_user(c, &owned, now)? {
+            let rows = sessions::live_of_user(c, &owned, now)?;
+            for row in rows.into_iter().filter(|r| Some(&r.sid) != keep.as_ref()) {
                 let clients = end_in_db(c, &row.id_hash, &row.sid, now, horizon)?;
                 ended.push((row.sid, clients));
             }

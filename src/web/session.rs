@@ -86,6 +86,42 @@ fn load(
     let Some(row) = sessions::live(conn, id_hash, now)? else {
         return Ok(None);
     };
+    admit(conn, row, now, idle)
+}
+
+/// The live session `sid` of `user_id`, if it still is one (the same checks as the cookie's):
+/// what Sigil's own account page is bound to.
+pub async fn by_sid(
+    state: &AppState,
+    user_id: &str,
+    sid: &str,
+) -> Result<Option<Session>, StorageError> {
+    let (user_id, sid) = (user_id.to_string(), sid.to_string());
+    let now = state.clock.now();
+    let idle = state.settings.sessions.idle_timeout.as_secs() as i64;
+    state
+        .db
+        .run(move |conn| {
+            let row = sessions::live_of_user(conn, &user_id, now)?
+                .into_iter()
+                .find(|row| row.sid == sid);
+            match row {
+                Some(row) => admit(conn, row, now, idle),
+                None => Ok(None),
+            }
+        })
+        .await
+}
+
+/// A live row is a session while it has been used within the idle timeout and its user may
+/// still sign in (enabled, and it began after their `tokens_valid_after`).
+fn admit(
+    conn: &mut AnyConnection,
+    row: SessionRow,
+    now: i64,
+    idle: i64,
+) -> Result<Option<Session>, StorageError> {
+    let id_hash = row.id_hash.as_str();
     if row.last_seen_at + idle <= now {
         sessions::end(conn, id_hash, now)?;
         return Ok(None);

@@ -273,7 +273,10 @@ async fn encryption_metadata_is_checked_at_registration(backend: Backend) {
         assert!(said.contains("invalid_client_metadata"), "{extra}: {said}");
     }
     let out = app.sigil(&["client", "list", "--json"], None);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Only Sigil's own account client, registered at start.
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["client_id"], "sigil-account");
     // Discovery lists exactly what is supported.
     let doc = app.discovery().await;
     for name in [

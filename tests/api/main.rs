@@ -7,6 +7,7 @@ mod instant;
 mod pg_cluster;
 mod server_process;
 
+mod account;
 mod admin_api;
 mod authorization_code;
 mod authorize;

@@ -8,10 +8,13 @@
 //! stores the new refresh token. A response that fails before that leaves the code unused, so
 //! the client's retry is never taken for a replay; of N concurrent redemptions exactly one
 //! commits, and the others are replays.
+//!
+//! [`redeem`] is the one redemption: the token endpoint answers with its body, and Sigil's own
+//! first-party account page (`web::account`) redeems its code in-process through it.
 
-use actix_web::HttpResponse;
+use serde_json::Value;
 
-use super::{grant_until, invalid_grant, issue, replayed, respond};
+use super::{grant_until, invalid_grant, issue, replayed};
 use crate::oauth::client_metadata::Client;
 use crate::oauth::resource_metadata::ResourceMetadata;
 use crate::oauth::{pkce, OAuthError};
@@ -34,14 +37,20 @@ struct Ready {
     resource: Option<ResourceMetadata>,
 }
 
-pub async fn grant(
+/// A redeemed code: the token response body, and the grant it was issued under.
+pub struct Redemption {
+    pub body: Value,
+    pub grant: GrantRow,
+}
+
+pub async fn redeem(
     state: &AppState,
     client: &Client,
     code: String,
     redirect_uri: String,
     verifier: Option<String>,
     resource: Option<String>,
-) -> Result<HttpResponse, OAuthError> {
+) -> Result<Redemption, OAuthError> {
     let requested = issue::requested_resource(state, client, resource).await?;
     let now = state.clock.now();
     let code_hash = hash(&code);
@@ -93,7 +102,7 @@ pub async fn grant(
     } = match checked {
         Checked::Ready(ready) => *ready,
         Checked::Replayed { grant_id } => {
-            return replayed(state, grant_id, "the code was already used").await
+            return Err(replayed(state, grant_id, "the code was already used").await)
         }
     };
 
@@ -120,20 +129,21 @@ pub async fn grant(
     // Commit: the code is spent together with the new refresh token, or not at all.
     let until = grant_until(state, now, refresh_row.as_ref());
     let grant_id = grant.id.clone();
-    let outcome = state
+    let (outcome, grant) = state
         .db
         .run(move |conn| {
             let spend = Spend::Code {
                 code_hash: &code_hash,
             };
             grants::redeem(conn, spend, &grant, until, refresh_row.as_ref(), now)
+                .map(|outcome| (outcome, grant))
         })
         .await?;
     match outcome {
-        Redeemed::Committed => Ok(respond(body)),
+        Redeemed::Committed => Ok(Redemption { body, grant }),
         // A concurrent redemption won: the same attack as a later replay (RFC 6749 §4.1.2).
         // The winner's tokens die with the grant; this response is thrown away.
-        Redeemed::AlreadyUsed => replayed(state, grant_id, "the code was already used").await,
+        Redeemed::AlreadyUsed => Err(replayed(state, grant_id, "the code was already used").await),
         Redeemed::Expired => Err(invalid_grant("the code has expired")),
         Redeemed::GrantRevoked => Err(invalid_grant("the grant was revoked")),
     }

@@ -2,6 +2,7 @@
 //! handler reads the request and authenticates the client; each grant has its own file.
 
 mod authorization_code;
+pub use authorization_code::{redeem as redeem_code, Redemption};
 mod client_credentials;
 mod grace;
 mod issue;
@@ -49,8 +50,9 @@ pub async fn token(
             code_verifier,
             resource,
         } => {
-            authorization_code::grant(&state, &client, code, redirect_uri, code_verifier, resource)
+            authorization_code::redeem(&state, &client, code, redirect_uri, code_verifier, resource)
                 .await
+                .map(|redeemed| respond(redeemed.body))
         }
         TokenRequest::RefreshToken {
             refresh_token,
@@ -62,23 +64,25 @@ pub async fn token(
 
 /// A used code or refresh token presented again by its owner: the grant is revoked (RFC 6749
 /// §4.1.2, RFC 9700 §4.14.2) and, only when that revoked something, this node's cached
-/// introspection answers are dropped at once (other nodes see the moved revision).
-async fn replayed(
-    state: &AppState,
-    grant_id: String,
-    what: &'static str,
-) -> Result<HttpResponse, OAuthError> {
+/// introspection answers are dropped at once (other nodes see the moved revision). Returns the
+/// error to answer with.
+async fn replayed(state: &AppState, grant_id: String, what: &'static str) -> OAuthError {
     let (now, horizon) = (state.clock.now(), grant_horizon(&state.settings));
     let id = grant_id.clone();
     let revoked = state
         .db
         .run(move |conn| grants::revoke_grant(conn, &id, now, horizon))
-        .await?;
-    if revoked {
-        state.verdicts.invalidate();
-        tracing::warn!(grant_id = %grant_id, "{what}: its grant is revoked");
+        .await;
+    match revoked {
+        Err(e) => e.into(),
+        Ok(revoked) => {
+            if revoked {
+                state.verdicts.invalidate();
+                tracing::warn!(grant_id = %grant_id, "{what}: its grant is revoked");
+            }
+            invalid_grant(what)
+        }
     }
-    Err(invalid_grant(what))
 }
 
 /// After this no token of the grant may be valid: the access tokens issued now die within the

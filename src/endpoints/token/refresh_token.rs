@@ -192,7 +192,7 @@ async fn again(state: &AppState, used: Used, asked: &Asked) -> Result<HttpRespon
     let used_at = used.row.used_at.unwrap_or(i64::MIN);
     let within = grace > 0 && state.clock.now() <= used_at.saturating_add(grace);
     let Some(sealed) = used.row.successor_sealed.as_deref().filter(|_| within) else {
-        return replayed(state, used.grant.id, REPLAYED).await;
+        return Err(replayed(state, used.grant.id, REPLAYED).await);
     };
     if !used.user_live {
         return Err(invalid_grant("the user can no longer sign in"));
