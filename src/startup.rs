@@ -302,6 +302,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource(paths::ACCOUNT_WITHDRAW_CONSENT)
             .route(web::post().to(account::withdraw_consent)),
     )
+    .service(
+        web::resource(paths::ACCOUNT_TOTP_START).route(web::post().to(account::factors::start)),
+    )
+    .service(
+        web::resource(paths::ACCOUNT_TOTP_CONFIRM).route(web::post().to(account::factors::confirm)),
+    )
+    .service(
+        web::resource(paths::ACCOUNT_TOTP_REMOVE).route(web::post().to(account::factors::remove)),
+    )
+    .service(
+        web::resource(paths::ACCOUNT_RECOVERY_CODES)
+            .route(web::post().to(account::factors::recovery_codes)),
+    )
     .service(web::resource(paths::STYLESHEET).route(web::get().to(pages::stylesheet)))
     .service(web::resource(paths::FORM_POST_SCRIPT).route(web::get().to(pages::form_post_script)))
     .service(web::resource(paths::PASSKEY_SCRIPT).route(web::get().to(pages::passkey_script)))

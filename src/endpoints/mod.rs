@@ -51,6 +51,10 @@ pub mod paths {
     pub const ACCOUNT_END_SESSION: &str = "/account/sessions/end";
     pub const ACCOUNT_END_OTHER_SESSIONS: &str = "/account/sessions/end-others";
     pub const ACCOUNT_WITHDRAW_CONSENT: &str = "/account/apps/withdraw";
+    pub const ACCOUNT_TOTP_START: &str = "/account/totp/start";
+    pub const ACCOUNT_TOTP_CONFIRM: &str = "/account/totp/confirm";
+    pub const ACCOUNT_TOTP_REMOVE: &str = "/account/totp/remove";
+    pub const ACCOUNT_RECOVERY_CODES: &str = "/account/recovery-codes";
 }
 
 /// RFC 6749 §5.2 JSON errors. The status is decided here, where the error is rendered.

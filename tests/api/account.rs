@@ -11,6 +11,7 @@ use crate::helpers::{spawn_app, Backend, TestApp};
 use crate::introspection::active;
 use crate::logout::{sign_in, signed_in};
 
+mod factors;
 mod first_party;
 
 both_backends!(

@@ -25,7 +25,7 @@ both_backends!(
 
 // ---- RFC 6238, independently -------------------------------------------------------------
 
-fn base32_decode(text: &str) -> Vec<u8> {
+pub(crate) fn base32_decode(text: &str) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let (mut bits, mut value, mut out) = (0u32, 0u64, Vec::new());
     for c in text.trim_end_matches('=').bytes() {
@@ -41,7 +41,7 @@ fn base32_decode(text: &str) -> Vec<u8> {
     out
 }
 
-fn totp_at(secret_b32: &str, unix: i64) -> String {
+pub(crate) fn totp_at(secret_b32: &str, unix: i64) -> String {
     use openssl::{hash::MessageDigest, pkey::PKey, sign::Signer};
     let key = PKey::hmac(&base32_decode(secret_b32)).unwrap();
     let mut signer = Signer::new(MessageDigest::sha1(), &key).unwrap();

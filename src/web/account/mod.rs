@@ -12,7 +12,7 @@
 //! audit line (`tracing` target `audit`: event, user, client address; never a secret).
 
 mod changes;
-mod factors;
+pub mod factors;
 mod password;
 pub mod session;
 
@@ -49,6 +49,16 @@ struct AccountPage<'a> {
     error: Option<&'a str>,
     sessions: Vec<SessionView>,
     apps: Vec<AppView>,
+    totp: factors::TotpView,
+    recovery_left: i64,
+    /// Recovery codes just made: shown on this answer only.
+    new_codes: Vec<String>,
+}
+
+/// What one answer shows beyond the stored state.
+#[derive(Default)]
+struct Extra {
+    new_codes: Vec<String>,
 }
 
 struct SessionView {
@@ -142,6 +152,16 @@ fn notice(done: &str) -> Option<&'static str> {
         "session" => "The session was ended.",
         "session-gone" => "That session had already ended.",
         "others" => "Every other session was ended.",
+        "totp-started" => {
+            "Scan the QR code with your authenticator app (or type the key), then enter the \
+             code it shows to turn it on."
+        }
+        "totp-added" => {
+            "Your authenticator app is on: signing in now asks for its code after your \
+             password. Make recovery codes in case you lose it."
+        }
+        "totp-on" => "Your authenticator app is already on. Remove it first to set up another.",
+        "totp-removed" => "Your authenticator app and your recovery codes were removed.",
         "consent" => {
             "Access withdrawn: the app's sign-ins were revoked, and it must ask again before \
              it can use your account."
@@ -173,6 +193,17 @@ async fn page(
     status: StatusCode,
     notice: Option<&'static str>,
     error: Option<&str>,
+) -> HttpResponse {
+    page_with(state, account, status, notice, error, Extra::default()).await
+}
+
+async fn page_with(
+    state: &AppState,
+    account: &Account,
+    status: StatusCode,
+    notice: Option<&'static str>,
+    error: Option<&str>,
+    extra: Extra,
 ) -> HttpResponse {
     let user = &account.session.user;
     let (user_id, now) = (user.id.clone(), state.clock.now());
@@ -224,6 +255,10 @@ async fn page(
             granted: rfc3339(c.granted_at),
         });
     }
+    let (totp, recovery_left) = match factors::view(state, &user.id, &user.username).await {
+        Ok(found) => found,
+        Err(e) => return failed(e),
+    };
     let csrf = session::csrf_token(state, &account.cookie);
     let view = AccountPage {
         username: &user.username,
@@ -233,8 +268,17 @@ async fn page(
         error,
         sessions,
         apps,
+        totp,
+        recovery_left,
+        new_codes: extra.new_codes,
     };
-    render(status, &view)
+    let mut response = render(status, &view);
+    // Recovery codes and a waiting TOTP secret are on this page: no cache keeps it.
+    response.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// The user's claims in words, read-only.
