@@ -19,6 +19,8 @@ use serde_json::{json, Value};
 use sigil::config::Settings;
 use sigil::demo::{Demo, DemoConfig, Site};
 
+use crate::second_factors::totp_at;
+
 /// The W3C WebDriver element reference key.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const WAIT: Duration = Duration::from_secs(20);
@@ -121,6 +123,72 @@ async fn sso_across_two_origins_in_headless_chromium() {
     browser
         .screenshot(&shots.join("03-app-b-signed-in-by-sso.png"))
         .await;
+
+    // The account page, through Sigil's own first-party client: single sign-on, no password.
+    let account = format!("{sigil_url}/account");
+    browser.go(&account).await;
+    browser.wait_for_url(|u| u == account).await;
+    browser.find("#factors-heading").await;
+    browser.screenshot(&shots.join("04-account.png")).await;
+    // An authenticator app: the QR code and the key, then its first code turns it on.
+    browser
+        .click("form[action='/account/totp/start'] button")
+        .await;
+    let key = browser.text("#totp-secret").await;
+    browser.find(".qr svg").await;
+    browser
+        .element_screenshot(
+            "section[aria-labelledby=factors-heading]",
+            &shots.join("05-account-totp-setup.png"),
+        )
+        .await;
+    let otp = browser.find("#otp").await;
+    browser
+        .type_into(&otp, &totp_at(&key, unix_now()))
+        .await;
+    browser
+        .click("form[action='/account/totp/confirm'] button")
+        .await;
+    browser.find("form[action='/account/totp/remove']").await;
+
+    // Signed out (every cookie of 127.0.0.1, App A's too), signing in at App A takes two steps.
+    browser.command("DELETE", "/cookie", None).await;
+    browser.go(&app_a).await;
+    browser.click("#sign-in").await;
+    browser
+        .wait_for_url(|u| u.starts_with(&format!("{sigil_url}/login?")))
+        .await;
+    let username = browser.find("input[name=username]").await;
+    let password = browser.find("input[name=password]").await;
+    browser.type_into(&username, &credentials.username).await;
+    browser.type_into(&password, &credentials.password).await;
+    browser.click("form button[type=submit]").await;
+    browser
+        .wait_for_url(|u| u.starts_with(&format!("{sigil_url}/login/factor?")))
+        .await;
+    let otp = browser.find("input[name=otp]").await;
+    browser
+        .screenshot(&shots.join("06-sigil-second-factor.png"))
+        .await;
+    // The code that turned the app on is spent; the next step's is within the drift.
+    browser
+        .type_into(&otp, &totp_at(&key, unix_now() + 30))
+        .await;
+    browser.click("form button[type=submit]").await;
+    browser
+        .wait_for_url(|u| u.starts_with(&format!("{app_a}/")))
+        .await;
+    browser.find("#signed-in").await;
+    let claims: Value = serde_json::from_str(&browser.text("#id-token-claims").await).unwrap();
+    assert_eq!(claims["amr"], json!(["pwd", "otp", "mfa"]));
+    assert_eq!(claims["acr"], "mfa");
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// The path of a required tool; panics (the test fails) when it is missing.
@@ -255,6 +323,7 @@ impl Browser {
         let req = match method {
             "GET" => self.http.get(url),
             "POST" => self.http.post(url).json(&body.unwrap_or(json!({}))),
+            "DELETE" => self.http.delete(url),
             other => panic!("method {other}"),
         };
         let r = req
@@ -370,7 +439,18 @@ impl Browser {
     }
 
     async fn screenshot(&self, path: &Path) {
-        let v = self.command("GET", "/screenshot", None).await;
+        self.screenshot_of("/screenshot", path).await;
+    }
+
+    /// A screenshot of the element `css` alone (scrolled into view).
+    async fn element_screenshot(&self, css: &str, path: &Path) {
+        let e = self.find(css).await;
+        self.screenshot_of(&format!("/element/{e}/screenshot"), path)
+            .await;
+    }
+
+    async fn screenshot_of(&self, endpoint: &str, path: &Path) {
+        let v = self.command("GET", endpoint, None).await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(v.as_str().expect("a base64 screenshot"))
             .expect("base64");
