@@ -1,6 +1,8 @@
-//! What Sigil's load generators share (`examples/flow_bench.rs`, `examples/attack_bench.rs`):
-//! a scripted browser for the sign-in flow, latency tallies over a recording window, the CPU
-//! and memory of the server from /proc, and a paced discovery stream. Run by hand, never in CI.
+//! What Sigil's load generators share (`examples/flow_bench.rs`, `examples/attack_bench.rs`,
+//! `examples/factor_bench.rs`): a scripted browser for the sign-in flow (the password step and
+//! the second step apart, for users with a second factor), latency tallies over a recording
+//! window, the CPU and memory of the server from /proc, and a paced discovery stream. Run by
+//! hand, never in CI.
 
 #![allow(dead_code)]
 
@@ -226,6 +228,25 @@ pub fn login_post(
 /// The full password sign-in: authorize (no prompt, or `prompt=login`) → login page → POST
 /// /login → resume → the code for the client (skip_consent: no consent page).
 pub async fn sign_in(ctx: &Ctx, b: &Client, prompt: Option<&str>) -> Res<String> {
+    let resume = password_step(ctx, b, prompt, &ctx.username, &ctx.password).await?;
+    if !resume.contains("/authorize/resume?") {
+        return Err(format!(
+            "POST /login: 303 to {resume:?}, expected /authorize/resume"
+        ));
+    }
+    resume_code(ctx, b, &resume).await
+}
+
+/// The first step of a sign-in as `username`: authorize (no prompt, or `prompt=login`) → login
+/// page → POST /login; the Location of its 303 (`/authorize/resume`, or `/login/factor` for a
+/// user with a second factor).
+pub async fn password_step(
+    ctx: &Ctx,
+    b: &Client,
+    prompt: Option<&str>,
+    username: &str,
+    password: &str,
+) -> Res<String> {
     let r = b
         .get(ctx.authorize_url(prompt, "signin"))
         .send()
@@ -246,21 +267,61 @@ pub async fn sign_in(ctx: &Ctx, b: &Client, prompt: Option<&str>) -> Res<String>
     }
     let html = page.text().await.map_err(net("GET /login body"))?;
     let (request, csrf) = (hidden(&html, "request")?, hidden(&html, "csrf_token")?);
-    let r = login_post(ctx, b, &request, &csrf, &ctx.username, &ctx.password)
+    let r = login_post(ctx, b, &request, &csrf, username, password)
         .send()
         .await
         .map_err(net("POST /login"))?;
     if r.status() != StatusCode::SEE_OTHER {
         return Err(unexpected("POST /login", r).await);
     }
+    location(&r)
+}
+
+/// The second step at `factor_url` (`/login/factor?request=…`, where the password step sent
+/// the browser): its page, then POST /login/factor with `otp`; the Location of the 303
+/// (`/authorize/resume`).
+pub async fn factor_step(ctx: &Ctx, b: &Client, factor_url: &str, otp: &str) -> Res<String> {
+    if !factor_url.contains("/login/factor?") {
+        return Err(format!(
+            "POST /login: 303 to {factor_url:?}, expected the second step /login/factor"
+        ));
+    }
+    let page = b
+        .get(factor_url)
+        .send()
+        .await
+        .map_err(net("GET /login/factor"))?;
+    if page.status() != StatusCode::OK {
+        return Err(unexpected("GET /login/factor", page).await);
+    }
+    let html = page.text().await.map_err(net("GET /login/factor body"))?;
+    let (request, csrf) = (hidden(&html, "request")?, hidden(&html, "csrf_token")?);
+    let r = b
+        .post(ctx.url("/login/factor"))
+        .form(&[
+            ("request", request.as_str()),
+            ("csrf_token", csrf.as_str()),
+            ("otp", otp),
+        ])
+        .send()
+        .await
+        .map_err(net("POST /login/factor"))?;
+    if r.status() != StatusCode::SEE_OTHER {
+        return Err(unexpected("POST /login/factor", r).await);
+    }
     let resume = location(&r)?;
     if !resume.contains("/authorize/resume?") {
         return Err(format!(
-            "POST /login: 303 to {resume:?}, expected /authorize/resume"
+            "POST /login/factor: 303 to {resume:?}, expected /authorize/resume"
         ));
     }
+    Ok(resume)
+}
+
+/// GET /authorize/resume after a sign-in → the code for the client.
+pub async fn resume_code(ctx: &Ctx, b: &Client, resume: &str) -> Res<String> {
     let r = b
-        .get(&resume)
+        .get(resume)
         .send()
         .await
         .map_err(net("GET /authorize/resume"))?;
