@@ -184,6 +184,14 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
                 .db
                 .with_conn(|c| admin::sign_in_state(c, &row, now))
                 .map_err(storage_error)?;
+            let held = core
+                .db
+                .with_conn(|c| factors::held(c, &row.id))
+                .map_err(storage_error)?;
+            shown["second_factors"] = serde_json::json!({
+                "totp": held.totp,
+                "recovery_codes": held.recovery_codes,
+            });
             print_json(&shown);
         }
         UserCommand::Unlock { username } => {

@@ -582,8 +582,18 @@ async fn removing_totp_returns_to_password_sign_in(backend: Backend) {
     let (app, id, secret) = setup(backend, json!({})).await;
     app.add_totp("alice");
     app.cli_json(&["user", "recovery-codes", "alice"]);
+    let shown = app.cli_json(&["user", "show", "alice"]);
+    assert_eq!(
+        shown["second_factors"],
+        json!({"totp": true, "recovery_codes": 10})
+    );
     let out = app.sigil(&["user", "totp", "remove", "alice"], None);
     assert!(out.status.success());
+    let shown = app.cli_json(&["user", "show", "alice"]);
+    assert_eq!(
+        shown["second_factors"],
+        json!({"totp": false, "recovery_codes": 0})
+    );
     let out = app.sigil(&["user", "totp", "remove", "alice"], None);
     assert!(!out.status.success(), "removing a missing factor succeeded");
     let browser = Browser::new();
