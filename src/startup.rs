@@ -312,6 +312,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource(paths::LOGIN_PASSKEY)
             .route(web::post().to(crate::web::passkeys::sign_in::finish)),
+    )
+    .service(
+        web::resource(paths::LOGIN_FACTOR_PASSKEY_OPTIONS)
+            .route(web::post().to(crate::web::passkeys::second_step::options)),
+    )
+    .service(
+        web::resource(paths::LOGIN_FACTOR_PASSKEY)
+            .route(web::post().to(crate::web::passkeys::second_step::finish)),
     );
 }
 

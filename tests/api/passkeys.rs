@@ -18,6 +18,7 @@ use sigil::web::passkeys::{self, PasskeyError};
 
 mod attacks;
 mod authenticator;
+mod second_step;
 
 both_backends!(
     passwordless_sign_in_gives_amr_hwk_or_swk_user_mfa_and_acr_phr,
