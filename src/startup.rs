@@ -302,6 +302,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource(paths::ACCOUNT_WITHDRAW_CONSENT)
             .route(web::post().to(account::withdraw_consent)),
     )
+    .service(
+        web::resource(paths::ACCOUNT_PASSKEYS_OPTIONS)
+            .route(web::post().to(account::passkey_options)),
+    )
+    .service(web::resource(paths::ACCOUNT_PASSKEYS).route(web::post().to(account::add_passkey)))
+    .service(
+        web::resource(paths::ACCOUNT_PASSKEYS_REMOVE)
+            .route(web::post().to(account::remove_passkey)),
+    )
     .service(web::resource(paths::STYLESHEET).route(web::get().to(pages::stylesheet)))
     .service(web::resource(paths::FORM_POST_SCRIPT).route(web::get().to(pages::form_post_script)))
     .service(web::resource(paths::PASSKEY_SCRIPT).route(web::get().to(pages::passkey_script)))

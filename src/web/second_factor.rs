@@ -60,9 +60,10 @@ async fn offer(
 ) -> Result<Offer, OAuthError> {
     let id = user_id.to_string();
     let held = state.db.run(move |c| factors::held(c, &id)).await?;
+    // `Enrol(phr)`: the user holds no passkey yet, and a code leads on to enrolment.
     let needs_phr = matches!(
         flow::needed_for(state, &parked.request, client, user_id).await?,
-        flow::Needed::Level(Acr::Phr) | flow::Needed::Enrol(Acr::Phr)
+        flow::Needed::Level(Acr::Phr)
     );
     Ok(Offer {
         passkey: held.passkeys > 0 && state.webauthn.is_some(),

@@ -16,6 +16,7 @@ use sigil::storage::StorageError;
 use sigil::web::client_address::ClientAddress;
 use sigil::web::passkeys::{self, PasskeyError};
 
+mod account;
 mod attacks;
 mod authenticator;
 mod second_step;

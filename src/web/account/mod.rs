@@ -13,10 +13,12 @@
 
 mod changes;
 mod factors;
+mod passkeys;
 mod password;
 pub mod session;
 
 pub use changes::{end_other_sessions, end_session, withdraw_consent};
+pub use passkeys::{add as add_passkey, options as passkey_options, remove as remove_passkey};
 pub use password::change_password;
 
 use actix_web::http::StatusCode;
@@ -33,7 +35,7 @@ use crate::admin::clients as admin_clients;
 use crate::clock::rfc3339;
 use crate::config::Settings;
 use crate::crypto::master_key::MasterKey;
-use crate::endpoints::pages::{error_page, render};
+use crate::endpoints::pages::{error_page, render_with_csp};
 use crate::endpoints::{paths, token};
 use crate::oauth::form::Params;
 use crate::state::AppState;
@@ -49,6 +51,7 @@ struct AccountPage<'a> {
     error: Option<&'a str>,
     sessions: Vec<SessionView>,
     apps: Vec<AppView>,
+    passkeys: passkeys::PasskeysView,
 }
 
 struct SessionView {
@@ -146,6 +149,8 @@ fn notice(done: &str) -> Option<&'static str> {
             "Access withdrawn: the app's sign-ins were revoked, and it must ask again before \
              it can use your account."
         }
+        "passkey-added" => "The passkey was added.",
+        "passkey-removed" => "The passkey was removed.",
         "reauth" => {
             "You signed in again. Changes need a sign-in within the last 5 minutes, so \
              nothing was changed: make your change once more."
@@ -224,6 +229,10 @@ async fn page(
             granted: rfc3339(c.granted_at),
         });
     }
+    let keys = match passkeys::view(state, &user.id).await {
+        Ok(keys) => keys,
+        Err(e) => return failed(e),
+    };
     let csrf = session::csrf_token(state, &account.cookie);
     let view = AccountPage {
         username: &user.username,
@@ -233,8 +242,9 @@ async fn page(
         error,
         sessions,
         apps,
+        passkeys: keys,
     };
-    render(status, &view)
+    render_with_csp(status, &view, &passkeys::csp(state))
 }
 
 /// The user's claims in words, read-only.
