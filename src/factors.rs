@@ -127,17 +127,26 @@ pub struct Held {
     pub totp: bool,
     /// Unused recovery codes.
     pub recovery_codes: i64,
+    /// Registered passkeys.
+    pub passkeys: i64,
 }
 
 impl Held {
     /// Whether a sign-in needs a second step after the password.
     pub fn any(&self) -> bool {
+        self.otp() || self.passkeys > 0
+    }
+
+    /// Whether the `otp` field of the second step can be answered (TOTP or a recovery code).
+    pub fn otp(&self) -> bool {
         self.totp || self.recovery_codes > 0
     }
 
     /// The strongest level the user can reach.
     pub fn best(&self) -> Acr {
-        if self.any() {
+        if self.passkeys > 0 {
+            Acr::Phr
+        } else if self.otp() {
             Acr::Mfa
         } else {
             Acr::Pwd
@@ -150,5 +159,6 @@ pub fn held(conn: &mut AnyConnection, user_id: &str) -> Result<Held, StorageErro
     Ok(Held {
         totp,
         recovery_codes: factors::unused_recovery_codes(conn, user_id)?,
+        passkeys: crate::storage::passkeys::count_of_user(conn, user_id)?,
     })
 }

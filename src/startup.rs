@@ -315,6 +315,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource(paths::ACCOUNT_RECOVERY_CODES)
             .route(web::post().to(account::factors::recovery_codes)),
     )
+    .service(
+        web::resource(paths::ACCOUNT_PASSKEYS_OPTIONS)
+            .route(web::post().to(account::passkey_options)),
+    )
+    .service(web::resource(paths::ACCOUNT_PASSKEYS).route(web::post().to(account::add_passkey)))
+    .service(
+        web::resource(paths::ACCOUNT_PASSKEYS_REMOVE)
+            .route(web::post().to(account::remove_passkey)),
+    )
     .service(web::resource(paths::STYLESHEET).route(web::get().to(pages::stylesheet)))
     .service(web::resource(paths::FORM_POST_SCRIPT).route(web::get().to(pages::form_post_script)))
     .service(web::resource(paths::PASSKEY_SCRIPT).route(web::get().to(pages::passkey_script)))
@@ -325,6 +334,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource(paths::LOGIN_PASSKEY)
             .route(web::post().to(crate::web::passkeys::sign_in::finish)),
+    )
+    .service(
+        web::resource(paths::LOGIN_FACTOR_PASSKEY_OPTIONS)
+            .route(web::post().to(crate::web::passkeys::second_step::options)),
+    )
+    .service(
+        web::resource(paths::LOGIN_FACTOR_PASSKEY)
+            .route(web::post().to(crate::web::passkeys::second_step::finish)),
     );
 }
 

@@ -1,7 +1,11 @@
-// "Sign in with a passkey" on the login page (WebAuthn, passwordless): ask Sigil for a
-// discoverable authentication, let the browser's passkey dialog answer it, send the answer
-// back, and follow where Sigil says to go next. Without this script (or without WebAuthn in
-// the browser) the button stays hidden and the password form works as before.
+// Passkeys (WebAuthn) in the browser, for every passkey button of Sigil's pages. The box
+// (#passkey) says what to do in data attributes: `data-mode` "get" (sign in, or the second
+// step after a password: navigator.credentials.get) or "create" (add a passkey on the account
+// page: navigator.credentials.create, named by #passkey-name), `data-options` and
+// `data-finish` the two endpoints (the login page's by default), `data-request` and
+// `data-csrf` what every request carries. Sigil answers with where to go next. Without this
+// script (or without WebAuthn in the browser) the box stays hidden and the forms work as
+// before.
 (function () {
   "use strict";
   var box = document.getElementById("passkey");
@@ -11,6 +15,9 @@
     return;
   }
   box.hidden = false;
+  var mode = box.dataset.mode || "get";
+  var optionsPath = box.dataset.options || "/login/passkey/options";
+  var finishPath = box.dataset.finish || "/login/passkey";
 
   function toBuffer(b64url) {
     var b64 = b64url.replace(/-/g, "+").replace(/_/g, "/");
@@ -46,7 +53,9 @@
     }).then(function (response) {
       return response.json().then(function (json) {
         if (!response.ok) {
-          throw new Error(json.error || "refused");
+          var e = new Error(json.error || "refused");
+          e.answer = json;
+          throw e;
         }
         return json;
       });
@@ -58,46 +67,81 @@
     message.hidden = false;
   }
 
+  function ids() {
+    var body = { csrf_token: box.dataset.csrf };
+    if (box.dataset.request) {
+      body.request = box.dataset.request;
+    }
+    if (mode === "create") {
+      var name = document.getElementById("passkey-name");
+      body.name = name ? name.value : "";
+    }
+    return body;
+  }
+
+  function descriptors(list) {
+    (list || []).forEach(function (c) {
+      c.id = toBuffer(c.id);
+    });
+  }
+
+  function ask(options) {
+    options.challenge = toBuffer(options.challenge);
+    if (mode === "create") {
+      options.user.id = toBuffer(options.user.id);
+      descriptors(options.excludeCredentials);
+      return navigator.credentials.create({ publicKey: options });
+    }
+    descriptors(options.allowCredentials);
+    return navigator.credentials.get({ publicKey: options });
+  }
+
+  function encode(credential) {
+    var r = credential.response;
+    var response = { clientDataJSON: toB64url(r.clientDataJSON) };
+    if (mode === "create") {
+      response.attestationObject = toB64url(r.attestationObject);
+    } else {
+      response.authenticatorData = toB64url(r.authenticatorData);
+      response.signature = toB64url(r.signature);
+      response.userHandle = toB64url(r.userHandle);
+    }
+    return {
+      id: credential.id,
+      rawId: toB64url(credential.rawId),
+      type: credential.type,
+      response: response,
+      extensions: credential.getClientExtensionResults()
+    };
+  }
+
   button.addEventListener("click", function () {
-    var ids = { request: box.dataset.request, csrf_token: box.dataset.csrf };
-    var ceremony;
+    var body = ids();
     button.disabled = true;
     message.hidden = true;
-    post("/login/passkey/options", ids)
+    post(optionsPath, body)
       .then(function (answer) {
-        ceremony = answer.ceremony;
-        var options = answer.options.publicKey;
-        options.challenge = toBuffer(options.challenge);
-        (options.allowCredentials || []).forEach(function (c) {
-          c.id = toBuffer(c.id);
-        });
-        return navigator.credentials.get({ publicKey: options });
+        body.ceremony = answer.ceremony;
+        return ask(answer.options.publicKey);
       })
       .then(function (credential) {
-        var r = credential.response;
-        return post("/login/passkey", {
-          request: ids.request,
-          csrf_token: ids.csrf_token,
-          ceremony: ceremony,
-          credential: {
-            id: credential.id,
-            rawId: toB64url(credential.rawId),
-            type: credential.type,
-            response: {
-              authenticatorData: toB64url(r.authenticatorData),
-              clientDataJSON: toB64url(r.clientDataJSON),
-              signature: toB64url(r.signature),
-              userHandle: toB64url(r.userHandle)
-            },
-            extensions: credential.getClientExtensionResults()
-          }
-        });
+        body.credential = encode(credential);
+        return post(finishPath, body);
       })
       .then(function (done) {
         window.location.assign(done.location);
       })
-      .catch(function () {
-        show("The passkey did not sign you in. Try again, or use your password.");
+      .catch(function (e) {
+        if (e && e.answer && e.answer.location) {
+          window.location.assign(e.answer.location);
+          return;
+        }
+        show(
+          mode === "create"
+            ? "The passkey was not added. Check its name and try again."
+            : "The passkey did not sign you in. Try again" +
+                (finishPath === "/login/passkey" ? ", or use your password." : ".")
+        );
         button.disabled = false;
       });
   });

@@ -191,6 +191,7 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
             shown["second_factors"] = serde_json::json!({
                 "totp": held.totp,
                 "recovery_codes": held.recovery_codes,
+                "passkeys": held.passkeys,
             });
             print_json(&shown);
         }

@@ -38,6 +38,9 @@ pub mod paths {
     pub const LOGIN_ENROL: &str = "/login/enrol";
     pub const LOGIN_PASSKEY_OPTIONS: &str = "/login/passkey/options";
     pub const LOGIN_PASSKEY: &str = "/login/passkey";
+    /// A passkey as the second step.
+    pub const LOGIN_FACTOR_PASSKEY_OPTIONS: &str = "/login/factor/passkey/options";
+    pub const LOGIN_FACTOR_PASSKEY: &str = "/login/factor/passkey";
     pub const CONSENT: &str = "/consent";
     pub const AUTHORIZE_RESUME: &str = "/authorize/resume";
     pub const USERINFO: &str = "/userinfo";
@@ -55,6 +58,9 @@ pub mod paths {
     pub const ACCOUNT_TOTP_CONFIRM: &str = "/account/totp/confirm";
     pub const ACCOUNT_TOTP_REMOVE: &str = "/account/totp/remove";
     pub const ACCOUNT_RECOVERY_CODES: &str = "/account/recovery-codes";
+    pub const ACCOUNT_PASSKEYS_OPTIONS: &str = "/account/passkeys/options";
+    pub const ACCOUNT_PASSKEYS: &str = "/account/passkeys";
+    pub const ACCOUNT_PASSKEYS_REMOVE: &str = "/account/passkeys/remove";
 }
 
 /// RFC 6749 §5.2 JSON errors. The status is decided here, where the error is rendered.

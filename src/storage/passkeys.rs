@@ -45,6 +45,14 @@ pub fn of_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<PasskeyRow
         .load(conn)?)
 }
 
+/// How many passkeys the user holds.
+pub fn count_of_user(conn: &mut AnyConnection, user_id: &str) -> Result<i64, StorageError> {
+    Ok(pk::passkeys
+        .filter(pk::user_id.eq(user_id))
+        .count()
+        .get_result(conn)?)
+}
+
 pub fn by_credential_id(
     conn: &mut AnyConnection,
     credential_id: &str,

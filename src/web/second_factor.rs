@@ -16,7 +16,7 @@ use super::session::{self, Session};
 use super::strength::{self, Acr};
 use super::{client_address, cookies, forms, throttle};
 use crate::endpoints::authorize::{known_client, page};
-use crate::endpoints::pages::{csp_with_form_target, render_with_csp};
+use crate::endpoints::pages::{csp_with_form_target, login_csp, render_with_csp};
 use crate::endpoints::paths;
 use crate::factors;
 use crate::oauth::client_metadata::Client;
@@ -37,7 +37,42 @@ struct SecondFactorPage<'a> {
     request_id: &'a str,
     csrf_token: &'a str,
     error: Option<String>,
+    offer: Offer,
 }
+
+/// What the second-step page offers the pending user.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Offer {
+    /// "Use a passkey" (the user holds one and passkeys are on).
+    pub passkey: bool,
+    /// The `otp` form (the user holds TOTP or recovery codes, and the request does not need
+    /// `phr`, which no code reaches).
+    pub otp: bool,
+}
+
+/// What the parked request's second step offers `user_id` (the factors they hold, and what the
+/// request needs of them: `flow::needed_for`).
+async fn offer(
+    state: &AppState,
+    parked: &Parked,
+    client: &Client,
+    user_id: &str,
+) -> Result<Offer, OAuthError> {
+    let id = user_id.to_string();
+    let held = state.db.run(move |c| factors::held(c, &id)).await?;
+    // `Enrol(phr)`: the user holds no passkey yet, and a code leads on to enrolment.
+    let needs_phr = matches!(
+        flow::needed_for(state, &parked.request, client, user_id).await?,
+        flow::Needed::Level(Acr::Phr)
+    );
+    Ok(Offer {
+        passkey: held.passkeys > 0 && state.webauthn.is_some(),
+        otp: held.otp() && !needs_phr,
+    })
+}
+
+/// The answer to a code when the page offers none (the request needs a passkey).
+pub const PASSKEY_NEEDED: &str = "This sign-in needs a passkey: use your passkey to continue.";
 
 #[derive(Template)]
 #[template(path = "enrol_factor.html")]
@@ -50,7 +85,7 @@ struct EnrolPage<'a> {
 }
 
 /// The pending second step of `parked`, unless it is missing or too old.
-fn live(parked: &Parked, now: i64) -> Option<&Pending> {
+pub fn live(parked: &Parked, now: i64) -> Option<&Pending> {
     parked
         .pending
         .as_ref()
@@ -64,6 +99,7 @@ fn render(
     csrf_token: &str,
     username: &str,
     error: Option<String>,
+    offer: Offer,
 ) -> HttpResponse {
     let page = SecondFactorPage {
         client_name: client.display_name(),
@@ -71,12 +107,15 @@ fn render(
         request_id: &parked.id,
         csrf_token,
         error,
+        offer,
     };
-    render_with_csp(
-        status,
-        &page,
-        &csp_with_form_target(&parked.request.redirect_uri),
-    )
+    // The passkey button's script and its requests only when it is offered.
+    let csp = if offer.passkey {
+        login_csp(&parked.request.redirect_uri)
+    } else {
+        csp_with_form_target(&parked.request.redirect_uri)
+    };
+    render_with_csp(status, &page, &csp)
 }
 
 async fn username_of(state: &AppState, user_id: &str) -> Result<Option<String>, StorageError> {
@@ -98,6 +137,10 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     let Some(pending) = live(&at.parked, state.clock.now()) else {
         return flow::to_page(&state, paths::LOGIN, &at.parked.id);
     };
+    let offered = match offer(&state, &at.parked, &at.client, &pending.user_id).await {
+        Ok(offered) => offered,
+        Err(e) => return page(&e),
+    };
     match username_of(&state, &pending.user_id).await {
         Ok(Some(username)) => render(
             StatusCode::OK,
@@ -106,6 +149,7 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             &at.csrf,
             &username,
             None,
+            offered,
         ),
         Ok(None) => flow::to_page(&state, paths::LOGIN, &at.parked.id),
         Err(e) => page(&e.into()),
@@ -156,6 +200,29 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
     } else {
         None
     };
+    let offered = match offer(state, &parked, &client, &pending.user_id).await {
+        Ok(offered) => offered,
+        Err(e) => return page(&e),
+    };
+    let csrf = params.get("csrf_token").unwrap_or("");
+    // Enforced here, not only by the page: no code reaches phr, so none is taken when the
+    // request needs it (nor from a user without TOTP or recovery codes).
+    if !offered.otp {
+        let name = match username_of(state, &pending.user_id).await {
+            Ok(Some(name)) => name,
+            Ok(None) => return flow::to_page(state, paths::LOGIN, &parked.id),
+            Err(e) => return page(&e.into()),
+        };
+        return render(
+            StatusCode::BAD_REQUEST,
+            &client,
+            &parked,
+            csrf,
+            &name,
+            Some(PASSKEY_NEEDED.to_string()),
+            offered,
+        );
+    }
     let address = client_address::of(req, &state.settings.http.trusted_proxies);
     let step = Step {
         otp: params.get("otp").unwrap_or("").to_string(),
@@ -169,7 +236,6 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
             .map(session::hash_id),
         parked_hash: flow::hash(&parked.id),
     };
-    let csrf = params.get("csrf_token").unwrap_or("");
     let username = step.pending.user_id.clone();
     match verify(state, step).await {
         Ok((Outcome::SignedIn(signed_in), _)) => login::to_resume(state, &parked.id, signed_in),
@@ -182,6 +248,7 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
             csrf,
             &name,
             Some(WRONG_CODE.to_string()),
+            offered,
         ),
         Ok((Outcome::Locked(wait), name)) => {
             let minutes = (wait + 59) / 60;
@@ -194,6 +261,7 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
                 Some(format!(
                     "Too many failed sign-ins. Try again in {minutes} minute(s)."
                 )),
+                offered,
             );
             response.headers_mut().insert(
                 actix_web::http::header::RETRY_AFTER,

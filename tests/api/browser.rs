@@ -143,9 +143,7 @@ async fn sso_across_two_origins_in_headless_chromium() {
         )
         .await;
     let otp = browser.find("#otp").await;
-    browser
-        .type_into(&otp, &totp_at(&key, unix_now()))
-        .await;
+    browser.type_into(&otp, &totp_at(&key, unix_now())).await;
     browser
         .click("form[action='/account/totp/confirm'] button")
         .await;

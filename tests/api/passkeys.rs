@@ -16,8 +16,10 @@ use sigil::storage::StorageError;
 use sigil::web::client_address::ClientAddress;
 use sigil::web::passkeys::{self, PasskeyError};
 
+mod account;
 mod attacks;
 mod authenticator;
+mod second_step;
 
 both_backends!(
     passwordless_sign_in_gives_amr_hwk_or_swk_user_mfa_and_acr_phr,

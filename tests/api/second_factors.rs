@@ -75,7 +75,7 @@ impl TestApp {
     }
 
     /// `sigil user totp add USERNAME`: the base32 secret.
-    fn add_totp(&self, username: &str) -> String {
+    pub(crate) fn add_totp(&self, username: &str) -> String {
         let v = self.cli_json(&["user", "totp", "add", username]);
         let secret = v["secret"].as_str().unwrap().to_string();
         let uri = v["uri"].as_str().unwrap();
@@ -90,13 +90,18 @@ impl TestApp {
             .unwrap()
     }
 
-    fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         self.state.clock.now()
     }
 }
 
 /// Posts the second-step form found at `factor_url` with `otp`.
-async fn post_otp(app: &TestApp, browser: &Browser, factor_url: &str, otp: &str) -> Response {
+pub(crate) async fn post_otp(
+    app: &TestApp,
+    browser: &Browser,
+    factor_url: &str,
+    otp: &str,
+) -> Response {
     let page = browser.get(factor_url).await;
     assert_eq!(page.status(), 200, "second-step page");
     let html = page.text().await.unwrap();
@@ -110,12 +115,12 @@ async fn post_otp(app: &TestApp, browser: &Browser, factor_url: &str, otp: &str)
         .await
 }
 
-fn path_of(url: &str) -> String {
+pub(crate) fn path_of(url: &str) -> String {
     url::Url::parse(url).unwrap().path().to_string()
 }
 
 /// Start → password → the second-step page's URL.
-async fn to_second_step(
+pub(crate) async fn to_second_step(
     app: &TestApp,
     browser: &Browser,
     id: &str,
@@ -132,7 +137,7 @@ async fn to_second_step(
 }
 
 /// The ID token (and token response) for the code in the client-bound answer `r`.
-async fn tokens(app: &TestApp, id: &str, secret: &str, r: &Response) -> (Value, Value) {
+pub(crate) async fn tokens(app: &TestApp, id: &str, secret: &str, r: &Response) -> (Value, Value) {
     let to = location(r);
     assert!(to.starts_with(REDIRECT), "{to}");
     let code = query(&to)
@@ -585,14 +590,14 @@ async fn removing_totp_returns_to_password_sign_in(backend: Backend) {
     let shown = app.cli_json(&["user", "show", "alice"]);
     assert_eq!(
         shown["second_factors"],
-        json!({"totp": true, "recovery_codes": 10})
+        json!({"totp": true, "recovery_codes": 10, "passkeys": 0})
     );
     let out = app.sigil(&["user", "totp", "remove", "alice"], None);
     assert!(out.status.success());
     let shown = app.cli_json(&["user", "show", "alice"]);
     assert_eq!(
         shown["second_factors"],
-        json!({"totp": false, "recovery_codes": 0})
+        json!({"totp": false, "recovery_codes": 0, "passkeys": 0})
     );
     let out = app.sigil(&["user", "totp", "remove", "alice"], None);
     assert!(!out.status.success(), "removing a missing factor succeeded");

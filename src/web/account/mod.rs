@@ -13,10 +13,12 @@
 
 mod changes;
 pub mod factors;
+mod passkeys;
 mod password;
 pub mod session;
 
 pub use changes::{end_other_sessions, end_session, withdraw_consent};
+pub use passkeys::{add as add_passkey, options as passkey_options, remove as remove_passkey};
 pub use password::change_password;
 
 use actix_web::http::StatusCode;
@@ -33,7 +35,7 @@ use crate::admin::clients as admin_clients;
 use crate::clock::rfc3339;
 use crate::config::Settings;
 use crate::crypto::master_key::MasterKey;
-use crate::endpoints::pages::{error_page, render};
+use crate::endpoints::pages::{error_page, render_with_csp};
 use crate::endpoints::{paths, token};
 use crate::oauth::form::Params;
 use crate::state::AppState;
@@ -49,6 +51,7 @@ struct AccountPage<'a> {
     error: Option<&'a str>,
     sessions: Vec<SessionView>,
     apps: Vec<AppView>,
+    passkeys: passkeys::PasskeysView,
     totp: factors::TotpView,
     recovery_left: i64,
     /// Recovery codes just made: shown on this answer only.
@@ -166,6 +169,8 @@ fn notice(done: &str) -> Option<&'static str> {
             "Access withdrawn: the app's sign-ins were revoked, and it must ask again before \
              it can use your account."
         }
+        "passkey-added" => "The passkey was added.",
+        "passkey-removed" => "The passkey was removed.",
         "reauth" => {
             "You signed in again. Changes need a sign-in within the last 5 minutes, so \
              nothing was changed: make your change once more."
@@ -255,6 +260,10 @@ async fn page_with(
             granted: rfc3339(c.granted_at),
         });
     }
+    let keys = match passkeys::view(state, &user.id).await {
+        Ok(keys) => keys,
+        Err(e) => return failed(e),
+    };
     let (totp, recovery_left) = match factors::view(state, &user.id, &user.username).await {
         Ok(found) => found,
         Err(e) => return failed(e),
@@ -271,8 +280,9 @@ async fn page_with(
         totp,
         recovery_left,
         new_codes: extra.new_codes,
+        passkeys: keys,
     };
-    let mut response = render(status, &view);
+    let mut response = render_with_csp(status, &view, &passkeys::csp(state));
     // Recovery codes and a waiting TOTP secret are on this page: no cache keeps it.
     response.headers_mut().insert(
         actix_web::http::header::CACHE_CONTROL,

@@ -5,6 +5,7 @@
 //! carries, five minutes, single use) and the browser's answer. The account page, the
 //! second-factor page and the login page's passkey button (`sign_in`) call these functions.
 
+pub mod second_step;
 pub mod sign_in;
 
 use serde::{Deserialize, Serialize};

@@ -23,30 +23,30 @@ use crate::web::{client_address, cookies, session, strength, throttle};
 pub const REFUSED: &str = "passkey_refused";
 
 #[derive(Deserialize)]
-struct OptionsBody {
-    request: String,
-    csrf_token: Option<String>,
+pub(super) struct OptionsBody {
+    pub(super) request: String,
+    pub(super) csrf_token: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct FinishBody {
-    request: String,
-    csrf_token: Option<String>,
-    ceremony: String,
-    credential: Value,
+pub(super) struct FinishBody {
+    pub(super) request: String,
+    pub(super) csrf_token: Option<String>,
+    pub(super) ceremony: String,
+    pub(super) credential: Value,
 }
 
-fn answer(status: StatusCode, body: Value) -> HttpResponse {
+pub(super) fn answer(status: StatusCode, body: Value) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header(("Cache-Control", "no-store"))
         .json(body)
 }
 
-fn error(status: StatusCode, code: &str) -> HttpResponse {
+pub(super) fn error(status: StatusCode, code: &str) -> HttpResponse {
     answer(status, json!({ "error": code }))
 }
 
-fn storage_error(e: &StorageError) -> HttpResponse {
+pub(super) fn storage_error(e: &StorageError) -> HttpResponse {
     if e.is_unavailable() {
         let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
         response.headers_mut().insert(
@@ -62,7 +62,7 @@ fn storage_error(e: &StorageError) -> HttpResponse {
 
 /// The body as JSON (bounded by `http.max_body_bytes` before it gets here), then the checks
 /// every form of the login page passes.
-async fn checked<T: for<'de> Deserialize<'de>>(
+pub(super) async fn checked<T: for<'de> Deserialize<'de>>(
     req: &HttpRequest,
     state: &AppState,
     body: &[u8],
