@@ -28,33 +28,17 @@ const POLL: Duration = Duration::from_millis(100);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sso_across_two_origins_in_headless_chromium() {
-    let chromium = tool("SIGIL_TEST_CHROMIUM", "/usr/bin/chromium");
-    let chromedriver = tool("SIGIL_TEST_CHROMEDRIVER", "/usr/bin/chromedriver");
-    let shots = screenshot_dir();
-
     // Sigil and App A on 127.0.0.1, App B on localhost: two origins (and two sites).
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut settings = Settings::default();
-    settings.http.workers = 2;
-    let demo = Demo::start(DemoConfig {
-        settings,
-        dir: dir.path().join("demo"),
-        sigil: Site::new("127.0.0.1", 0),
-        app_a: Site::new("127.0.0.1", 0),
-        app_b: Site::new("localhost", 0),
-    })
-    .await
-    .expect("the demo starts");
-    let (sigil_url, app_a, app_b) = (
-        demo.sigil_url.clone(),
-        demo.app_a_url.clone(),
-        demo.app_b_url.clone(),
-    );
-    let credentials = demo.credentials.clone();
+    let Running {
+        sigil_url,
+        app_a,
+        app_b,
+        credentials,
+        browser,
+        shots,
+        ..
+    } = run_demo("127.0.0.1", "127.0.0.1", "localhost").await;
     assert!(app_b.starts_with("http://localhost:"), "{app_b}");
-    tokio::spawn(demo.run_until_stopped());
-
-    let browser = Browser::start(&chromedriver, &chromium).await;
 
     // App A: not signed in; "Sign in with Sigil" leads to Sigil's login page.
     browser.go(&app_a).await;
@@ -153,14 +137,7 @@ async fn sso_across_two_origins_in_headless_chromium() {
     browser.command("DELETE", "/cookie", None).await;
     browser.go(&app_a).await;
     browser.click("#sign-in").await;
-    browser
-        .wait_for_url(|u| u.starts_with(&format!("{sigil_url}/login?")))
-        .await;
-    let username = browser.find("input[name=username]").await;
-    let password = browser.find("input[name=password]").await;
-    browser.type_into(&username, &credentials.username).await;
-    browser.type_into(&password, &credentials.password).await;
-    browser.click("form button[type=submit]").await;
+    submit_password(&browser, &sigil_url, &credentials).await;
     browser
         .wait_for_url(|u| u.starts_with(&format!("{sigil_url}/login/factor?")))
         .await;
@@ -187,6 +164,158 @@ fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// A passkey in a real browser: Chromium's virtual authenticator (WebDriver, WebAuthn §11)
+/// stands in for a platform authenticator with user verification. Sigil is on `localhost` (an
+/// RP ID must be a domain name); App A on 127.0.0.1. The user signs in with a password, adds a
+/// passkey on the account page, is signed out everywhere, and signs in at App A with the passkey
+/// alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkey_sign_in_at_app_a_in_headless_chromium() {
+    let Running {
+        sigil_url,
+        app_a,
+        credentials,
+        browser,
+        shots,
+        ..
+    } = run_demo("localhost", "127.0.0.1", "127.0.0.1").await;
+    assert!(sigil_url.starts_with("http://localhost:"), "{sigil_url}");
+    browser
+        .command(
+            "POST",
+            "/webauthn/authenticator",
+            Some(json!({
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": true,
+                "hasUserVerification": true,
+                "isUserVerified": true,
+            })),
+        )
+        .await;
+
+    // Signed in with the password at App A.
+    browser.go(&app_a).await;
+    browser.click("#sign-in").await;
+    browser
+        .wait_for_url(|u| u.starts_with(&format!("{sigil_url}/login?")))
+        .await;
+    browser.find("#passkey-button").await;
+    browser
+        .screenshot(&shots.join("07-sigil-login-with-passkey.png"))
+        .await;
+    let username = browser.find("input[name=username]").await;
+    let password = browser.find("input[name=password]").await;
+    browser.type_into(&username, &credentials.username).await;
+    browser.type_into(&password, &credentials.password).await;
+    browser.click("form button[type=submit]").await;
+    browser
+        .wait_for_url(|u| u.starts_with(&format!("{app_a}/")))
+        .await;
+    browser.find("#signed-in").await;
+
+    // A passkey added on the account page.
+    browser.go(&format!("{sigil_url}/account")).await;
+    let name = browser.find("#passkey-name").await;
+    browser.type_into(&name, "Virtual key").await;
+    browser.click("#passkey-button").await;
+    browser
+        .wait_for_url(|u| u.contains("done=passkey-added"))
+        .await;
+    browser
+        .find("form[action='/account/passkeys/remove']")
+        .await;
+    browser
+        .element_screenshot(
+            "section[aria-labelledby=factors-heading]",
+            &shots.join("08-account-passkey-added.png"),
+        )
+        .await;
+
+    // Signed out at Sigil and at App A; then the passkey alone signs in.
+    browser.command("DELETE", "/cookie", None).await;
+    browser.go(&app_a).await;
+    browser.command("DELETE", "/cookie", None).await;
+    browser.go(&app_a).await;
+    browser.click("#sign-in").await;
+    browser
+        .wait_for_url(|u| u.starts_with(&format!("{sigil_url}/login?")))
+        .await;
+    browser.click("#passkey-button").await;
+    browser
+        .wait_for_url(|u| u.starts_with(&format!("{app_a}/")))
+        .await;
+    browser.find("#signed-in").await;
+    let claims: Value = serde_json::from_str(&browser.text("#id-token-claims").await).unwrap();
+    let amr = claims["amr"].as_array().expect("amr").clone();
+    assert!(
+        amr.contains(&json!("hwk")) || amr.contains(&json!("swk")),
+        "{claims}"
+    );
+    assert!(
+        amr.contains(&json!("user")) && amr.contains(&json!("mfa")),
+        "{claims}"
+    );
+    assert!(!amr.contains(&json!("pwd")), "{claims}");
+    assert_eq!(claims["acr"], "phr");
+}
+
+/// The demo (Sigil, App A, App B on the given hosts, ports chosen by the system) running in the
+/// background, and the browser tools; the temp dir lives as long as the returned value.
+struct Running {
+    sigil_url: String,
+    app_a: String,
+    app_b: String,
+    credentials: sigil::demo::DemoCredentials,
+    browser: Browser,
+    shots: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn run_demo(sigil: &str, app_a: &str, app_b: &str) -> Running {
+    let chromium = tool("SIGIL_TEST_CHROMIUM", "/usr/bin/chromium");
+    let chromedriver = tool("SIGIL_TEST_CHROMEDRIVER", "/usr/bin/chromedriver");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::default();
+    settings.http.workers = 2;
+    let demo = Demo::start(DemoConfig {
+        settings,
+        dir: dir.path().join("demo"),
+        sigil: Site::new(sigil, 0),
+        app_a: Site::new(app_a, 0),
+        app_b: Site::new(app_b, 0),
+    })
+    .await
+    .expect("the demo starts");
+    let running = Running {
+        sigil_url: demo.sigil_url.clone(),
+        app_a: demo.app_a_url.clone(),
+        app_b: demo.app_b_url.clone(),
+        credentials: demo.credentials.clone(),
+        browser: Browser::start(&chromedriver, &chromium).await,
+        shots: screenshot_dir(),
+        _dir: dir,
+    };
+    tokio::spawn(demo.run_until_stopped());
+    running
+}
+
+/// From Sigil's login page (waited for), the demo user's password, submitted.
+async fn submit_password(
+    browser: &Browser,
+    sigil_url: &str,
+    credentials: &sigil::demo::DemoCredentials,
+) {
+    browser
+        .wait_for_url(|u| u.starts_with(&format!("{sigil_url}/login?")))
+        .await;
+    let username = browser.find("input[name=username]").await;
+    let password = browser.find("input[name=password]").await;
+    browser.type_into(&username, &credentials.username).await;
+    browser.type_into(&password, &credentials.password).await;
+    browser.click("form button[type=submit]").await;
 }
 
 /// The path of a required tool; panics (the test fails) when it is missing.
