@@ -358,7 +358,12 @@ struct Browser {
 impl Browser {
     async fn start(chromedriver: &Path, chromium: &Path) -> Self {
         let port = free_port();
-        let log = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-output/chromedriver.log");
+        // On a fresh checkout target/test-output does not exist yet; chromedriver exits when
+        // it cannot open its log.
+        let log = screenshot_dir()
+            .parent()
+            .expect("target/test-output")
+            .join(format!("chromedriver-{port}.log"));
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log.display()))
