@@ -7,12 +7,14 @@
 //! sign-in. It ends as the code does: `login::complete` (amr `pwd hwk|swk user mfa`, acr
 //! `phr`), or for a step-up the browser's session made stronger.
 
-use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::sign_in::{answer, checked, error, storage_error, FinishBody, OptionsBody, REFUSED};
+use super::sign_in::{
+    answer, ceremony_answer, checked, error, held_unless_ok, not_passed, storage_error, too_many,
+    FinishBody, OptionsBody,
+};
 use super::{finish_authentication, start_authentication, PasskeyError};
 use crate::state::AppState;
 use crate::storage::{auth_requests, devices, users};
@@ -81,19 +83,10 @@ pub async fn options(
         Err(e) => return storage_error(&e),
     };
     let address = client_address::of(&req, &state.settings.http.trusted_proxies);
-    match start_authentication(&state, Some(&user), &address).await {
-        Ok((ceremony, options)) => answer(
-            StatusCode::OK,
-            json!({ "ceremony": ceremony, "options": options }),
-        ),
-        Err(PasskeyError::Unavailable) => error(StatusCode::NOT_FOUND, "passkeys_unavailable"),
-        Err(PasskeyError::NoPasskey) => error(StatusCode::BAD_REQUEST, "no_passkey"),
-        Err(PasskeyError::Storage(e)) => storage_error(&e),
-        Err(e) => {
-            tracing::error!(error = %e, "could not start a passkey second step");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "server_error")
-        }
-    }
+    ceremony_answer(
+        start_authentication(&state, Some(&user), &address).await,
+        "second step",
+    )
 }
 
 /// POST /login/factor/passkey: `{"request", "csrf_token", "ceremony", "credential"}` → 200
@@ -104,14 +97,7 @@ pub async fn finish(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let response = finish_answer(&req, &body, &state).await;
-    if !response.status().is_success() {
-        state
-            .tarpit
-            .hold(state.settings.login.refusal_delay.0)
-            .await;
-    }
-    response
+    held_unless_ok(&state, finish_answer(&req, &body, &state).await).await
 }
 
 async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> HttpResponse {
@@ -154,13 +140,7 @@ async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> Http
         .await;
     let reservation = match reserved {
         Ok(Some(Ok(reservation))) => reservation,
-        Ok(Some(Err(wait))) => {
-            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(wait.max(1)));
-            return response;
-        }
+        Ok(Some(Err(wait))) => return too_many(wait),
         Ok(None) => return error(StatusCode::BAD_REQUEST, "restart"),
         Err(e) => return storage_error(&e),
     };
@@ -176,36 +156,7 @@ async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> Http
         });
     let used = match verified {
         Ok(used) => used,
-        Err(PasskeyError::Storage(e)) => {
-            let _ = state
-                .db
-                .run(move |conn| throttle::withdrawn(conn, &reservation))
-                .await;
-            return storage_error(&e);
-        }
-        Err(PasskeyError::Unavailable) => {
-            let _ = state
-                .db
-                .run(move |conn| throttle::withdrawn(conn, &reservation))
-                .await;
-            return error(StatusCode::NOT_FOUND, "passkeys_unavailable");
-        }
-        Err(other) => {
-            tracing::info!(reason = %other, "passkey second step refused");
-            let failed = state
-                .db
-                .run(move |conn| throttle::failed(conn, &reservation, now, limits))
-                .await;
-            match failed {
-                Ok(locked) => {
-                    for key in locked {
-                        tracing::info!(%key, "sign-ins locked out after repeated failures");
-                    }
-                }
-                Err(e) => return storage_error(&e),
-            }
-            return error(StatusCode::UNAUTHORIZED, REFUSED);
-        }
+        Err(e) => return not_passed(state, e, reservation, now, "second step").await,
     };
     let origin = session::Origin::of(req, address.to_string());
     let previous = cookies::read(req, &state.settings, cookies::SESSION);

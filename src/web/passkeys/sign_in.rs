@@ -60,6 +60,85 @@ pub(super) fn storage_error(e: &StorageError) -> HttpResponse {
     }
 }
 
+/// The answer to a started ceremony: its id and the options for the browser. `what` names it
+/// in the log when it could not start.
+pub(super) fn ceremony_answer(
+    started: Result<(String, Value), PasskeyError>,
+    what: &str,
+) -> HttpResponse {
+    match started {
+        Ok((ceremony, options)) => answer(
+            StatusCode::OK,
+            json!({ "ceremony": ceremony, "options": options }),
+        ),
+        Err(PasskeyError::Unavailable) => error(StatusCode::NOT_FOUND, "passkeys_unavailable"),
+        Err(PasskeyError::NoPasskey) => error(StatusCode::BAD_REQUEST, "no_passkey"),
+        Err(PasskeyError::Storage(e)) => storage_error(&e),
+        Err(e) => {
+            tracing::error!(error = %e, "could not start a passkey {what}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+        }
+    }
+}
+
+/// Like the password form's tarpit: every answer but a success waits `login.refusal_delay`.
+pub(super) async fn held_unless_ok(state: &AppState, response: HttpResponse) -> HttpResponse {
+    if !response.status().is_success() {
+        state
+            .tarpit
+            .hold(state.settings.login.refusal_delay.0)
+            .await;
+    }
+    response
+}
+
+/// 429 with `Retry-After`: a throttle key is full or locked.
+pub(super) fn too_many(wait: i64) -> HttpResponse {
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(wait.max(1)));
+    response
+}
+
+/// A passkey that did not pass, with the slots `reservation` holds: a refusal counts as a
+/// failed sign-in (401); a check that could not run (storage, passkeys off) gives the slots
+/// back.
+pub(super) async fn not_passed(
+    state: &AppState,
+    e: PasskeyError,
+    reservation: throttle::Reservation,
+    now: i64,
+    what: &str,
+) -> HttpResponse {
+    let limits = throttle::limits(&state.settings.login);
+    let gave_up = match e {
+        PasskeyError::Storage(e) => storage_error(&e),
+        PasskeyError::Unavailable => error(StatusCode::NOT_FOUND, "passkeys_unavailable"),
+        other => {
+            tracing::info!(reason = %other, "passkey {what} refused");
+            let failed = state
+                .db
+                .run(move |conn| throttle::failed(conn, &reservation, now, limits))
+                .await;
+            return match failed {
+                Ok(locked) => {
+                    for key in locked {
+                        tracing::info!(%key, "sign-ins locked out after repeated failures");
+                    }
+                    error(StatusCode::UNAUTHORIZED, REFUSED)
+                }
+                Err(e) => storage_error(&e),
+            };
+        }
+    };
+    let _ = state
+        .db
+        .run(move |conn| throttle::withdrawn(conn, &reservation))
+        .await;
+    gave_up
+}
+
 /// The body as JSON (bounded by `http.max_body_bytes` before it gets here), then the checks
 /// every form of the login page passes.
 pub(super) async fn checked<T: for<'de> Deserialize<'de>>(
@@ -93,18 +172,10 @@ pub async fn options(
         return response;
     }
     let address = client_address::of(&req, &state.settings.http.trusted_proxies);
-    match start_authentication(&state, None, &address).await {
-        Ok((ceremony, options)) => answer(
-            StatusCode::OK,
-            json!({ "ceremony": ceremony, "options": options }),
-        ),
-        Err(PasskeyError::Unavailable) => error(StatusCode::NOT_FOUND, "passkeys_unavailable"),
-        Err(PasskeyError::Storage(e)) => storage_error(&e),
-        Err(e) => {
-            tracing::error!(error = %e, "could not start a passkey authentication");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "server_error")
-        }
-    }
+    ceremony_answer(
+        start_authentication(&state, None, &address).await,
+        "authentication",
+    )
 }
 
 /// POST /login/passkey: `{"request", "csrf_token", "ceremony", "credential"}` → 200
@@ -115,14 +186,7 @@ pub async fn finish(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let response = finish_answer(&req, &body, &state).await;
-    if !response.status().is_success() {
-        state
-            .tarpit
-            .hold(state.settings.login.refusal_delay.0)
-            .await;
-    }
-    response
+    held_unless_ok(&state, finish_answer(&req, &body, &state).await).await
 }
 
 async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> HttpResponse {
@@ -144,48 +208,12 @@ async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> Http
         .await;
     let reservation = match reserved {
         Ok(Ok(reservation)) => reservation,
-        Ok(Err(wait)) => {
-            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(wait.max(1)));
-            return response;
-        }
+        Ok(Err(wait)) => return too_many(wait),
         Err(e) => return storage_error(&e),
     };
     let used = match finish_authentication(state, &body.ceremony, &body.credential).await {
         Ok(used) => used,
-        Err(e) => {
-            let storage = match e {
-                PasskeyError::Storage(e) => Some(e),
-                PasskeyError::Unavailable => None,
-                other => {
-                    tracing::info!(reason = %other, "passkey sign-in refused");
-                    let failed = state
-                        .db
-                        .run(move |conn| throttle::failed(conn, &reservation, now, limits))
-                        .await;
-                    match failed {
-                        Ok(locked) => {
-                            for key in locked {
-                                tracing::info!(%key, "sign-ins locked out after repeated failures");
-                            }
-                        }
-                        Err(e) => return storage_error(&e),
-                    }
-                    return error(StatusCode::UNAUTHORIZED, REFUSED);
-                }
-            };
-            // The check did not run to its end: the slot goes back.
-            let _ = state
-                .db
-                .run(move |conn| throttle::withdrawn(conn, &reservation))
-                .await;
-            return match storage {
-                Some(e) => storage_error(&e),
-                None => error(StatusCode::NOT_FOUND, "passkeys_unavailable"),
-            };
-        }
+        Err(e) => return not_passed(state, e, reservation, now, "sign-in").await,
     };
     let origin = session::Origin::of(req, address.to_string());
     let previous = cookies::read(req, &state.settings, cookies::SESSION);
