@@ -22,7 +22,7 @@ use crate::factors;
 use crate::oauth::client_metadata::Client;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
-use crate::storage::{auth_requests, devices, users, StorageError};
+use crate::storage::{auth_requests, users, StorageError};
 
 /// The one message for a wrong, reused or malformed code.
 pub const WRONG_CODE: &str = "That code is not right. Try the current code, or a recovery code.";
@@ -308,14 +308,7 @@ async fn verify(state: &AppState, step: Step) -> Result<(Outcome, Option<String>
                 return Ok((Outcome::Restart, None));
             };
             let name = Some(user.username.clone());
-            let trusted = match &device_hash {
-                Some(h) => devices::is_trusted(conn, h, &user.id, now)?,
-                None => false,
-            };
-            let own_key = match &device_hash {
-                Some(h) if trusted => throttle::device_key(h),
-                _ => throttle::account_key(&user.username),
-            };
+            let own_key = throttle::own_key_of(conn, &user, device_hash.as_deref(), now)?;
             let reservation =
                 match throttle::reserve(conn, Some(own_key), address_key, now, limits)? {
                     Ok(r) => r,

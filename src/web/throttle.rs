@@ -31,6 +31,20 @@ pub fn could_be_username(name: &str) -> bool {
     !name.is_empty() && name.chars().count() <= 64 && !name.chars().any(char::is_control)
 }
 
+/// The key a check for the known `user` holds besides the address: the browser's device key
+/// when it signed in as them before (SECURITY.md attack 24), else the account's.
+pub fn own_key_of(
+    conn: &mut AnyConnection,
+    user: &crate::storage::users::UserRow,
+    device_hash: Option<&str>,
+    now: i64,
+) -> Result<String, StorageError> {
+    Ok(match device_hash {
+        Some(h) if crate::storage::devices::is_trusted(conn, h, &user.id, now)? => device_key(h),
+        _ => account_key(&user.username),
+    })
+}
+
 /// The slots one check holds: its own (account or device; none for a name that cannot be a
 /// user) and the client address's.
 #[derive(Debug)]

@@ -17,7 +17,7 @@ use super::sign_in::{
 };
 use super::{finish_authentication, start_authentication, PasskeyError};
 use crate::state::AppState;
-use crate::storage::{auth_requests, devices, users};
+use crate::storage::{auth_requests, users};
 use crate::web::flow::{self, Parked, Pending};
 use crate::web::login::{self, Completion};
 use crate::web::second_factor::live;
@@ -127,14 +127,7 @@ async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> Http
             let Some(user) = users::by_id(conn, &user_id)?.filter(|u| !u.disabled) else {
                 return Ok(None);
             };
-            let trusted = match &hash {
-                Some(h) => devices::is_trusted(conn, h, &user.id, now)?,
-                None => false,
-            };
-            let own_key = match &hash {
-                Some(h) if trusted => throttle::device_key(h),
-                _ => throttle::account_key(&user.username),
-            };
+            let own_key = throttle::own_key_of(conn, &user, hash.as_deref(), now)?;
             throttle::reserve(conn, Some(own_key), address_key, now, limits).map(Some)
         })
         .await;
