@@ -154,11 +154,18 @@ impl Held {
     }
 }
 
-pub fn held(conn: &mut AnyConnection, user_id: &str) -> Result<Held, StorageError> {
-    let totp = factors::totp(conn, user_id)?.is_some_and(|t| t.confirmed_at.is_some());
+/// The second factors `user_id` can use here: passkeys count only where WebAuthn is on (a
+/// Sigil whose issuer is an IP address has no RP ID), else a user whose only factor is a passkey
+/// would be sent to a second step that offers nothing.
+pub fn held(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    webauthn_on: bool,
+) -> Result<Held, StorageError> {
+    let counts = factors::counts(conn, user_id)?;
     Ok(Held {
-        totp,
-        recovery_codes: factors::unused_recovery_codes(conn, user_id)?,
-        passkeys: crate::storage::passkeys::count_of_user(conn, user_id)?,
+        totp: counts.totp > 0,
+        recovery_codes: counts.recovery_codes,
+        passkeys: if webauthn_on { counts.passkeys } else { 0 },
     })
 }

@@ -186,7 +186,7 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
                 .map_err(storage_error)?;
             let held = core
                 .db
-                .with_conn(|c| factors::held(c, &row.id))
+                .with_conn(|c| factors::held(c, &row.id, true))
                 .map_err(storage_error)?;
             shown["second_factors"] = serde_json::json!({
                 "totp": held.totp,

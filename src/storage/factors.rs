@@ -5,7 +5,9 @@
 use diesel::prelude::*;
 
 use super::schema::{recovery_codes, totp_factors};
-use super::{AnyConnection, StorageError};
+use diesel::sql_types::{BigInt, Binary, Nullable, Text};
+
+use super::{numbered_sql, AnyConnection, StorageError};
 
 #[derive(Debug, Clone, Queryable, Insertable)]
 #[diesel(table_name = totp_factors)]
@@ -27,16 +29,25 @@ pub fn totp(conn: &mut AnyConnection, user_id: &str) -> Result<Option<TotpRow>, 
         .optional()?)
 }
 
-/// Replaces the user's TOTP factor with `row`.
+/// Placeholders: $1 user_id, $2 secret_sealed, $3 confirmed_at, $4 last_step, $5 created_at.
+const PUT_TOTP: &str = "\
+INSERT INTO totp_factors (user_id, secret_sealed, confirmed_at, last_step, created_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (user_id) DO UPDATE SET secret_sealed = $2, confirmed_at = $3, last_step = $4,
+created_at = $5";
+
+/// Replaces the user's TOTP factor with `row`: one statement, so that the same user starting
+/// an enrolment many times at once ends with exactly one factor (the last one written) and no
+/// request fails on the primary key.
 pub fn put_totp(conn: &mut AnyConnection, row: &TotpRow) -> Result<(), StorageError> {
-    conn.transaction(|conn| {
-        diesel::delete(totp_factors::table.filter(totp_factors::user_id.eq(&row.user_id)))
-            .execute(conn)?;
-        diesel::insert_into(totp_factors::table)
-            .values(row)
-            .execute(conn)?;
-        Ok(())
-    })
+    numbered_sql(conn, PUT_TOTP)
+        .bind::<Text, _>(&row.user_id)
+        .bind::<Binary, _>(&row.secret_sealed)
+        .bind::<Nullable<BigInt>, _>(row.confirmed_at)
+        .bind::<BigInt, _>(row.last_step)
+        .bind::<BigInt, _>(row.created_at)
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Turns an enrolment on; false when there was none waiting.
@@ -133,6 +144,31 @@ pub fn unused_recovery_codes(conn: &mut AnyConnection, user_id: &str) -> Result<
         .filter(recovery_codes::user_id.eq(user_id))
         .filter(recovery_codes::used_at.is_null())
         .count()
+        .get_result(conn)?)
+}
+
+/// Placeholder: $1 user_id.
+const FACTOR_COUNTS: &str = "\
+SELECT
+  (SELECT COUNT(*) FROM totp_factors WHERE user_id = $1 AND confirmed_at IS NOT NULL) AS totp,
+  (SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL) AS recovery_codes,
+  (SELECT COUNT(*) FROM passkeys WHERE user_id = $1) AS passkeys";
+
+/// How many of each second factor the user holds: confirmed TOTP factors (0 or 1), unused
+/// recovery codes and passkeys, in one round trip (every password sign-in asks).
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub struct FactorCounts {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub totp: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub recovery_codes: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub passkeys: i64,
+}
+
+pub fn counts(conn: &mut AnyConnection, user_id: &str) -> Result<FactorCounts, StorageError> {
+    Ok(numbered_sql(conn, FACTOR_COUNTS)
+        .bind::<Text, _>(user_id)
         .get_result(conn)?)
 }
 

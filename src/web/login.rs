@@ -387,6 +387,7 @@ async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageE
         Lane::Normal
     };
     let phc = user.as_ref().map(|u| u.password_hash.clone());
+    let webauthn_on = state.webauthn.is_some();
     let (matches, reservation) =
         match verify_reserved(state, reservation, password, phc, lane, &address).await? {
             Verified::Checked(matches, reservation) => (matches, reservation),
@@ -396,7 +397,7 @@ async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageE
         .db
         .run(move |conn| match user {
             Some(user) if matches && !user.disabled => {
-                let held = factors::held(conn, &user.id)?;
+                let held = factors::held(conn, &user.id, webauthn_on)?;
                 if let Err(e) = flow::needed(&request, minimum_acr, held.best()) {
                     throttle::succeeded(conn, &reservation)?;
                     auth_requests::take(conn, &parked_hash)?;

@@ -58,11 +58,14 @@ async fn offer(
     client: &Client,
     user_id: &str,
 ) -> Result<Offer, OAuthError> {
-    let id = user_id.to_string();
-    let held = state.db.run(move |c| factors::held(c, &id)).await?;
+    let (id, webauthn_on) = (user_id.to_string(), state.webauthn.is_some());
+    let held = state
+        .db
+        .run(move |c| factors::held(c, &id, webauthn_on))
+        .await?;
     // `Enrol(phr)`: the user holds no passkey yet, and a code leads on to enrolment.
     let needs_phr = matches!(
-        flow::needed_for(state, &parked.request, client, user_id).await?,
+        flow::needed(&parked.request, client.metadata.minimum_acr, held.best())?,
         flow::Needed::Level(Acr::Phr)
     );
     Ok(Offer {

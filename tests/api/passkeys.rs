@@ -1,5 +1,5 @@
-//! Passkeys (WebAuthn): enrolment through `web::passkeys` (the account page that will offer it
-//! over HTTP is not built yet), then passwordless sign-in through the login page over real
+//! Passkeys (WebAuthn): enrolment through `web::passkeys` (over HTTP on the account page in
+//! `account`), then passwordless sign-in through the login page over real
 //! HTTP, with the software authenticator of `authenticator`. The attacks of SECURITY.md 31 are
 //! in `attacks`.
 
@@ -11,6 +11,7 @@ use crate::flow::{hidden, location, query, Browser, VERIFIER};
 use crate::helpers::{jwt_parts, spawn_app, spawn_app_with, Backend, TestApp};
 use authenticator::{Quirks, SoftKey};
 use sigil::config::Settings;
+use sigil::storage::passkeys as passkeys_store;
 use sigil::storage::users::{self, UserRow};
 use sigil::storage::StorageError;
 use sigil::web::client_address::ClientAddress;
@@ -405,7 +406,25 @@ async fn passkeys_are_off_when_the_issuer_is_an_ip_address(backend: Backend) {
         json!({"request": hidden(&html, "request"), "csrf_token": hidden(&html, "csrf_token")});
     let r = post_json(&app, &browser, "/login/passkey/options", &body).await;
     assert_eq!(r.status(), 404);
-    // The password still works.
+    // The password still works — also for a user who enrolled a passkey while the issuer was a
+    // domain name: a factor Sigil cannot use now does not send them to an empty second step.
+    let row = passkeys_store::PasskeyRow {
+        credential_id: "AAAA".into(),
+        user_id: alice.id.clone(),
+        name: "Laptop".into(),
+        credential: "{}".into(),
+        backup_eligible: false,
+        sign_count: 0,
+        created_at: 0,
+        last_used_at: None,
+    };
+    let added = app
+        .state
+        .db
+        .run(move |c| passkeys_store::insert_limited(c, &row, 10))
+        .await
+        .unwrap();
+    assert_eq!(added, passkeys_store::Added::Yes);
     let code = app.code_for(&browser, &client.0, &[]).await;
     assert!(!code.is_empty());
 }

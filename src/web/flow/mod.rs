@@ -111,7 +111,13 @@ pub async fn needed_for(
     user_id: &str,
 ) -> Result<Needed, OAuthError> {
     let user_id = user_id.to_string();
-    let held = state.db.run(move |c| factors::held(c, &user_id)).await?;
+    let held = {
+        let on = state.webauthn.is_some();
+        state
+            .db
+            .run(move |c| factors::held(c, &user_id, on))
+            .await?
+    };
     needed(request, client.metadata.minimum_acr, held.best())
 }
 
@@ -354,12 +360,13 @@ pub async fn proceed(
     let (remembered_scope, needed) = match &session {
         Some(s) => {
             let (user, client_id) = (s.user.id.clone(), client.client_id.clone());
+            let webauthn_on = state.webauthn.is_some();
             let found = state
                 .db
                 .run(move |c| {
                     Ok::<_, StorageError>((
                         consents::scope_of(c, &user, &client_id)?,
-                        factors::held(c, &user)?,
+                        factors::held(c, &user, webauthn_on)?,
                     ))
                 })
                 .await;

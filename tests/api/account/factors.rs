@@ -12,6 +12,7 @@ use crate::second_factors::totp_at;
 
 both_backends!(
     an_authenticator_app_is_set_up_by_its_first_code_and_removed,
+    thirty_concurrent_set_ups_leave_one_authenticator_app,
     recovery_codes_are_shown_once_and_work_once,
 );
 
@@ -149,4 +150,64 @@ async fn recovery_codes_are_shown_once_and_work_once(backend: Backend) {
     assert_eq!(claims["acr"], "mfa");
     let again = me.get(&app.url("/account")).await.text().await.unwrap();
     assert!(again.contains("9 unused"), "{again}");
+}
+
+/// The same signed-in user starting an authenticator app 30 times at once: every request is
+/// answered (none fails on the one-factor-per-user key), one factor is left, waiting for its
+/// first code, and the key on the page is the one that code must come from.
+async fn thirty_concurrent_set_ups_leave_one_authenticator_app(backend: Backend) {
+    let (app, id, secret) = setup(backend).await;
+    let me = Browser::new();
+    let html = account_page(&app, &me, PASSWORD).await;
+    let csrf = hidden(&html, "csrf_token");
+    let url = app.url("/account/totp/start");
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(30));
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let (me, url, csrf, barrier) = (me.clone(), url.clone(), csrf.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let r = me.post_form(&url, &[("csrf_token", csrf.as_str())]).await;
+            (r.status().as_u16(), location(&r))
+        }));
+    }
+    for t in tasks {
+        let (status, to) = t.await.unwrap();
+        assert_eq!(status, 303, "{to}");
+        assert_eq!(query(&to)["done"], "totp-started", "{to}");
+    }
+    let rows = {
+        use diesel::prelude::*;
+        use sigil::storage::schema::totp_factors::dsl as t;
+        app.state
+            .db
+            .with_conn(|c| {
+                t::totp_factors
+                    .select(t::confirmed_at)
+                    .load::<Option<i64>>(c)
+                    .map_err(sigil::storage::StorageError::from)
+            })
+            .unwrap()
+    };
+    assert_eq!(rows, vec![None], "one factor, not on yet");
+    // The key shown is the one stored: its first code turns the factor on.
+    let html = me.get(&app.url("/account")).await.text().await.unwrap();
+    let key = secret_on(&html);
+    let r = post(
+        &app,
+        &me,
+        "/account/totp/confirm",
+        &html,
+        &[("otp", &totp_at(&key, app.state.clock.now()))],
+    )
+    .await;
+    assert_eq!(query(&location(&r))["done"], "totp-added");
+    let claims = sign_in_with(
+        &app,
+        &id,
+        &secret,
+        &totp_at(&key, app.state.clock.now() + 30),
+    )
+    .await;
+    assert_eq!(claims["acr"], "mfa");
 }
