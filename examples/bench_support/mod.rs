@@ -228,25 +228,31 @@ pub fn login_post(
 /// The full password sign-in: authorize (no prompt, or `prompt=login`) → login page → POST
 /// /login → resume → the code for the client (skip_consent: no consent page).
 pub async fn sign_in(ctx: &Ctx, b: &Client, prompt: Option<&str>) -> Res<String> {
-    let resume = password_step(ctx, b, prompt, &ctx.username, &ctx.password).await?;
-    if !resume.contains("/authorize/resume?") {
-        return Err(format!(
-            "POST /login: 303 to {resume:?}, expected /authorize/resume"
-        ));
+    match password_step(ctx, b, prompt, &ctx.username, &ctx.password).await? {
+        Next::Resume(resume) => resume_code(ctx, b, &resume).await,
+        Next::SecondStep { .. } => Err("POST /login: a second step, expected none".into()),
     }
-    resume_code(ctx, b, &resume).await
+}
+
+/// Where the right password leads.
+pub enum Next {
+    /// 303 to `/authorize/resume` (the user holds no second factor).
+    Resume(String),
+    /// The second step's page, which the POST answers with (200): its form's request id and
+    /// CSRF token.
+    SecondStep { request: String, csrf: String },
 }
 
 /// The first step of a sign-in as `username`: authorize (no prompt, or `prompt=login`) → login
-/// page → POST /login; the Location of its 303 (`/authorize/resume`, or `/login/factor` for a
-/// user with a second factor).
+/// page → POST /login; the Location of its 303 (`/authorize/resume`), or for a user with a
+/// second factor the second step's page it answers with.
 pub async fn password_step(
     ctx: &Ctx,
     b: &Client,
     prompt: Option<&str>,
     username: &str,
     password: &str,
-) -> Res<String> {
+) -> Res<Next> {
     let r = b
         .get(ctx.authorize_url(prompt, "signin"))
         .send()
@@ -271,31 +277,36 @@ pub async fn password_step(
         .send()
         .await
         .map_err(net("POST /login"))?;
-    if r.status() != StatusCode::SEE_OTHER {
-        return Err(unexpected("POST /login", r).await);
+    match r.status() {
+        StatusCode::SEE_OTHER => {
+            let resume = location(&r)?;
+            if !resume.contains("/authorize/resume?") {
+                return Err(format!(
+                    "POST /login: 303 to {resume:?}, expected /authorize/resume"
+                ));
+            }
+            Ok(Next::Resume(resume))
+        }
+        StatusCode::OK => {
+            let html = r.text().await.map_err(net("POST /login body"))?;
+            if !html.contains("/login/factor") {
+                return Err(format!("POST /login: 200 without the second step: {html}"));
+            }
+            Ok(Next::SecondStep {
+                request: hidden(&html, "request")?,
+                csrf: hidden(&html, "csrf_token")?,
+            })
+        }
+        _ => Err(unexpected("POST /login", r).await),
     }
-    location(&r)
 }
 
-/// The second step at `factor_url` (`/login/factor?request=…`, where the password step sent
-/// the browser): its page, then POST /login/factor with `otp`; the Location of the 303
-/// (`/authorize/resume`).
-pub async fn factor_step(ctx: &Ctx, b: &Client, factor_url: &str, otp: &str) -> Res<String> {
-    if !factor_url.contains("/login/factor?") {
-        return Err(format!(
-            "POST /login: 303 to {factor_url:?}, expected the second step /login/factor"
-        ));
-    }
-    let page = b
-        .get(factor_url)
-        .send()
-        .await
-        .map_err(net("GET /login/factor"))?;
-    if page.status() != StatusCode::OK {
-        return Err(unexpected("GET /login/factor", page).await);
-    }
-    let html = page.text().await.map_err(net("GET /login/factor body"))?;
-    let (request, csrf) = (hidden(&html, "request")?, hidden(&html, "csrf_token")?);
+/// The second step after the password: POST /login/factor with `otp` from the page the password
+/// was answered with; the Location of the 303 (`/authorize/resume`).
+pub async fn factor_step(ctx: &Ctx, b: &Client, next: &Next, otp: &str) -> Res<String> {
+    let Next::SecondStep { request, csrf } = next else {
+        return Err("POST /login: no second step, expected /login/factor's page".into());
+    };
     let r = b
         .post(ctx.url("/login/factor"))
         .form(&[

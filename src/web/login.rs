@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::flow::{self, Parked};
+use super::second_factor::{self, Offer};
 use super::{client_address, cookies, forms, session, strength, throttle};
 use crate::crypto::password::{Busy, Lane, MAX_PASSWORD_BYTES};
 use crate::crypto::random;
@@ -92,8 +93,11 @@ pub struct SignedIn {
 
 enum Outcome {
     SignedIn(SignedIn),
-    /// The password was right; a second factor must follow (`/login/factor`).
-    SecondStep,
+    /// The password was right; a second factor must follow: the answer is its page.
+    SecondStep {
+        offer: Offer,
+        username: String,
+    },
     /// The request asks for an `acr` this user cannot give.
     Unmet(OAuthError),
     Failed,
@@ -129,15 +133,16 @@ pub async fn submit(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    held_unless_redirected(&state, answer(&req, &body, &state).await).await
+    held_unless_onwards(&state, answer(&req, &body, &state).await).await
 }
 
-/// The tarpit for the sign-in forms (password and second step): every answer but a redirect
-/// onwards waits `login.refusal_delay` first, so a flood that waits for its answers — wrong
-/// passwords or codes, locked or busy answers, stale or forged forms alike — is slowed to one
-/// attempt per connection and delay.
-pub async fn held_unless_redirected(state: &AppState, response: HttpResponse) -> HttpResponse {
-    if response.status() != StatusCode::SEE_OTHER {
+/// The tarpit for the sign-in forms (password and second step): every answer but one that
+/// leads on — a redirect onwards, or the second step's page after the right password (200: no
+/// refusal of these forms is a 200) — waits `login.refusal_delay` first, so a flood that waits
+/// for its answers — wrong passwords or codes, locked or busy answers, stale or forged forms
+/// alike — is slowed to one attempt per connection and delay.
+pub async fn held_unless_onwards(state: &AppState, response: HttpResponse) -> HttpResponse {
+    if !matches!(response.status(), StatusCode::SEE_OTHER | StatusCode::OK) {
         state
             .tarpit
             .hold(state.settings.login.refusal_delay.0)
@@ -190,7 +195,9 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
     };
     match outcome {
         Ok(Outcome::SignedIn(signed_in)) => to_resume(state, &parked.id, signed_in),
-        Ok(Outcome::SecondStep) => flow::to_page(state, paths::LOGIN_FACTOR, &parked.id),
+        Ok(Outcome::SecondStep { offer, username }) => {
+            second_factor::first_page(&client, &parked, csrf, &username, offer)
+        }
         Ok(Outcome::Unmet(e)) => flow::reply(state, &parked.request.reply_to(), Err(e)),
         Ok(Outcome::Failed) => login_page(
             state,
@@ -398,17 +405,23 @@ async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageE
         .run(move |conn| match user {
             Some(user) if matches && !user.disabled => {
                 let held = factors::held(conn, &user.id, webauthn_on)?;
-                if let Err(e) = flow::needed(&request, minimum_acr, held.best()) {
-                    throttle::succeeded(conn, &reservation)?;
-                    auth_requests::take(conn, &parked_hash)?;
-                    return Ok(Outcome::Unmet(e));
-                }
+                let needed = match flow::needed(&request, minimum_acr, held.best()) {
+                    Ok(needed) => needed,
+                    Err(e) => {
+                        throttle::succeeded(conn, &reservation)?;
+                        auth_requests::take(conn, &parked_hash)?;
+                        return Ok(Outcome::Unmet(e));
+                    }
+                };
                 if held.any() {
                     // Half a sign-in frees its slots but forgets no failure: a password known
                     // to an attacker must not reset the count of wrong codes.
                     throttle::withdrawn(conn, &reservation)?;
                     auth_requests::mark_pending(conn, &parked_hash, &user.id, strength::PWD, now)?;
-                    return Ok(Outcome::SecondStep);
+                    return Ok(Outcome::SecondStep {
+                        offer: Offer::of(&held, &needed),
+                        username: user.username,
+                    });
                 }
                 let completion = Completion {
                     reservation: &reservation,

@@ -19,6 +19,7 @@ use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::{csp_with_form_target, login_csp, render_with_csp};
 use crate::endpoints::paths;
 use crate::factors;
+use crate::oauth::authorize_request::AuthorizationRequest;
 use crate::oauth::client_metadata::Client;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
@@ -50,28 +51,58 @@ pub struct Offer {
     pub otp: bool,
 }
 
-/// What the parked request's second step offers `user_id` (the factors they hold, and what the
-/// request needs of them: `flow::needed_for`).
-async fn offer(
+impl Offer {
+    /// What the second step offers a user holding `held` for a request that needs `needed`:
+    /// the passkey button when they hold one (and passkeys are on: `factors::held`), the code
+    /// form unless the request needs `phr` (`Enrol(phr)` included: a user without a passkey yet
+    /// gives a code and is led on to enrolment).
+    pub fn of(held: &factors::Held, needed: &flow::Needed) -> Self {
+        Offer {
+            passkey: held.passkeys > 0,
+            otp: held.otp() && !matches!(needed, flow::Needed::Level(Acr::Phr)),
+        }
+    }
+}
+
+/// What the parked request's second step offers `user_id`, and their username (`None` when
+/// the user is gone or disabled), in one database call.
+async fn offer_and_name(
     state: &AppState,
     parked: &Parked,
     client: &Client,
     user_id: &str,
-) -> Result<Offer, OAuthError> {
+) -> Result<(Offer, Option<String>), OAuthError> {
     let (id, webauthn_on) = (user_id.to_string(), state.webauthn.is_some());
-    let held = state
+    let (held, user) = state
         .db
-        .run(move |c| factors::held(c, &id, webauthn_on))
+        .run(move |c| {
+            Ok::<_, StorageError>((factors::held(c, &id, webauthn_on)?, users::by_id(c, &id)?))
+        })
         .await?;
-    // `Enrol(phr)`: the user holds no passkey yet, and a code leads on to enrolment.
-    let needs_phr = matches!(
-        flow::needed(&parked.request, client.metadata.minimum_acr, held.best())?,
-        flow::Needed::Level(Acr::Phr)
-    );
-    Ok(Offer {
-        passkey: held.passkeys > 0 && state.webauthn.is_some(),
-        otp: held.otp() && !needs_phr,
-    })
+    let needed = flow::needed(&parked.request, client.metadata.minimum_acr, held.best())?;
+    let name = user.filter(|u| !u.disabled).map(|u| u.username);
+    Ok((Offer::of(&held, &needed), name))
+}
+
+/// The second-step page for a user who has just given the right password: the answer to that
+/// POST itself, so the second step costs one request (the code's), not a redirect and a GET
+/// too. The page at `GET /login/factor` is the same (a reload, a step-up).
+pub fn first_page(
+    client: &Client,
+    parked: &Parked,
+    csrf_token: &str,
+    username: &str,
+    offer: Offer,
+) -> HttpResponse {
+    render(
+        StatusCode::OK,
+        client,
+        parked,
+        csrf_token,
+        username,
+        None,
+        offer,
+    )
 }
 
 /// The answer to a code when the page offers none (the request needs a passkey).
@@ -121,16 +152,6 @@ fn render(
     render_with_csp(status, &page, &csp)
 }
 
-async fn username_of(state: &AppState, user_id: &str) -> Result<Option<String>, StorageError> {
-    let id = user_id.to_string();
-    Ok(state
-        .db
-        .run(move |c| users::by_id(c, &id))
-        .await?
-        .filter(|u| !u.disabled)
-        .map(|u| u.username))
-}
-
 /// GET /login/factor?request=ID
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let at = match forms::page_request(&req, &state).await {
@@ -140,12 +161,8 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     let Some(pending) = live(&at.parked, state.clock.now()) else {
         return flow::to_page(&state, paths::LOGIN, &at.parked.id);
     };
-    let offered = match offer(&state, &at.parked, &at.client, &pending.user_id).await {
-        Ok(offered) => offered,
-        Err(e) => return page(&e),
-    };
-    match username_of(&state, &pending.user_id).await {
-        Ok(Some(username)) => render(
+    match offer_and_name(&state, &at.parked, &at.client, &pending.user_id).await {
+        Ok((offered, Some(username))) => render(
             StatusCode::OK,
             &at.client,
             &at.parked,
@@ -154,8 +171,8 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             None,
             offered,
         ),
-        Ok(None) => flow::to_page(&state, paths::LOGIN, &at.parked.id),
-        Err(e) => page(&e.into()),
+        Ok((_, None)) => flow::to_page(&state, paths::LOGIN, &at.parked.id),
+        Err(e) => page(&e),
     }
 }
 
@@ -165,14 +182,18 @@ pub async fn submit(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    login::held_unless_redirected(&state, answer(&req, &body, &state).await).await
+    login::held_unless_onwards(&state, answer(&req, &body, &state).await).await
 }
 
 enum Outcome {
     SignedIn(SignedIn),
     /// A step-up made the browser's session stronger.
     Strengthened,
-    Failed(String),
+    /// The request needs what no code gives (`phr`), or the user holds no code factor.
+    CodeNotOffered,
+    /// The request needs more than the user can give.
+    Unmet(OAuthError),
+    Failed,
     Locked(i64),
     /// The first step has to be made again (the user went, or the session did).
     Restart,
@@ -203,29 +224,7 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
     } else {
         None
     };
-    let offered = match offer(state, &parked, &client, &pending.user_id).await {
-        Ok(offered) => offered,
-        Err(e) => return page(&e),
-    };
     let csrf = params.get("csrf_token").unwrap_or("");
-    // Enforced here, not only by the page: no code reaches phr, so none is taken when the
-    // request needs it (nor from a user without TOTP or recovery codes).
-    if !offered.otp {
-        let name = match username_of(state, &pending.user_id).await {
-            Ok(Some(name)) => name,
-            Ok(None) => return flow::to_page(state, paths::LOGIN, &parked.id),
-            Err(e) => return page(&e.into()),
-        };
-        return render(
-            StatusCode::BAD_REQUEST,
-            &client,
-            &parked,
-            csrf,
-            &name,
-            Some(PASSKEY_NEEDED.to_string()),
-            offered,
-        );
-    }
     let address = client_address::of(req, &state.settings.http.trusted_proxies);
     let step = Step {
         otp: params.get("otp").unwrap_or("").to_string(),
@@ -238,33 +237,32 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
             .as_deref()
             .map(session::hash_id),
         parked_hash: flow::hash(&parked.id),
+        request: parked.request.clone(),
+        minimum_acr: client.metadata.minimum_acr,
     };
-    let username = step.pending.user_id.clone();
-    match verify(state, step).await {
-        Ok((Outcome::SignedIn(signed_in), _)) => login::to_resume(state, &parked.id, signed_in),
-        Ok((Outcome::Strengthened, _)) => flow::to_page(state, paths::AUTHORIZE_RESUME, &parked.id),
-        Ok((Outcome::Restart, _)) => flow::to_page(state, paths::LOGIN, &parked.id),
-        Ok((Outcome::Failed(name), _)) => render(
-            StatusCode::UNAUTHORIZED,
-            &client,
-            &parked,
-            csrf,
-            &name,
-            Some(WRONG_CODE.to_string()),
-            offered,
-        ),
-        Ok((Outcome::Locked(wait), name)) => {
+    let user_id = step.pending.user_id.clone();
+    let (outcome, name, offered) = match verify(state, step).await {
+        Ok(verified) => verified,
+        Err(e) => return page(&OAuthError::from(e)),
+    };
+    let name = name.as_deref().unwrap_or(&user_id);
+    let refused = |status, message: String| {
+        render(status, &client, &parked, csrf, name, Some(message), offered)
+    };
+    match outcome {
+        Outcome::SignedIn(signed_in) => login::to_resume(state, &parked.id, signed_in),
+        Outcome::Strengthened => flow::to_page(state, paths::AUTHORIZE_RESUME, &parked.id),
+        Outcome::Restart => flow::to_page(state, paths::LOGIN, &parked.id),
+        Outcome::Unmet(e) => page(&e),
+        // Enforced here, not only by the page: no code reaches phr, so none is taken when the
+        // request needs it (nor from a user without TOTP or recovery codes).
+        Outcome::CodeNotOffered => refused(StatusCode::BAD_REQUEST, PASSKEY_NEEDED.to_string()),
+        Outcome::Failed => refused(StatusCode::UNAUTHORIZED, WRONG_CODE.to_string()),
+        Outcome::Locked(wait) => {
             let minutes = (wait + 59) / 60;
-            let mut response = render(
+            let mut response = refused(
                 StatusCode::TOO_MANY_REQUESTS,
-                &client,
-                &parked,
-                csrf,
-                name.as_deref().unwrap_or(&username),
-                Some(format!(
-                    "Too many failed sign-ins. Try again in {minutes} minute(s)."
-                )),
-                offered,
+                format!("Too many failed sign-ins. Try again in {minutes} minute(s)."),
             );
             response.headers_mut().insert(
                 actix_web::http::header::RETRY_AFTER,
@@ -272,7 +270,6 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
             );
             response
         }
-        Err(e) => page(&OAuthError::from(e)),
     }
 }
 
@@ -286,14 +283,22 @@ struct Step {
     previous: Option<String>,
     device_hash: Option<String>,
     parked_hash: String,
+    /// What the parked request needs, for what the step offers.
+    request: AuthorizationRequest,
+    minimum_acr: Option<Acr>,
 }
 
-/// Slots, the code, and the outcome, in one database call; also returns the username.
-async fn verify(state: &AppState, step: Step) -> Result<(Outcome, Option<String>), StorageError> {
+/// What the step offers, the slots, the code and the outcome, in one database call; also
+/// returns the username and the offer (for the page of a refusal).
+async fn verify(
+    state: &AppState,
+    step: Step,
+) -> Result<(Outcome, Option<String>, Offer), StorageError> {
     let now = state.clock.now();
     let limits = throttle::limits(&state.settings.login);
     let lifetime = state.settings.sessions.lifetime.as_secs() as i64;
     let master = state.master.clone();
+    let webauthn_on = state.webauthn.is_some();
     state
         .db
         .run(move |conn| {
@@ -306,16 +311,26 @@ async fn verify(state: &AppState, step: Step) -> Result<(Outcome, Option<String>
                 previous,
                 device_hash,
                 parked_hash,
+                request,
+                minimum_acr,
             } = step;
             let Some(user) = users::by_id(conn, &pending.user_id)?.filter(|u| !u.disabled) else {
-                return Ok((Outcome::Restart, None));
+                return Ok((Outcome::Restart, None, Offer::default()));
             };
             let name = Some(user.username.clone());
+            let held = factors::held(conn, &user.id, webauthn_on)?;
+            let offer = match flow::needed(&request, minimum_acr, held.best()) {
+                Ok(needed) => Offer::of(&held, &needed),
+                Err(e) => return Ok((Outcome::Unmet(e), name, Offer::default())),
+            };
+            if !offer.otp {
+                return Ok((Outcome::CodeNotOffered, name, offer));
+            }
             let own_key = throttle::own_key_of(conn, &user, device_hash.as_deref(), now)?;
             let reservation =
                 match throttle::reserve(conn, Some(own_key), address_key, now, limits)? {
                     Ok(r) => r,
-                    Err(wait) => return Ok((Outcome::Locked(wait), name)),
+                    Err(wait) => return Ok((Outcome::Locked(wait), name, offer)),
                 };
             let right = otp.len() <= MAX_CODE_BYTES
                 && factors::check_otp(conn, &master, &user.id, &otp, now)?;
@@ -323,7 +338,7 @@ async fn verify(state: &AppState, step: Step) -> Result<(Outcome, Option<String>
                 for key in throttle::failed(conn, &reservation, now, limits)? {
                     tracing::info!(%key, "sign-ins locked out after repeated failures");
                 }
-                return Ok((Outcome::Failed(user.username), name));
+                return Ok((Outcome::Failed, name, offer));
             }
             // A step-up adds the code to the session's own methods.
             let given = current.as_ref().map_or(&pending.amr, |s| &s.amr);
@@ -335,7 +350,7 @@ async fn verify(state: &AppState, step: Step) -> Result<(Outcome, Option<String>
                 session::strengthen(conn, &mut session, amr, now)?;
                 auth_requests::finish_second_step(conn, &parked_hash, &session.sid)?;
                 tracing::info!(target: "audit", event = "step_up", user = %user.username, acr = %session.acr);
-                return Ok((Outcome::Strengthened, name));
+                return Ok((Outcome::Strengthened, name, offer));
             }
             let completion = Completion {
                 reservation: &reservation,
@@ -347,7 +362,7 @@ async fn verify(state: &AppState, step: Step) -> Result<(Outcome, Option<String>
                 parked_hash: &parked_hash,
             };
             let signed_in = login::complete(conn, completion, now, lifetime)?;
-            Ok((Outcome::SignedIn(signed_in), name))
+            Ok((Outcome::SignedIn(signed_in), name, offer))
         })
         .await
 }

@@ -46,6 +46,15 @@ pub fn location(r: &Response) -> String {
         .to_string()
 }
 
+/// The value of the attribute `name` in `html` (its first occurrence).
+pub fn attribute(html: &str, name: &str) -> String {
+    let at = html
+        .find(&format!("{name}=\""))
+        .unwrap_or_else(|| panic!("{name}: {html}"));
+    let rest = &html[at + name.len() + 2..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
 /// The value of a hidden input in an HTML page.
 pub fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");

@@ -8,7 +8,7 @@ use reqwest::Response;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::flow::{hidden, location, query, Browser, PASSWORD, REDIRECT, VERIFIER};
+use crate::flow::{attribute, hidden, location, query, Browser, PASSWORD, REDIRECT, VERIFIER};
 use crate::helpers::{jwt_parts, spawn_app, Backend, TestApp};
 
 both_backends!(
@@ -119,7 +119,7 @@ pub(crate) fn path_of(url: &str) -> String {
     url::Url::parse(url).unwrap().path().to_string()
 }
 
-/// Start → password → the second-step page's URL.
+/// Start → password → the second step (its page's URL).
 pub(crate) async fn to_second_step(
     app: &TestApp,
     browser: &Browser,
@@ -130,10 +130,36 @@ pub(crate) async fn to_second_step(
     let login = location(&r);
     assert_eq!(path_of(&login), "/login", "{login}");
     let r = app.submit_login(browser, &login, "alice", PASSWORD).await;
-    assert_eq!(r.status(), 303);
-    let to = location(&r);
-    assert_eq!(path_of(&to), "/login/factor", "{to}");
-    to
+    second_step_url(app, r).await
+}
+
+/// The request id and CSRF token of a second step's page: the code form's, or (a passkey
+/// alone) the passkey button's.
+pub(crate) fn step_fields(html: &str) -> (String, String) {
+    assert!(
+        html.contains("/login/factor"),
+        "not the second step: {html}"
+    );
+    if html.contains(r#"name="otp""#) {
+        (hidden(html, "request"), hidden(html, "csrf_token"))
+    } else {
+        (
+            attribute(html, "data-request"),
+            attribute(html, "data-csrf"),
+        )
+    }
+}
+
+/// The second step's page, which the right password is answered with at once (200, no
+/// redirect), and the URL that shows the same page again.
+pub(crate) async fn second_step_url(app: &TestApp, r: Response) -> String {
+    assert_eq!(r.status(), 200, "the second step's page");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let html = r.text().await.unwrap();
+    let (request, _) = step_fields(&html);
+    let url = app.url(&format!("/login/factor?request={request}"));
+    assert_eq!(path_of(&url), "/login/factor");
+    url
 }
 
 /// The ID token (and token response) for the code in the client-bound answer `r`.

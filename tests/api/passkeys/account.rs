@@ -11,7 +11,7 @@ use super::{passkey_app, post_json, user};
 use crate::both_backends;
 use crate::flow::{hidden, location, query, Browser, PASSWORD};
 use crate::helpers::{Backend, TestApp};
-use crate::second_factors::{path_of, post_otp, tokens, totp_at};
+use crate::second_factors::{path_of, post_otp, step_fields, to_second_step, tokens, totp_at};
 use sigil::web::passkeys;
 
 both_backends!(
@@ -32,19 +32,40 @@ async fn follow(app: &TestApp, b: &Browser, mut r: Response, key: &mut SoftKey) 
             return r;
         }
         r = match path_of(&to).as_str() {
-            "/login" => app.submit_login(b, &to, "alice", PASSWORD).await,
+            "/login" => {
+                let r = app.submit_login(b, &to, "alice", PASSWORD).await;
+                if r.status() != 200 {
+                    r
+                } else {
+                    // The right password is answered with the second step's page.
+                    let html = r.text().await.unwrap();
+                    let (request, csrf) = step_fields(&html);
+                    with_passkey(app, b, &request, &csrf, key).await
+                }
+            }
             "/login/factor" => {
                 let (request, csrf, _, _) = factor_page(b, &to).await;
-                let (ceremony, credential) = answer(app, b, &request, &csrf, key).await;
-                let done = finish(app, b, &request, &csrf, &ceremony, &credential).await;
-                assert_eq!(done.status(), 200);
-                let body: Value = done.json().await.unwrap();
-                b.get(body["location"].as_str().unwrap()).await
+                with_passkey(app, b, &request, &csrf, key).await
             }
             _ => b.get(&to).await,
         };
     }
     panic!("too many redirects");
+}
+
+/// The second step with `key` for the parked request `request`: where it leads.
+async fn with_passkey(
+    app: &TestApp,
+    b: &Browser,
+    request: &str,
+    csrf: &str,
+    key: &mut SoftKey,
+) -> Response {
+    let (ceremony, credential) = answer(app, b, request, csrf, key).await;
+    let done = finish(app, b, request, csrf, &ceremony, &credential).await;
+    assert_eq!(done.status(), 200);
+    let body: Value = done.json().await.unwrap();
+    b.get(body["location"].as_str().unwrap()).await
 }
 
 /// Adds `key` named `name` from the account page `html`: the finish's answer.
@@ -203,10 +224,7 @@ async fn a_minimum_acr_phr_client_leads_a_totp_user_to_enrol_a_passkey_then_cont
     user(&app, "alice").await;
     let totp = app.add_totp("alice");
     let b = Browser::new();
-    let r = app.start(&b, &id, &[]).await;
-    let r = app.submit_login(&b, &location(&r), "alice", PASSWORD).await;
-    let factor = location(&r);
-    assert_eq!(path_of(&factor), "/login/factor", "{factor}");
+    let factor = to_second_step(&app, &b, &id, &[]).await;
     let r = post_otp(&app, &b, &factor, &totp_at(&totp, app.now())).await;
     assert_eq!(r.status(), 303);
     let r = b.get(&location(&r)).await;

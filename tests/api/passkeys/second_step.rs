@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::authenticator::{Quirks, SoftKey};
 use super::{count, credential_ids, enrol, passkey_app, post_json, refused, user};
 use crate::both_backends;
-use crate::flow::{location, Browser};
+use crate::flow::{attribute, location, Browser};
 use crate::helpers::{Backend, TestApp};
 use crate::instant;
 use crate::second_factors::{path_of, post_otp, to_second_step, tokens, totp_at};
@@ -26,8 +26,8 @@ pub(super) async fn factor_page(
 ) -> (String, String, String, String) {
     let (csp, html) = page_and_policy(browser, factor).await;
     (
-        hidden_data(&html, "data-request"),
-        hidden_data(&html, "data-csrf"),
+        attribute(&html, "data-request"),
+        attribute(&html, "data-csrf"),
         csp,
         html,
     )
@@ -42,15 +42,6 @@ async fn page_and_policy(browser: &Browser, url: &str) -> (String, String) {
         .unwrap()
         .to_string();
     (csp, page.text().await.unwrap())
-}
-
-/// The value of the attribute `name` in `html`.
-fn hidden_data(html: &str, name: &str) -> String {
-    let at = html
-        .find(&format!("{name}=\""))
-        .unwrap_or_else(|| panic!("{name}: {html}"));
-    let rest = &html[at + name.len() + 2..];
-    rest[..rest.find('"').unwrap()].to_string()
 }
 
 /// Options and `key`'s answer for the second step of `request`: (ceremony, answer).
