@@ -152,13 +152,11 @@ pub fn live_subject(
     let Some(user) = live_user(conn, grant)? else {
         return Ok(None);
     };
-    let groups = match groups::in_scope(scope) {
-        true => Some(
-            client
-                .metadata
-                .visible_groups(stored_groups::names_of_user(conn, &user.id)?),
-        ),
-        false => None,
+    let groups = if groups::in_scope(scope) {
+        let names = stored_groups::names_of_user(conn, &user.id)?;
+        Some(client.metadata.visible_groups(names))
+    } else {
+        None
     };
     Ok(Some(Subject { user, groups }))
 }
