@@ -53,6 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(cmd) => cli::users::run(cmd, settings),
+        Command::Group(cmd) => cli::groups::run(cmd, settings),
         Command::Client(cmd) => cli::clients::run(cmd, settings),
         Command::Resource(cmd) => cli::resources::run(cmd, settings),
         Command::Keys(cmd) => cli::keys::run(cmd, settings),

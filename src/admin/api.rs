@@ -11,12 +11,24 @@
 //! POST   /admin/api/resources                     resource metadata → the stored record (201)
 //! DELETE /admin/api/resources?resource=URI
 //! POST   /admin/api/users/{username}/logout-everywhere | disable | enable | unlock
+//! GET    /admin/api/groups                        [{"name", "members", "created_at"}]
+//! POST   /admin/api/groups                        {"name"} → the group (201)
+//! PATCH  /admin/api/groups/{name}                 {"name"}: rename
+//! DELETE /admin/api/groups/{name}                 with its memberships (204)
+//! GET    /admin/api/groups/{name}/members         [{"username", "added_at"}]
+//! PUT    /admin/api/groups/{name}/members/{username}   201 added, 200 already a member
+//! DELETE /admin/api/groups/{name}/members/{username}   204, 404 when not a member
 //! ```
+//!
+//! Errors: 400 a malformed body or a name that breaks the rule, 404 an unknown name, 409 a
+//! name already taken (or a key rotated too early).
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+mod groups;
 
 use crate::admin::{resources, users as admin_users};
 use crate::clock::rfc3339;
@@ -36,7 +48,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/resources", web::get().to(get_resources))
         .route("/resources", web::post().to(add_resource))
         .route("/resources", web::delete().to(remove_resource))
-        .route("/users/{username}/{action}", web::post().to(user_action));
+        .route("/users/{username}/{action}", web::post().to(user_action))
+        .configure(groups::routes);
 }
 
 /// A JSON error: `{"error", "error_description"}` with its status (RFC 6750 §3 for the token).

@@ -1,7 +1,8 @@
-//! Management operations shared by the CLI and the admin API: clients, users, keys.
+//! Management operations shared by the CLI and the admin API: clients, users, groups, keys.
 
 pub mod api;
 pub mod cache;
 pub mod clients;
+pub mod groups;
 pub mod resources;
 pub mod users;

@@ -2,6 +2,7 @@
 //! CLI and a running server see the same database.
 
 pub mod clients;
+pub mod groups;
 pub mod keys;
 pub mod resources;
 pub mod users;
@@ -37,6 +38,9 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(users::UserCommand),
+    /// Manage groups and their members (the `groups` claim).
+    #[command(subcommand)]
+    Group(groups::GroupCommand),
     /// Manage OAuth clients (RFC 7591 metadata).
     #[command(subcommand)]
     Client(clients::ClientCommand),

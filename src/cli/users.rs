@@ -193,6 +193,11 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
                 "recovery_codes": held.recovery_codes,
                 "passkeys": held.passkeys,
             });
+            shown["groups"] = core
+                .db
+                .with_conn(|c| crate::admin::groups::of_user(c, &row.id))
+                .map_err(storage_error)?
+                .into();
             print_json(&shown);
         }
         UserCommand::Unlock { username } => {

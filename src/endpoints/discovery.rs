@@ -33,13 +33,15 @@ pub fn document(settings: &Settings) -> Value {
         // RFC 7662 §2.1: introspection is for confidential clients, so every method but `none`.
         "introspection_endpoint_auth_methods_supported": AuthMethod::CONFIDENTIAL,
         "introspection_endpoint_auth_signing_alg_values_supported": AssertionAlg::SUPPORTED,
-        "scopes_supported": ["openid", "profile", "email", "address", "phone", "offline_access"],
+        "scopes_supported": [
+            "openid", "profile", "email", "address", "phone", "offline_access", "groups"
+        ],
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid",
             "at_hash", "name", "given_name", "family_name", "middle_name", "nickname",
             "preferred_username", "profile", "picture", "website", "gender", "birthdate",
             "zoneinfo", "locale", "updated_at", "email", "email_verified", "address",
-            "phone_number", "phone_number_verified"
+            "phone_number", "phone_number_verified", "groups"
         ],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],

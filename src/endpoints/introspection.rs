@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 
 use super::client_form;
 use crate::oauth::client_metadata::Client;
-use crate::oauth::OAuthError;
+use crate::oauth::{groups, OAuthError};
 use crate::state::AppState;
+use crate::storage::groups as stored_groups;
 use crate::storage::{grants, users};
 use crate::tokens::validate;
 use crate::tokens::verdicts::Verdicts;
@@ -115,7 +116,17 @@ async fn access_token(state: &AppState, token: &str) -> Result<Option<Value>, OA
         "exp": token.exp,
         "iat": token.iat,
     });
-    for name in ["scope", "sub", "aud", "jti", "auth_time", "acr", "amr"] {
+    // `groups`: as the token carries them, filtered for the token's client when it was issued.
+    for name in [
+        "scope",
+        "sub",
+        "aud",
+        "jti",
+        "auth_time",
+        "acr",
+        "amr",
+        "groups",
+    ] {
         if let Some(v) = token.claims.get(name) {
             answer[name] = v.clone();
         }
@@ -134,8 +145,8 @@ async fn refresh_token(
     token: String,
 ) -> Result<Option<Value>, OAuthError> {
     let now = state.clock.now();
-    let client_id = client.client_id.clone();
     let issuer = state.settings.issuer_str().to_string();
+    let holder = client.clone();
     state
         .db
         .run(move |conn| {
@@ -148,11 +159,13 @@ async fn refresh_token(
             let live = row.used_at.is_none()
                 && row.expires_at > now
                 && grant.revoked_at.is_none()
-                && grant.client_id == client_id
+                && grant.client_id == holder.client_id
                 && users::by_id(conn, &grant.user_id)?
                     .is_some_and(|u| !u.disabled && grant.auth_time > u.tokens_valid_after);
-            Ok::<_, OAuthError>(live.then(|| {
-                json!({
+            if !live {
+                return Ok(None);
+            }
+            let mut answer = json!({
                     "active": true,
                     "token_type": "refresh_token",
                     "iss": issuer,
@@ -163,8 +176,16 @@ async fn refresh_token(
                     "acr": grant.acr,
                     "exp": row.expires_at,
                     "iat": row.created_at,
-                })
-            }))
+            });
+            // The groups the next token of this grant would carry: read now, filtered for the
+            // holder (the only client that may introspect its refresh token).
+            if groups::in_scope(&grant.scope) {
+                let names = holder
+                    .metadata
+                    .visible_groups(stored_groups::names_of_user(conn, &grant.user_id)?);
+                answer["groups"] = names.into();
+            }
+            Ok::<_, OAuthError>(Some(answer))
         })
         .await
 }

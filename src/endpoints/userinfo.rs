@@ -6,6 +6,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use crate::oauth::form::Params;
+use crate::oauth::groups;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 use serde_json::{Map, Value};
@@ -89,12 +90,22 @@ async fn userinfo(state: &AppState, token: String) -> Result<HttpResponse, OAuth
     }
     let scope = token.claim("scope").unwrap_or("").to_string();
     let client_id = token.claim("client_id").unwrap_or("").to_string();
+    // The groups the token was issued with (read at the token endpoint, filtered for its
+    // client): UserInfo agrees with the access token and introspection.
+    let issued_groups = token
+        .claims
+        .get(groups::SCOPE)
+        .filter(|v| v.is_array() && groups::in_scope(&scope))
+        .cloned();
     let user = state
         .db
         .run(move |conn| validate::live_user(conn, &token))
         .await?
         .ok_or_else(|| invalid_token("the token was revoked"))?;
-    let claims = claims::for_scope(&user, &scope);
+    let mut claims = claims::for_scope(&user, &scope);
+    if let Some(names) = issued_groups {
+        claims.insert(groups::SCOPE.into(), names);
+    }
     let client = state
         .client(&client_id)
         .await?

@@ -138,6 +138,7 @@ struct Submitted {
     client_name: Option<String>,
     skip_consent: Option<bool>,
     minimum_acr: Option<String>,
+    groups_filter: Option<String>,
 }
 
 /// Checked metadata, with defaults filled in; this is what is stored and shown.
@@ -179,6 +180,17 @@ pub struct ClientMetadata {
     /// Sigil's own: tokens only at this level or above (`mfa` or `phr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minimum_acr: Option<Acr>,
+    /// Sigil's own: the client sees only the groups whose name starts with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_filter: Option<String>,
+}
+
+impl ClientMetadata {
+    /// Which of a user's groups (sorted names) this client sees: those its `groups_filter`
+    /// lets through.
+    pub fn visible_groups(&self, names: Vec<String>) -> Vec<String> {
+        super::groups::visible(names, self.groups_filter.as_deref())
+    }
 }
 
 /// A registered client as the protocol sees it.
@@ -373,6 +385,9 @@ impl ClientMetadata {
                 _ => return Err(bad("minimum_acr must be mfa or phr")),
             },
         };
+        if let Some(prefix) = &s.groups_filter {
+            super::groups::check_filter(prefix).map_err(bad)?;
+        }
         Ok(Self {
             redirect_uris,
             post_logout_redirect_uris,
@@ -393,6 +408,7 @@ impl ClientMetadata {
             client_name: s.client_name,
             skip_consent: s.skip_consent.unwrap_or(false),
             minimum_acr,
+            groups_filter: s.groups_filter,
         })
     }
 }
@@ -509,106 +525,4 @@ fn check_jwks(jwks: &Value) -> Result<(), OAuthError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(json: &str) -> Result<ClientMetadata, OAuthError> {
-        ClientMetadata::from_json(json.as_bytes())
-    }
-
-    #[test]
-    fn defaults_follow_rfc7591() {
-        let m = parse(r#"{"redirect_uris":["https://app.example/cb"],"unknown":1}"#).unwrap();
-        assert_eq!(m.grant_types, vec![GrantType::AuthorizationCode]);
-        assert_eq!(m.response_types, vec!["code"]);
-        assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
-        assert_eq!(m.id_token_signed_response_alg, "RS256");
-    }
-
-    #[test]
-    fn redirect_uris_must_be_absolute_without_fragment() {
-        for uri in [
-            "/cb",
-            "https://app.example/cb#x",
-            "javascript:alert(1)",
-            "cb",
-        ] {
-            let err = parse(&format!(r#"{{"redirect_uris":["{uri}"]}}"#)).unwrap_err();
-            assert_eq!(err.code, ErrorCode::InvalidRedirectUri, "{uri}");
-        }
-        let err = parse(r#"{}"#).unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidRedirectUri);
-    }
-
-    #[test]
-    fn unknown_grants_and_methods_are_refused() {
-        assert!(parse(r#"{"grant_types":["password"]}"#).is_err());
-        assert!(parse(
-            r#"{"grant_types":["client_credentials"],"token_endpoint_auth_method":"magic"}"#
-        )
-        .is_err());
-        assert!(parse(
-            r#"{"grant_types":["client_credentials"],"token_endpoint_auth_method":"none"}"#
-        )
-        .is_err());
-        assert!(parse(r#"{"grant_types":["client_credentials"]}"#).is_ok());
-    }
-
-    #[test]
-    fn jwks_must_hold_public_keys() {
-        let cc = r#""grant_types":["client_credentials"]"#;
-        assert!(parse(&format!(r#"{{{cc},"jwks":{{"keys":[{{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}}]}}}}"#)).is_ok());
-        assert!(parse(&format!(
-            r#"{{{cc},"jwks":{{"keys":[{{"kty":"oct","k":"AAAA"}}]}}}}"#
-        ))
-        .is_err());
-        assert!(parse(&format!(r#"{{{cc},"jwks":{{"nokeys":[]}}}}"#)).is_err());
-        assert!(parse(&format!(r#"{{{cc},"jwks":{{"keys":[{{"kty":"RSA"}}]}}}}"#)).is_err());
-    }
-
-    #[test]
-    fn jwt_methods_pin_their_algorithms_and_need_keys() {
-        let cc = r#""grant_types":["client_credentials"]"#;
-        let ec = r#"{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
-        let with = |rest: &str| parse(&format!("{{{cc},{rest}}}"));
-        let m = with(r#""token_endpoint_auth_method":"client_secret_jwt""#).unwrap();
-        assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretJwt);
-        assert!(with(r#""token_endpoint_auth_method":"client_secret_jwt","token_endpoint_auth_signing_alg":"HS256""#).is_ok());
-        for alg in ["RS256", "ES256", "none", "HS512"] {
-            let err = with(&format!(r#""token_endpoint_auth_method":"client_secret_jwt","token_endpoint_auth_signing_alg":"{alg}""#)).unwrap_err();
-            assert_eq!(err.code, ErrorCode::InvalidClientMetadata, "{alg}");
-        }
-        // private_key_jwt: keys required, usable for the pinned algorithm.
-        assert!(with(r#""token_endpoint_auth_method":"private_key_jwt""#).is_err());
-        assert!(with(&format!(
-            r#""token_endpoint_auth_method":"private_key_jwt","jwks":{ec}"#
-        ))
-        .is_ok());
-        assert!(with(&format!(r#""token_endpoint_auth_method":"private_key_jwt","token_endpoint_auth_signing_alg":"ES256","jwks":{ec}"#)).is_ok());
-        assert!(with(&format!(r#""token_endpoint_auth_method":"private_key_jwt","token_endpoint_auth_signing_alg":"RS256","jwks":{ec}"#)).is_err());
-        for alg in ["HS256", "none", "ES384"] {
-            assert!(with(&format!(r#""token_endpoint_auth_method":"private_key_jwt","token_endpoint_auth_signing_alg":"{alg}","jwks":{ec}"#)).is_err(), "{alg}");
-        }
-        assert!(with(r#""token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://app.example/jwks""#).is_ok());
-        // The signing alg means nothing to the other methods.
-        assert!(with(r#""token_endpoint_auth_signing_alg":"HS256""#).is_err());
-        // An HS256 ID token needs a secret, which a private_key_jwt client does not have.
-        assert!(with(&format!(r#""token_endpoint_auth_method":"private_key_jwt","jwks":{ec},"id_token_signed_response_alg":"HS256""#)).is_err());
-    }
-
-    #[test]
-    fn only_secret_methods_get_a_secret() {
-        assert!(AuthMethod::ClientSecretJwt.uses_secret());
-        assert!(AuthMethod::ClientSecretBasic.uses_secret());
-        assert!(!AuthMethod::PrivateKeyJwt.uses_secret());
-        assert!(AuthMethod::PrivateKeyJwt.is_confidential());
-        assert!(!AuthMethod::None.uses_secret());
-    }
-
-    #[test]
-    fn wrong_json_types_are_refused() {
-        assert!(parse(r#"{"redirect_uris":"https://app.example/cb"}"#).is_err());
-        assert!(parse(r#"[1]"#).is_err());
-        assert!(parse(r#"{"skip_consent":"yes"}"#).is_err());
-    }
-}
+mod tests;

@@ -9,6 +9,7 @@ pub mod client_keys;
 pub mod client_metadata;
 pub mod error;
 pub mod form;
+pub mod groups;
 pub mod jwk_set;
 pub mod pkce;
 pub mod resource_metadata;

@@ -8,6 +8,7 @@ pub mod consents;
 pub mod devices;
 pub mod factors;
 pub mod grants;
+pub mod groups;
 pub mod login_failures;
 pub mod maintenance;
 pub mod passkeys;

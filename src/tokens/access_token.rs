@@ -30,6 +30,9 @@ pub struct AccessTokenClaims<'a> {
     /// The grant this token belongs to (tokens of a user); revoking the grant revokes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gid: Option<&'a str>,
+    /// The user's groups the client may see, when the scope holds `groups`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<&'a [String]>,
 }
 
 impl<'a> AccessTokenClaims<'a> {
@@ -54,6 +57,7 @@ impl<'a> AccessTokenClaims<'a> {
             acr: None,
             amr: None,
             gid: None,
+            groups: None,
         }
     }
 }

@@ -31,6 +31,7 @@ pub fn describe_scope(scope: &str) -> String {
         "email" => "See your email address".into(),
         "address" => "See your postal address".into(),
         "phone" => "See your phone number".into(),
+        "groups" => "See which groups you belong to".into(),
         "offline_access" => "Stay connected to your account when you are not using it".into(),
         other => format!("Use the “{other}” permission"),
     }

@@ -19,6 +19,7 @@ mod client_assertion;
 mod crash;
 mod discovery;
 mod encrypted_responses;
+mod groups;
 mod health;
 mod introspection;
 mod jose_attacks;

@@ -20,7 +20,6 @@ use crate::oauth::resource_metadata::ResourceMetadata;
 use crate::oauth::{pkce, OAuthError};
 use crate::state::AppState;
 use crate::storage::grants::{self, CodeRow, GrantRow, Redeemed, Spend};
-use crate::storage::users::UserRow;
 use crate::web::flow::hash;
 
 /// What the checks found.
@@ -33,7 +32,7 @@ enum Checked {
 
 struct Ready {
     grant: GrantRow,
-    user: UserRow,
+    subject: issue::Subject,
     resource: Option<ResourceMetadata>,
 }
 
@@ -86,18 +85,18 @@ pub async fn redeem(
                 .ok_or_else(|| invalid_grant("the grant was revoked"))?;
             let resource =
                 issue::grant_target(conn, &owned_client, &grant, requested, &grant.scope)?;
-            let user = issue::live_user(conn, &grant)?
+            let subject = issue::live_subject(conn, &owned_client, &grant, &grant.scope)?
                 .ok_or_else(|| invalid_grant("the user can no longer sign in"))?;
             Ok::<_, OAuthError>(Checked::Ready(Box::new(Ready {
                 grant,
-                user,
+                subject,
                 resource,
             })))
         })
         .await?;
     let Ready {
         grant,
-        user,
+        subject,
         resource,
     } = match checked {
         Checked::Ready(ready) => *ready,
@@ -119,7 +118,7 @@ pub async fn redeem(
         state,
         client,
         &grant,
-        &user,
+        &subject,
         &grant.scope,
         resource.as_ref(),
         refresh_token,

@@ -6,11 +6,13 @@ use serde_json::{json, Map, Value};
 use crate::admin::resources as admin_resources;
 use crate::crypto::random;
 use crate::oauth::client_metadata::{Client, GrantType};
+use crate::oauth::groups;
 use crate::oauth::resource_metadata::{self, ResourceMetadata};
 use crate::oauth::scope::Scope;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 use crate::storage::grants::{GrantRow, RefreshRow};
+use crate::storage::groups as stored_groups;
 use crate::storage::users::UserRow;
 use crate::storage::{AnyConnection, StorageError};
 use crate::tokens::access_token::{self, AccessTokenClaims};
@@ -131,13 +133,41 @@ pub fn grant_target(
     Ok(Some(resource))
 }
 
+/// Whom a grant's tokens are for: the user, and — when the scope holds `groups` — the names
+/// of their groups that the client may see, read as the tokens are issued (so a membership
+/// change shows in the next token or refresh).
+pub struct Subject {
+    pub user: UserRow,
+    pub groups: Option<Vec<String>>,
+}
+
+/// The grant's user when they may still receive tokens (`live_user`), with their groups for a
+/// scope that holds `groups`: one indexed query, made only then.
+pub fn live_subject(
+    conn: &mut AnyConnection,
+    client: &Client,
+    grant: &GrantRow,
+    scope: &str,
+) -> Result<Option<Subject>, StorageError> {
+    let Some(user) = live_user(conn, grant)? else {
+        return Ok(None);
+    };
+    let groups = if groups::in_scope(scope) {
+        let names = stored_groups::names_of_user(conn, &user.id)?;
+        Some(client.metadata.visible_groups(names))
+    } else {
+        None
+    };
+    Ok(Some(Subject { user, groups }))
+}
+
 /// The token response body for `grant` with `scope` (the grant's, or a narrower one), for
 /// `resource` when one was named.
 pub async fn response(
     state: &AppState,
     client: &Client,
     grant: &GrantRow,
-    user: &UserRow,
+    subject: &Subject,
     scope: &str,
     resource: Option<&ResourceMetadata>,
     refresh_token: Option<String>,
@@ -146,6 +176,7 @@ pub async fn response(
     let keys = state.keyring.current();
     let now = state.clock.now();
     let issuer = settings.issuer_str();
+    let user = &subject.user;
     let target = Target::new(state, resource, &Scope::parse(scope).unwrap_or_default())?;
     let alg = settings.tokens.access_token_alg;
     let key = keys
@@ -164,6 +195,11 @@ pub async fn response(
     at.acr = Some(&grant.acr);
     at.amr = Some(grant.amr.split(' ').filter(|m| !m.is_empty()).collect());
     at.gid = Some(&grant.id);
+    // A token for a resource server carries the groups when the resource accepts the scope.
+    at.groups = subject
+        .groups
+        .as_deref()
+        .filter(|_| groups::in_scope(&target.scope));
     let access_token =
         target.seal(access_token::mint(key, &at).map_err(OAuthError::server_error)?)?;
 
@@ -177,6 +213,9 @@ pub async fn response(
     if scope.split(' ').any(|s| s == "openid") {
         let alg = client.metadata.id_token_signed_response_alg.as_str();
         let mut c: Map<String, Value> = claims::for_scope(user, scope);
+        if let Some(names) = &subject.groups {
+            c.insert(groups::SCOPE.into(), names.clone().into());
+        }
         c.insert("iss".into(), issuer.into());
         c.insert("aud".into(), client.client_id.clone().into());
         c.insert("azp".into(), client.client_id.clone().into());

@@ -17,7 +17,6 @@ use crate::oauth::scope::Scope;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 use crate::storage::grants::{self, GrantRow, Redeemed, RefreshRow, Spend};
-use crate::storage::users::UserRow;
 use crate::storage::AnyConnection;
 use crate::web::flow::hash;
 
@@ -31,7 +30,7 @@ enum Checked {
 
 struct Ready {
     grant: GrantRow,
-    user: UserRow,
+    subject: issue::Subject,
     scope: String,
     resource: Option<ResourceMetadata>,
 }
@@ -83,11 +82,11 @@ pub async fn grant(
             };
             let resource =
                 issue::grant_target(conn, &owned_client, &grant, requested_resource, &scope)?;
-            let user = issue::live_user(conn, &grant)?
+            let subject = issue::live_subject(conn, &owned_client, &grant, &scope)?
                 .ok_or_else(|| invalid_grant("the user can no longer sign in"))?;
             Ok(Checked::Ready(Box::new(Ready {
                 grant,
-                user,
+                subject,
                 scope,
                 resource,
             })))
@@ -95,7 +94,7 @@ pub async fn grant(
         .await?;
     let Ready {
         grant,
-        user,
+        subject,
         scope,
         resource,
     } = match checked {
@@ -110,7 +109,7 @@ pub async fn grant(
         state,
         client,
         &grant,
-        &user,
+        &subject,
         &scope,
         resource.as_ref(),
         Some(successor),
