@@ -225,3 +225,18 @@ diesel::table! {
         expires_at -> BigInt,
     }
 }
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        time -> BigInt,
+        actor_kind -> Text,
+        actor -> Text,
+        actor_name -> Nullable<Text>,
+        client_address -> Nullable<Text>,
+        event_type -> Text,
+        target -> Nullable<Text>,
+        outcome -> Text,
+        details -> Text,
+    }
+}
