@@ -12,6 +12,7 @@
 //! POST   /admin/api/resources                     resource metadata → the stored record (201)
 //! DELETE /admin/api/resources?resource=URI
 //! POST   /admin/api/users/{username}/logout-everywhere | disable | enable | unlock
+//! GET    /admin/api/audit?actor=&target=&type=&since=&until=&before=&limit=   (admin/audit.rs)
 //! ```
 
 use actix_web::http::{header, StatusCode};
@@ -39,7 +40,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/resources", web::get().to(get_resources))
         .route("/resources", web::post().to(add_resource))
         .route("/resources", web::delete().to(remove_resource))
-        .route("/users/{username}/{action}", web::post().to(user_action));
+        .route("/users/{username}/{action}", web::post().to(user_action))
+        .route("/audit", web::get().to(super::audit::list));
 }
 
 /// A JSON error: `{"error", "error_description"}` with its status (RFC 6750 §3 for the token).
@@ -61,7 +63,7 @@ impl ApiError {
     fn invalid_token(description: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description)
     }
-    fn bad_request(description: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
     }
     fn not_found(description: impl Into<String>) -> Self {
