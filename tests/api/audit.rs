@@ -3,7 +3,6 @@
 //! actor, target and client address; `sigil audit list` and `GET /admin/api/audit` read them;
 //! the maintenance purge drops them after `audit.retention`; no secret is ever in one.
 
-use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::account::{account_page, post};
@@ -12,23 +11,19 @@ use crate::both_backends;
 use crate::flow::{hidden, location, query, Browser, PASSWORD};
 use crate::helpers::{spawn_app, spawn_app_with, Backend, TestApp};
 use crate::second_factors::totp_at;
-use sigil::crypto::schedule::Schedule;
 use sigil::storage::audit::{self as stored, EventRow, Filter};
-use sigil::storage::maintenance::{self, Horizon, Limits};
-use sigil::storage::signing_keys;
+
+mod reading;
+mod tokens_and_keys;
 
 both_backends!(
     cli_changes_are_events_by_cli_and_audit_list_filters_them,
     sign_ins_failures_and_lockouts_are_events_with_the_client_address,
     account_factor_changes_and_consent_given_and_withdrawn_are_events_of_the_user,
-    a_refresh_token_replay_is_one_event_naming_the_client,
-    key_rotations_by_cli_admin_api_and_schedule_are_events,
-    admin_api_audit_filters_pages_and_needs_the_admin_scope,
-    events_older_than_the_retention_are_purged,
 );
 
 /// Every stored event, newest first.
-async fn events(app: &TestApp) -> Vec<EventRow> {
+pub(crate) async fn events(app: &TestApp) -> Vec<EventRow> {
     let filter = Filter {
         limit: stored::MAX_LIMIT,
         ..Filter::default()
@@ -41,7 +36,7 @@ async fn events(app: &TestApp) -> Vec<EventRow> {
 }
 
 /// The newest event of `kind`, or a panic listing what there is.
-fn find<'a>(all: &'a [EventRow], kind: &str) -> &'a EventRow {
+pub(crate) fn find<'a>(all: &'a [EventRow], kind: &str) -> &'a EventRow {
     all.iter()
         .find(|e| e.event_type == kind)
         .unwrap_or_else(|| {
@@ -50,19 +45,19 @@ fn find<'a>(all: &'a [EventRow], kind: &str) -> &'a EventRow {
         })
 }
 
-fn details(e: &EventRow) -> Value {
+pub(crate) fn details(e: &EventRow) -> Value {
     serde_json::from_str(&e.details).unwrap()
 }
 
 /// Every stored event as one text, to look for secrets in.
-fn dump(all: &[EventRow]) -> String {
+pub(crate) fn dump(all: &[EventRow]) -> String {
     all.iter()
         .map(|e| format!("{e:?}"))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-fn assert_no_secret(all: &[EventRow], secrets: &[&str]) {
+pub(crate) fn assert_no_secret(all: &[EventRow], secrets: &[&str]) {
     let text = dump(all);
     for secret in secrets {
         assert!(!secret.is_empty());
@@ -70,7 +65,7 @@ fn assert_no_secret(all: &[EventRow], secrets: &[&str]) {
     }
 }
 
-fn run_ok(app: &TestApp, args: &[&str], stdin: Option<&str>) -> String {
+pub(crate) fn run_ok(app: &TestApp, args: &[&str], stdin: Option<&str>) -> String {
     let out = app.sigil(args, stdin);
     assert!(
         out.status.success(),
@@ -380,342 +375,4 @@ async fn account_factor_changes_and_consent_given_and_withdrawn_are_events_of_th
             &hidden(&html, "csrf_token"),
         ],
     );
-}
-
-async fn a_refresh_token_replay_is_one_event_naming_the_client(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let alice = app.add_user("alice");
-    let (id, secret, tokens) = app.user_tokens("rp").await;
-    let rt = tokens["refresh_token"].as_str().unwrap();
-    let refresh = |token: String| {
-        let (app, id, secret) = (&app, id.clone(), secret.clone());
-        async move {
-            app.token_basic(
-                &id,
-                &secret,
-                &[("grant_type", "refresh_token"), ("refresh_token", &token)],
-            )
-            .await
-        }
-    };
-    let rotated: Value = refresh(rt.to_string()).await.json().await.unwrap();
-    assert!(rotated["refresh_token"].is_string());
-    assert!(events(&app)
-        .await
-        .iter()
-        .all(|e| e.event_type != "token.replay_detected"));
-    for _ in 0..2 {
-        assert_eq!(refresh(rt.to_string()).await.status(), 400);
-    }
-    let all = events(&app).await;
-    let replays: Vec<_> = all
-        .iter()
-        .filter(|e| e.event_type == "token.replay_detected")
-        .collect();
-    assert_eq!(replays.len(), 1, "one event: the grant is revoked once");
-    let e = replays[0];
-    assert_eq!((e.actor_kind.as_str(), e.actor.as_str()), ("client", "rp"));
-    assert_eq!(e.target.as_deref(), Some("rp"));
-    assert_eq!(e.outcome, "failure");
-    assert_eq!(e.client_address.as_deref(), Some("127.0.0.1"));
-    let d = details(e);
-    assert_eq!(d["token"], "refresh_token");
-    assert_eq!(d["user_id"], alice["id"]);
-    assert_eq!(d["grant_revoked"], true);
-    assert_no_secret(
-        &all,
-        &[
-            rt,
-            rotated["refresh_token"].as_str().unwrap(),
-            rotated["access_token"].as_str().unwrap(),
-            &secret,
-        ],
-    );
-}
-
-async fn key_rotations_by_cli_admin_api_and_schedule_are_events(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let state = app.state.clone();
-    run_ok(&app, &["keys", "rotate", "--alg", "ES256", "--force"], None);
-    let all = events(&app).await;
-    let by_cli = find(&all, "keys.rotated");
-    assert_eq!(by_cli.actor, "cli");
-    let d = details(by_cli);
-    assert_eq!(
-        (d["alg"].as_str(), d["forced"].as_bool()),
-        (Some("ES256"), Some(true))
-    );
-    assert_eq!(by_cli.target.as_deref(), d["activated"].as_str());
-
-    let token = admin_token(&app).await;
-    let r = app
-        .http
-        .post(app.url("/admin/api/keys/rotate"))
-        .bearer_auth(&token)
-        .json(&json!({"alg": "EdDSA", "force": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let all = events(&app).await;
-    let by_api = find(&all, "keys.rotated");
-    assert_eq!(
-        (by_api.actor_kind.as_str(), by_api.actor.as_str()),
-        ("client", "ops")
-    );
-    assert_eq!(by_api.client_address.as_deref(), Some("127.0.0.1"));
-    assert_eq!(details(by_api)["alg"], "EdDSA");
-    // Too early (not forced): refused, and no event.
-    let r = app
-        .http
-        .post(app.url("/admin/api/keys/rotate"))
-        .bearer_auth(&token)
-        .json(&json!({"alg": "EdDSA"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
-    assert_eq!(events(&app).await.len(), all.len());
-    // Retired by the admin API.
-    let retired = d["retiring"].as_str().unwrap().to_string();
-    let r = app
-        .http
-        .post(app.url(&format!("/admin/api/keys/{retired}/retire")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let all = events(&app).await;
-    let e = find(&all, "keys.retired");
-    assert_eq!(
-        (e.actor.as_str(), e.target.as_deref()),
-        ("ops", Some(retired.as_str()))
-    );
-
-    // The schedule (the node's background task), once the period has passed: one event per
-    // algorithm, by the scheduler.
-    let schedule = Schedule::from_settings(&state.settings);
-    state.clock.advance(schedule.period + 1);
-    let mut scheduled = Vec::new();
-    for _ in 0..100 {
-        scheduled = events(&app)
-            .await
-            .into_iter()
-            .filter(|e| e.event_type == "keys.rotated" && e.actor == "scheduler")
-            .collect();
-        if scheduled.len() == 4 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let mut algs: Vec<String> = scheduled
-        .iter()
-        .map(|e| details(e)["alg"].as_str().unwrap().to_string())
-        .collect();
-    algs.sort();
-    assert_eq!(
-        algs,
-        ["ES256", "EdDSA", "PS256", "RS256"],
-        "one rotation per algorithm"
-    );
-    let active = |kid: &str| {
-        let kid = kid.to_string();
-        let state = state.clone();
-        async move {
-            state
-                .db
-                .run(move |c| signing_keys::get(c, &kid))
-                .await
-                .unwrap()
-                .unwrap()
-                .state
-        }
-    };
-    for e in &scheduled {
-        assert_eq!(e.actor_kind, "scheduler");
-        assert_eq!(e.client_address, None);
-        assert_eq!(details(e)["forced"], false);
-        assert_eq!(active(e.target.as_deref().unwrap()).await, "active");
-    }
-    let all = events(&app).await;
-    assert_no_secret(&all, &[&token]);
-    assert!(!dump(&all).contains("private"), "no key material");
-}
-
-async fn admin_api_audit_filters_pages_and_needs_the_admin_scope(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let get = |query: &str, token: Option<String>| {
-        let url = app.url(&format!("/admin/api/audit{query}"));
-        let http = app.http.clone();
-        async move {
-            let mut req = http.request(Method::GET, url);
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            req.send().await.unwrap()
-        }
-    };
-    // 401 without a token, 403 with a token lacking the admin scope.
-    let r = get("", None).await;
-    assert_eq!(r.status(), 401);
-    assert!(r.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .starts_with("Bearer"));
-    let (cid, csecret) = app.cc_client("svc");
-    let t: Value = app
-        .token_basic(&cid, &csecret, &[("grant_type", "client_credentials")])
-        .await
-        .json()
-        .await
-        .unwrap();
-    let r = get("", Some(t["access_token"].as_str().unwrap().into())).await;
-    assert_eq!(r.status(), 403);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"],
-        "insufficient_scope"
-    );
-
-    let token = admin_token(&app).await;
-    for name in ["u1", "u2", "u3"] {
-        app.add_user(name);
-    }
-    let r = app
-        .http
-        .post(app.url("/admin/api/users/u2/disable"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let page = |q: &'static str| {
-        let token = token.clone();
-        let get = &get;
-        async move {
-            let r = get(q, Some(token)).await;
-            assert_eq!(r.status(), 200, "{q}");
-            assert_eq!(r.headers()["cache-control"], "no-store");
-            r.json::<Value>().await.unwrap()
-        }
-    };
-    let everything = page("").await;
-    let all = everything["events"].as_array().unwrap().clone();
-    // client.added (svc, ops), user.created ×3, user.disabled.
-    assert_eq!(all.len(), 6, "{everything}");
-    assert_eq!(everything["next"], Value::Null, "one page holds them all");
-    assert_eq!(all[0]["type"], "user.disabled");
-    assert_eq!(all[0]["actor"], "ops");
-    assert_eq!(all[0]["actor_kind"], "client");
-    assert_eq!(all[0]["target"], "u2");
-    assert_eq!(all[0]["client_address"], "127.0.0.1");
-
-    // Pages of two: newest first, `next` leads on, the last page has none.
-    let mut seen = Vec::new();
-    let mut next = String::new();
-    loop {
-        let q = format!("?limit=2{next}");
-        let p = {
-            let r = get(&q, Some(token.clone())).await;
-            assert_eq!(r.status(), 200);
-            r.json::<Value>().await.unwrap()
-        };
-        let events = p["events"].as_array().unwrap();
-        seen.extend(events.iter().map(|e| e["id"].as_i64().unwrap()));
-        match p["next"].as_i64() {
-            Some(before) => next = format!("&before={before}"),
-            None => break,
-        }
-        assert!(seen.len() <= all.len(), "paging never ends");
-    }
-    let ids: Vec<i64> = all.iter().map(|e| e["id"].as_i64().unwrap()).collect();
-    assert_eq!(seen, ids);
-
-    let created = page("?type=user.created").await;
-    assert_eq!(created["events"].as_array().unwrap().len(), 3);
-    let by_ops = page("?actor=ops").await;
-    assert_eq!(by_ops["events"].as_array().unwrap().len(), 1);
-    let on_u3 = page("?target=u3").await;
-    assert_eq!(on_u3["events"][0]["type"], "user.created");
-    assert_eq!(on_u3["events"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        page("?since=1h").await["events"].as_array().unwrap().len(),
-        6
-    );
-    assert!(page("?until=1h").await["events"]
-        .as_array()
-        .unwrap()
-        .is_empty());
-    assert!(page("?since=4102444800").await["events"]
-        .as_array()
-        .unwrap()
-        .is_empty());
-    // Bad filters: 400 invalid_request in words.
-    for bad in [
-        "?type=nope",
-        "?limit=0",
-        "?limit=x",
-        "?since=later",
-        "?before=0",
-        "?colour=red",
-    ] {
-        let r = get(bad, Some(token.clone())).await;
-        assert_eq!(r.status(), 400, "{bad}");
-        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
-    }
-}
-
-async fn events_older_than_the_retention_are_purged(backend: Backend) {
-    let app = spawn_app(backend).await;
-    app.add_user("alice");
-    app.add_user("bob");
-    assert_eq!(events(&app).await.len(), 2);
-    let state = app.state.clone();
-    let retention = state.settings.audit.retention.as_secs() as i64;
-    assert_eq!(retention, 90 * 86_400, "the default is 90 days");
-    let purge = move |state: &sigil::state::AppState| {
-        let now = state.clock.now();
-        maintenance::run(
-            &state.db,
-            || Horizon {
-                now,
-                idle_timeout: state.settings.sessions.idle_timeout.as_secs() as i64,
-                audit_retention: retention,
-            },
-            Limits {
-                batch_size: 1,
-                max_batches: 10,
-            },
-            |_| true,
-        )
-    };
-    // A day short of the retention: kept.
-    state.clock.advance(retention - 86_400);
-    let s = state.clone();
-    tokio::task::spawn_blocking(move || purge(&s))
-        .await
-        .unwrap();
-    assert_eq!(events(&app).await.len(), 2);
-    // A fresh event now, then past the retention of the first two.
-    let token = admin_token(&app).await;
-    let r = app
-        .http
-        .post(app.url("/admin/api/users/alice/unlock"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    state.clock.advance(2 * 86_400);
-    let s = state.clone();
-    let outcomes = tokio::task::spawn_blocking(move || purge(&s))
-        .await
-        .unwrap();
-    let audit = outcomes.iter().find(|o| o.table == "audit_events").unwrap();
-    // alice, bob and the admin client (the CLI dates its events by the system clock, days
-    // before the server's moved one), in batches of one.
-    assert_eq!(*audit.result.as_ref().unwrap(), 3);
-    let left = events(&app).await;
-    let kinds: Vec<_> = left.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(kinds, ["user.unlocked"], "{}", dump(&left));
 }
