@@ -1,6 +1,7 @@
 //! Sigil: an OpenID Connect identity provider.
 
 pub mod admin;
+pub mod audit;
 pub mod bootstrap;
 pub mod cli;
 pub mod clock;

@@ -57,6 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Client(cmd) => cli::clients::run(cmd, settings),
         Command::Resource(cmd) => cli::resources::run(cmd, settings),
         Command::Keys(cmd) => cli::keys::run(cmd, settings),
+        Command::Audit(cmd) => cli::audit::run(cmd, settings),
         Command::Demo(args) => sigil::demo::main(settings.clone(), args),
     }
 }

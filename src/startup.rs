@@ -451,6 +451,7 @@ fn purge(state: &AppState, stopped: &mpsc::Receiver<()>) {
     let at = || Horizon {
         now: state.clock.now(),
         idle_timeout: settings.sessions.idle_timeout.as_secs() as i64,
+        audit_retention: settings.audit.retention.as_secs() as i64,
     };
     // Between batches the lock is free as long as the batch held it, at least 1 ms.
     let pause = |took: Duration| {

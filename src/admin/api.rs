@@ -1,7 +1,8 @@
 //! The admin API, an OAuth-protected resource of Sigil itself (RFC 6750): it accepts Sigil's own
 //! access tokens (audience = the issuer) that a client obtained with the client_credentials grant
 //! and the scope `sigil:admin` — which only clients registered with that scope can get. JSON in
-//! and out; every change is logged as an audit line naming the calling client.
+//! and out; every change is an audit event (stored in the change's transaction) whose actor is
+//! the calling client.
 //!
 //! ```text
 //! GET    /admin/api/keys                          signing keys (kid, alg, state, dates)
@@ -18,6 +19,7 @@
 //! GET    /admin/api/groups/{name}/members         [{"username", "added_at"}]
 //! PUT    /admin/api/groups/{name}/members/{username}   201 added, 200 already a member
 //! DELETE /admin/api/groups/{name}/members/{username}   204, 404 when not a member
+//! GET    /admin/api/audit?actor=&target=&type=&since=&until=&before=&limit=   (admin/audit.rs)
 //! ```
 //!
 //! Errors: 400 a malformed body or a name that breaks the rule, 404 an unknown name, 409 a
@@ -31,12 +33,14 @@ use serde_json::{json, Value};
 mod groups;
 
 use crate::admin::{resources, users as admin_users};
+use crate::audit::{By, EventType};
 use crate::clock::rfc3339;
 use crate::crypto::keys::SigningAlg;
 use crate::crypto::rotation::{self, KeyError, Lifecycle};
 use crate::state::AppState;
-use crate::storage::{signing_keys, users, StorageError};
+use crate::storage::{atomically, signing_keys, users, StorageError};
 use crate::tokens::validate::{self, Audience};
+use crate::web::client_address;
 
 /// The scope that opens the admin API.
 pub const ADMIN_SCOPE: &str = "sigil:admin";
@@ -49,6 +53,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/resources", web::post().to(add_resource))
         .route("/resources", web::delete().to(remove_resource))
         .route("/users/{username}/{action}", web::post().to(user_action))
+        .route("/audit", web::get().to(super::audit::list))
         .configure(groups::routes);
 }
 
@@ -71,7 +76,7 @@ impl ApiError {
     fn invalid_token(description: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description)
     }
-    fn bad_request(description: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
     }
     fn not_found(description: impl Into<String>) -> Self {
@@ -163,7 +168,7 @@ impl From<KeyError> for ApiError {
 }
 
 /// The client behind the request's bearer token, when it may use the admin API.
-async fn caller(req: &HttpRequest, state: &AppState) -> Result<String, ApiError> {
+pub(crate) async fn caller(req: &HttpRequest, state: &AppState) -> Result<String, ApiError> {
     let token = crate::endpoints::userinfo::bearer(req)
         .ok()
         .flatten()
@@ -209,8 +214,11 @@ async fn caller(req: &HttpRequest, state: &AppState) -> Result<String, ApiError>
     Ok(client.client_id)
 }
 
-fn audit(caller: &str, action: &str, subject: &str) {
-    tracing::info!(target: "sigil::audit", admin_client = %caller, action, subject, "admin change");
+/// The caller as the actor of its changes' audit events, with the request's client address.
+async fn acting(req: &HttpRequest, state: &AppState) -> Result<By, ApiError> {
+    let client_id = caller(req, state).await?;
+    let address = client_address::of(req, &state.settings.http.trusted_proxies);
+    Ok(By::client(&client_id, address))
 }
 
 fn ok(body: Value) -> HttpResponse {
@@ -249,7 +257,7 @@ async fn rotate_keys(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = caller(&req, &state).await?;
+    let by = acting(&req, &state).await?;
     let ask: RotateRequest = json_body(&body)?;
     let algs: Vec<SigningAlg> = ask
         .alg
@@ -259,12 +267,10 @@ async fn rotate_keys(
     let lifecycle = Lifecycle::from_settings(&state.settings);
     let now = state.clock.now();
     // Key generation (RSA) and the transaction run off the async workers.
-    let done = web::block(move || rotation::rotate(&db, &master, lifecycle, &algs, ask.force, now))
-        .await
-        .map_err(|_| StorageError::Canceled)??;
-    for r in &done {
-        audit(&who, "keys.rotate", &format!("{} {}", r.alg, r.activated));
-    }
+    let done =
+        web::block(move || rotation::rotate(&db, &master, lifecycle, &algs, ask.force, now, &by))
+            .await
+            .map_err(|_| StorageError::Canceled)??;
     reload_keys(&state).await;
     Ok(ok(json!(done)))
 }
@@ -274,13 +280,12 @@ async fn retire_key(
     kid: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = caller(&req, &state).await?;
+    let by = acting(&req, &state).await?;
     let kid = kid.into_inner();
     let (db, master, now) = (state.db.clone(), state.master.clone(), state.clock.now());
-    let row = web::block(move || rotation::retire(&db, &master, &kid, now))
+    let row = web::block(move || rotation::retire(&db, &master, &kid, now, &by))
         .await
         .map_err(|_| StorageError::Canceled)??;
-    audit(&who, "keys.retire", &row.kid);
     reload_keys(&state).await;
     Ok(ok(crate::cli::keys::describe(&row)))
 }
@@ -324,20 +329,26 @@ async fn add_resource(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = caller(&req, &state).await?;
+    let by = acting(&req, &state).await?;
     let now = state.clock.now();
     let record = state
         .db
-        .run(move |conn| Ok(resources::register(conn, &body, now)))
+        .run(move |conn| {
+            Ok(atomically(conn, |conn| {
+                let record = resources::register(conn, &body, now)?;
+                by.event(EventType::ResourceAdded)
+                    .target(record.metadata.resource.as_str())
+                    .details(json!({ "scope": record.metadata.scope }))
+                    .record(conn, now)?;
+                Ok(record)
+            }))
+        })
         .await
         .map_err(|e: StorageError| ApiError::from(e))?;
     match record {
-        Ok(record) => {
-            audit(&who, "resources.add", &record.metadata.resource);
-            Ok(HttpResponse::Created()
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .json(record))
-        }
+        Ok(record) => Ok(HttpResponse::Created()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(record)),
         Err(resources::ResourceError::Storage(e)) => Err(e.into()),
         Err(e) => Ok(HttpResponse::BadRequest()
             .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -350,17 +361,23 @@ async fn remove_resource(
     query: web::Query<ResourceQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = caller(&req, &state).await?;
+    let by = acting(&req, &state).await?;
     let uri = query
         .into_inner()
         .resource
         .ok_or_else(|| ApiError::bad_request("the resource query parameter is required"))?;
-    let removed = uri.clone();
+    let now = state.clock.now();
     state
         .db
-        .run(move |conn| resources::remove(conn, &removed))
+        .run(move |conn| {
+            atomically(conn, |conn| {
+                resources::remove(conn, &uri)?;
+                by.event(EventType::ResourceRemoved)
+                    .target(uri.as_str())
+                    .record(conn, now)
+            })
+        })
         .await?;
-    audit(&who, "resources.remove", &uri);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -369,8 +386,16 @@ async fn user_action(
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = caller(&req, &state).await?;
+    let by = acting(&req, &state).await?;
     let (username, action) = path.into_inner();
+    let kind = match action.as_str() {
+        "logout-everywhere" => EventType::UserLoggedOutEverywhere,
+        "disable" => EventType::UserDisabled,
+        "enable" => EventType::UserEnabled,
+        "unlock" => EventType::UserUnlocked,
+        _ => return Err(ApiError::not_found(format!("no action {action:?}"))),
+    };
+    let event = by.event(kind).target(username.as_str());
     let now = state.clock.now();
     let name = username.clone();
     if matches!(action.as_str(), "logout-everywhere" | "disable") {
@@ -385,39 +410,28 @@ async fn user_action(
         }
     }
     let name = username.clone();
-    match action.as_str() {
-        // Every token and session issued before now ends (also by disabling).
-        "logout-everywhere" => {
-            state
-                .db
-                .run(move |conn| users::set_tokens_valid_after(conn, &name, now))
-                .await?
-        }
-        "disable" => {
-            state
-                .db
-                .run(move |conn| admin_users::disable(conn, &name, now))
-                .await?
-        }
-        "enable" => {
-            state
-                .db
-                .run(move |conn| users::set_disabled(conn, &name, false, now))
-                .await?
-        }
-        // Clears the sign-in counters; no token changes, so the caches stay.
-        "unlock" => {
-            state
-                .db
-                .run(move |conn| admin_users::unlock(conn, &name, now))
-                .await?
-        }
-        _ => return Err(ApiError::not_found(format!("no action {action:?}"))),
-    }
-    if action != "unlock" {
+    // The change and its audit event in one transaction.
+    state
+        .db
+        .run(move |conn| {
+            atomically(conn, |conn| {
+                match kind {
+                    // Every token and session issued before now ends (also by disabling).
+                    EventType::UserLoggedOutEverywhere => {
+                        users::set_tokens_valid_after(conn, &name, now)?
+                    }
+                    EventType::UserDisabled => admin_users::disable(conn, &name, now)?,
+                    EventType::UserEnabled => users::set_disabled(conn, &name, false, now)?,
+                    // Clears the sign-in counters; no token changes, so the caches stay.
+                    _ => admin_users::unlock(conn, &name, now)?,
+                }
+                event.record(conn, now)
+            })
+        })
+        .await?;
+    if kind != EventType::UserUnlocked {
         state.verdicts.invalidate();
     }
-    audit(&who, &format!("users.{action}"), &username);
     Ok(ok(json!({
         "username": username,
         "action": action,

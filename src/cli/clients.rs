@@ -8,9 +8,10 @@ use serde_json::Value;
 use super::users::storage_error;
 use super::{open, print_json, read_input, UsageError};
 use crate::admin::clients::{self as admin, ClientError};
+use crate::audit::{By, EventType};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::storage::clients;
+use crate::storage::{atomically, clients};
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -49,10 +50,22 @@ pub fn run(cmd: ClientCommand, settings: &Settings) -> anyhow::Result<()> {
         } => {
             let json = read_input(&metadata)?;
             let now = Clock::system().now();
-            match core
-                .db
-                .with_conn(|c| admin::register(c, &core.master, &json, client_id, now))
-            {
+            let registered = core.db.with_conn(|c| {
+                atomically(c, |c| {
+                    let response = admin::register(c, &core.master, &json, client_id, now)?;
+                    let id = response["client_id"].as_str().unwrap_or_default();
+                    By::cli()
+                        .event(EventType::ClientAdded)
+                        .target(id)
+                        .details(serde_json::json!({
+                            "grant_types": response["grant_types"],
+                            "scope": response["scope"],
+                        }))
+                        .record(c, now)?;
+                    Ok::<_, ClientError>(response)
+                })
+            });
+            match registered {
                 Ok(response) => print_json(&response),
                 Err(ClientError::Storage(e @ crate::storage::StorageError::Query(_))) => {
                     return Err(e.into())
@@ -100,8 +113,17 @@ pub fn run(cmd: ClientCommand, settings: &Settings) -> anyhow::Result<()> {
             print_json(&admin::describe(&row, &admin::metadata_of(&row)?));
         }
         ClientCommand::Remove { client_id } => {
+            let now = Clock::system().now();
             core.db
-                .with_conn(|c| clients::remove(c, &client_id))
+                .with_conn(|c| {
+                    atomically(c, |c| {
+                        clients::remove(c, &client_id)?;
+                        By::cli()
+                            .event(EventType::ClientRemoved)
+                            .target(client_id.as_str())
+                            .record(c, now)
+                    })
+                })
                 .map_err(storage_error)?;
             eprintln!("client {client_id} removed");
         }

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::users::storage_error;
 use super::{open, print_json, UsageError};
+use crate::audit::By;
 use crate::bootstrap::Core;
 use crate::clock::{rfc3339, Clock};
 use crate::config::Settings;
@@ -161,6 +162,7 @@ fn rotate(
         &algs,
         force,
         Clock::system().now(),
+        &By::cli(),
     )
     .map_err(key_error)?;
     for r in &done {
@@ -175,8 +177,14 @@ fn rotate(
 }
 
 fn retire(core: &Core, kid: &str) -> anyhow::Result<()> {
-    let row =
-        rotation::retire(&core.db, &core.master, kid, Clock::system().now()).map_err(key_error)?;
+    let row = rotation::retire(
+        &core.db,
+        &core.master,
+        kid,
+        Clock::system().now(),
+        &By::cli(),
+    )
+    .map_err(key_error)?;
     tracing::info!(kid = %row.kid, "retired signing key");
     print_json(&describe(&row));
     Ok(())

@@ -1,6 +1,7 @@
 //! The `sigil` command line. Every command reads the same configuration as the server, so the
 //! CLI and a running server see the same database.
 
+pub mod audit;
 pub mod clients;
 pub mod groups;
 pub mod keys;
@@ -50,6 +51,9 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Run Sigil with two demo relying parties on two origins and a demo user.
     Demo(crate::demo::DemoArgs),
 }

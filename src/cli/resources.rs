@@ -8,9 +8,10 @@ use serde_json::Value;
 use super::users::storage_error;
 use super::{open, print_json, read_input, UsageError};
 use crate::admin::resources::{self as admin, ResourceError};
+use crate::audit::{By, EventType};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::storage::StorageError;
+use crate::storage::{atomically, StorageError};
 
 #[derive(Debug, Subcommand)]
 pub enum ResourceCommand {
@@ -38,7 +39,18 @@ pub fn run(cmd: ResourceCommand, settings: &Settings) -> anyhow::Result<()> {
         ResourceCommand::Add { metadata } => {
             let json = read_input(&metadata)?;
             let now = Clock::system().now();
-            match core.db.with_conn(|c| admin::register(c, &json, now)) {
+            let registered = core.db.with_conn(|c| {
+                atomically(c, |c| {
+                    let record = admin::register(c, &json, now)?;
+                    By::cli()
+                        .event(EventType::ResourceAdded)
+                        .target(record.metadata.resource.as_str())
+                        .details(serde_json::json!({ "scope": record.metadata.scope }))
+                        .record(c, now)?;
+                    Ok::<_, ResourceError>(record)
+                })
+            });
+            match registered {
                 Ok(record) => print_json(&to_json(&record)?),
                 Err(ResourceError::Storage(e @ StorageError::Query(_))) => return Err(e.into()),
                 Err(e) => {
@@ -74,8 +86,17 @@ pub fn run(cmd: ResourceCommand, settings: &Settings) -> anyhow::Result<()> {
             print_json(&to_json(&record)?);
         }
         ResourceCommand::Remove { resource } => {
+            let now = Clock::system().now();
             core.db
-                .with_conn(|c| admin::remove(c, &resource))
+                .with_conn(|c| {
+                    atomically(c, |c| {
+                        admin::remove(c, &resource)?;
+                        By::cli()
+                            .event(EventType::ResourceRemoved)
+                            .target(resource.as_str())
+                            .record(c, now)
+                    })
+                })
                 .map_err(storage_error)?;
             eprintln!("resource {resource} removed");
         }

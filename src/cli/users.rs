@@ -3,15 +3,16 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use super::{open, print_json, read_input, read_stdin_secret, UsageError};
 use crate::admin::users::{self as admin, NewUser, UserError};
+use crate::audit::{By, Event, EventType};
 use crate::clock::{rfc3339, Clock};
 use crate::config::Settings;
 use crate::crypto::{password, totp};
 use crate::factors;
-use crate::storage::{users, StorageError};
+use crate::storage::{atomically, users, StorageError};
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -96,12 +97,28 @@ fn find(core: &crate::bootstrap::Core, username: &str) -> anyhow::Result<users::
         .ok_or_else(|| UsageError(format!("no user {username:?}")).into())
 }
 
+/// The audit event of a CLI change to the user `username`.
+fn event(kind: EventType, username: &str) -> Event {
+    By::cli().event(kind).target(username)
+}
+
 pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
     let core = open(settings)?;
     let now = Clock::system().now();
-    let with = |f: &dyn Fn(&mut crate::storage::AnyConnection) -> Result<(), StorageError>| {
-        core.db.with_conn(|c| f(c)).map_err(storage_error)
-    };
+    // A change and its audit event, in one transaction.
+    let with =
+        |kind: EventType,
+         username: &str,
+         f: &dyn Fn(&mut crate::storage::AnyConnection) -> Result<(), StorageError>| {
+            core.db
+                .with_conn(|c| {
+                    atomically(c, |c| {
+                        f(c)?;
+                        event(kind, username).record(c, now)
+                    })
+                })
+                .map_err(storage_error)
+        };
     match cmd {
         UserCommand::Add {
             username,
@@ -130,27 +147,47 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
             let hash = password::hash(&secret);
             let row = core
                 .db
-                .with_conn(|c| admin::insert(c, new, hash, now))
+                .with_conn(|c| {
+                    atomically(c, |c| {
+                        let row = admin::insert(c, new, hash, now)?;
+                        event(EventType::UserCreated, &row.username)
+                            .details(json!({ "admin": row.is_admin }))
+                            .record(c, now)?;
+                        Ok::<_, UserError>(row)
+                    })
+                })
                 .map_err(user_error)?;
             print_json(&admin::describe(&row));
         }
         UserCommand::Passwd { username, .. } => {
             let secret = read_stdin_secret()?;
             core.db
-                .with_conn(|c| admin::set_password(c, &username, &secret, now))
+                .with_conn(|c| {
+                    atomically(c, |c| {
+                        admin::set_password(c, &username, &secret, now)?;
+                        event(EventType::UserPasswordChanged, &username).record(c, now)?;
+                        Ok::<_, UserError>(())
+                    })
+                })
                 .map_err(user_error)?;
             eprintln!("password of {username} changed");
         }
         UserCommand::Disable { username } => {
-            with(&|c| admin::disable(c, &username, now))?;
+            with(EventType::UserDisabled, &username, &|c| {
+                admin::disable(c, &username, now)
+            })?;
             eprintln!("{username} disabled; their sessions and tokens no longer work");
         }
         UserCommand::Enable { username } => {
-            with(&|c| users::set_disabled(c, &username, false, now))?;
+            with(EventType::UserEnabled, &username, &|c| {
+                users::set_disabled(c, &username, false, now)
+            })?;
             eprintln!("{username} enabled");
         }
         UserCommand::LogoutEverywhere { username } => {
-            with(&|c| users::set_tokens_valid_after(c, &username, now))?;
+            with(EventType::UserLoggedOutEverywhere, &username, &|c| {
+                users::set_tokens_valid_after(c, &username, now)
+            })?;
             eprintln!(
                 "tokens and sessions of {username} issued before {} are no longer valid",
                 rfc3339(now)
@@ -201,11 +238,15 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
             print_json(&shown);
         }
         UserCommand::Unlock { username } => {
-            with(&|c| admin::unlock(c, &username, now))?;
+            with(EventType::UserUnlocked, &username, &|c| {
+                admin::unlock(c, &username, now)
+            })?;
             eprintln!("{username} unlocked: failed sign-ins forgotten");
         }
         UserCommand::Remove { username } => {
-            with(&|c| users::remove(c, &username))?;
+            with(EventType::UserRemoved, &username, &|c| {
+                users::remove(c, &username)
+            })?;
             eprintln!("{username} removed");
         }
         UserCommand::Totp {
@@ -214,9 +255,14 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
             let user = find(&core, &username)?;
             let secret = core
                 .db
-                .with_conn(|c| factors::enrol_totp(c, &core.master, &user.id, true, now))
+                .with_conn(|c| {
+                    atomically(c, |c| {
+                        let secret = factors::enrol_totp(c, &core.master, &user.id, true, now)?;
+                        event(EventType::FactorTotpAdded, &username).record(c, now)?;
+                        Ok::<_, StorageError>(secret)
+                    })
+                })
                 .map_err(storage_error)?;
-            tracing::info!(target: "audit", event = "totp_added", user = %username, actor = "cli");
             print_json(&serde_json::json!({
                 "secret": totp::encode_secret(&secret),
                 "uri": totp::uri(&settings.totp_issuer(), &username, &secret),
@@ -228,21 +274,33 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
             let user = find(&core, &username)?;
             let removed = core
                 .db
-                .with_conn(|c| factors::remove_totp(c, &user.id))
+                .with_conn(|c| {
+                    atomically(c, |c| {
+                        let removed = factors::remove_totp(c, &user.id)?;
+                        if removed {
+                            event(EventType::FactorTotpRemoved, &username).record(c, now)?;
+                        }
+                        Ok::<_, StorageError>(removed)
+                    })
+                })
                 .map_err(storage_error)?;
             if !removed {
                 return Err(UsageError(format!("{username} has no TOTP factor")).into());
             }
-            tracing::info!(target: "audit", event = "totp_removed", user = %username, actor = "cli");
             eprintln!("TOTP factor and recovery codes of {username} removed");
         }
         UserCommand::RecoveryCodes { username } => {
             let user = find(&core, &username)?;
             let codes = core
                 .db
-                .with_conn(|c| factors::new_recovery_codes(c, &user.id, now))
+                .with_conn(|c| {
+                    atomically(c, |c| {
+                        let codes = factors::new_recovery_codes(c, &user.id, now)?;
+                        event(EventType::FactorRecoveryCodesIssued, &username).record(c, now)?;
+                        Ok::<_, StorageError>(codes)
+                    })
+                })
                 .map_err(storage_error)?;
-            tracing::info!(target: "audit", event = "recovery_codes_issued", user = %username, actor = "cli");
             print_json(&serde_json::json!({ "codes": codes }));
         }
     }

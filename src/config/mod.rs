@@ -58,6 +58,8 @@ pub struct Settings {
     pub outbound: OutboundSettings,
     #[serde(default)]
     pub maintenance: MaintenanceSettings,
+    #[serde(default)]
+    pub audit: AuditSettings,
 }
 
 impl Default for Settings {
@@ -79,6 +81,7 @@ impl Default for Settings {
             clients: ClientSettings::default(),
             outbound: OutboundSettings::default(),
             maintenance: MaintenanceSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -229,6 +232,9 @@ impl Settings {
             return invalid(
                 "maintenance.interval and maintenance.batch_size must be above zero".into(),
             );
+        }
+        if self.audit.retention.as_secs() < 3600 {
+            return invalid("audit.retention must be at least 1h".into());
         }
         if self.tokens.refresh_grace.as_secs() > 300 {
             return invalid("tokens.refresh_grace must be at most 5m".into());

@@ -118,6 +118,22 @@ impl Default for MaintenanceSettings {
     }
 }
 
+/// The stored audit log.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Events older than this are purged by the maintenance task.
+    pub retention: DurationSetting,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            retention: DurationSetting::from_secs(90 * 86_400),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionSettings {

@@ -1,11 +1,13 @@
 //! The key lifecycle in the database: first keys, rotation and retirement. Each change is one
 //! transaction that first takes the `signing_keys` lock row, so nodes and CLI runs that change
-//! keys at the same moment take turns and see each other's result.
+//! keys at the same moment take turns and see each other's result; a rotation or retirement
+//! stores its audit event in that same transaction.
 
 use diesel::Connection;
 
 use super::keys::{self, GeneratedKey, KeyState, SigningAlg};
 use super::master_key::MasterKey;
+use crate::audit::{By, EventType};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::storage::signing_keys::{self, KeyRow};
@@ -162,6 +164,7 @@ pub fn rotate(
     algs: &[SigningAlg],
     force: bool,
     now: i64,
+    by: &By,
 ) -> Result<Vec<Rotation>, KeyError> {
     let fresh = algs
         .iter()
@@ -183,11 +186,26 @@ pub fn rotate(
                         required: lifecycle.min_publication,
                     });
                 }
-                done.push(promote(conn, master, lifecycle, next, new_next, now)?);
+                let rotation = promote(conn, master, lifecycle, next, new_next, now)?;
+                rotated(by, &rotation, force).record(conn, now)?;
+                done.push(rotation);
             }
             Ok(done)
         })
     })
+}
+
+/// The audit event of one algorithm's rotation: the target is the key that now signs.
+fn rotated(by: &By, r: &Rotation, forced: bool) -> crate::audit::Event {
+    by.event(EventType::KeysRotated)
+        .target(r.activated.as_str())
+        .details(serde_json::json!({
+            "alg": r.alg,
+            "activated": r.activated,
+            "retiring": r.retiring,
+            "next": r.next,
+            "forced": forced,
+        }))
 }
 
 /// The scheduled rotation: rotates each algorithm given whose active key has been active for
@@ -226,7 +244,9 @@ pub fn rotate_due(
                 if now - next.created_at < lifecycle.min_publication {
                     continue;
                 }
-                done.push(promote(conn, master, lifecycle, next, new_next, now)?);
+                let rotation = promote(conn, master, lifecycle, next, new_next, now)?;
+                rotated(&By::scheduler(), &rotation, false).record(conn, now)?;
+                done.push(rotation);
             }
             Ok(done)
         })
@@ -273,7 +293,13 @@ fn promote(
 
 /// Takes a `next` or `retiring` key out of the JWKS at once. A retired `next` key is replaced
 /// by a fresh one in the same transaction, so the algorithm always has a key to rotate to.
-pub fn retire(db: &Database, master: &MasterKey, kid: &str, now: i64) -> Result<KeyRow, KeyError> {
+pub fn retire(
+    db: &Database,
+    master: &MasterKey,
+    kid: &str,
+    now: i64,
+    by: &By,
+) -> Result<KeyRow, KeyError> {
     let existing = db
         .with_conn(|conn| -> Result<_, StorageError> { signing_keys::get(conn, kid) })?
         .ok_or_else(|| KeyError::UnknownKey(kid.into()))?;
@@ -297,9 +323,15 @@ pub fn retire(db: &Database, master: &MasterKey, kid: &str, now: i64) -> Result<
                 _ => {}
             }
             signing_keys::retire(conn, kid, now)?;
+            let mut details = serde_json::json!({ "alg": current.alg, "was": current.state });
             if let (Some(key), "next") = (&replacement, current.state.as_str()) {
                 signing_keys::insert(conn, &row(key, KeyState::Next, master, now)?)?;
+                details["next"] = key.kid.clone().into();
             }
+            by.event(EventType::KeysRetired)
+                .target(kid)
+                .details(details)
+                .record(conn, now)?;
             signing_keys::get(conn, kid)?.ok_or_else(|| KeyError::UnknownKey(kid.into()))
         })
     })

@@ -32,12 +32,14 @@ enum Cutoff {
     Now,
     /// The current time less `sessions.idle_timeout`.
     IdleSince,
+    /// The current time less `audit.retention`.
+    RetainedSince,
 }
 
 /// Every purge, in the order a run makes them: first what unauthenticated requests create, then
 /// what sign-ins leave. Grants come before codes and refresh tokens, which their deletion
 /// cascades to (indexes `authorization_codes_grant`, `refresh_tokens_grant`).
-pub const PURGES: [Purge; 11] = [
+pub const PURGES: [Purge; 12] = [
     // Parked authorization requests nobody finished: what unauthenticated requests create most.
     Purge {
         table: "auth_requests",
@@ -110,6 +112,12 @@ pub const PURGES: [Purge; 11] = [
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },
+    // Audit events older than `audit.retention` (index `audit_events_time`).
+    Purge {
+        table: "audit_events",
+        expired: "time <= $1",
+        cutoff: Cutoff::RetainedSince,
+    },
 ];
 
 /// The moment a run purges for.
@@ -118,6 +126,8 @@ pub struct Horizon {
     pub now: i64,
     /// `sessions.idle_timeout`, in seconds.
     pub idle_timeout: i64,
+    /// `audit.retention`, in seconds.
+    pub audit_retention: i64,
 }
 
 /// How much one run may do.
@@ -161,6 +171,7 @@ impl Purge {
         match self.cutoff {
             Cutoff::Now => at.now,
             Cutoff::IdleSince => at.now.saturating_sub(at.idle_timeout),
+            Cutoff::RetainedSince => at.now.saturating_sub(at.audit_retention),
         }
     }
 
@@ -293,6 +304,7 @@ mod tests {
         Horizon {
             now,
             idle_timeout: 0,
+            audit_retention: 0,
         }
     }
 
@@ -335,6 +347,7 @@ mod tests {
         let at = Horizon {
             now: 10_000,
             idle_timeout: 600,
+            audit_retention: 5_000,
         };
         let cutoffs: Vec<_> = PURGES
             .iter()
@@ -342,5 +355,7 @@ mod tests {
             .map(|p| p.cutoff(&at))
             .collect();
         assert_eq!(cutoffs, [10_000, 9_400]);
+        let audit = PURGES.iter().find(|p| p.table == "audit_events").unwrap();
+        assert_eq!(audit.cutoff(&at), 5_000);
     }
 }

@@ -1,6 +1,7 @@
 //! Storage with diesel: SQLite (embedded, the default) or PostgreSQL, chosen by the URL scheme,
 //! behind one connection type so that every query is written once.
 
+pub mod audit;
 pub mod auth_requests;
 pub mod client_assertions;
 pub mod clients;
@@ -386,6 +387,28 @@ pub fn lock(conn: &mut AnyConnection, name: &str, now: i64) -> Result<(), Storag
         )));
     }
     Ok(())
+}
+
+/// Runs `change` in one transaction (a savepoint inside an open one), for callers whose error
+/// type is not diesel's: a change and its audit event commit together or not at all.
+pub fn atomically<T, E: From<StorageError>>(
+    conn: &mut AnyConnection,
+    change: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E> {
+    enum Failed<E> {
+        Change(E),
+        Database(diesel::result::Error),
+    }
+    impl<E> From<diesel::result::Error> for Failed<E> {
+        fn from(e: diesel::result::Error) -> Self {
+            Self::Database(e)
+        }
+    }
+    conn.transaction::<T, Failed<E>, _>(|c| change(c).map_err(Failed::Change))
+        .map_err(|e| match e {
+            Failed::Change(e) => e,
+            Failed::Database(e) => StorageError::Query(e).into(),
+        })
 }
 
 /// Unique-constraint violations become a clear conflict message.

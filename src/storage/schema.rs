@@ -245,3 +245,18 @@ diesel::table! {
 diesel::joinable!(group_members -> groups (group_id));
 diesel::joinable!(group_members -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(groups, group_members, users);
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        time -> BigInt,
+        actor_kind -> Text,
+        actor -> Text,
+        actor_name -> Nullable<Text>,
+        client_address -> Nullable<Text>,
+        event_type -> Text,
+        target -> Nullable<Text>,
+        outcome -> Text,
+        details -> Text,
+    }
+}

@@ -5,13 +5,14 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::{flow, forms, session};
+use super::{client_address, flow, forms, session};
+use crate::audit;
 use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::{csp_with_form_target, error_page, render_with_csp};
 use crate::endpoints::paths;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
-use crate::storage::{auth_requests, consents};
+use crate::storage::{atomically, auth_requests, consents};
 
 #[derive(Template)]
 #[template(path = "consent.html")]
@@ -145,14 +146,26 @@ pub async fn submit(
         return flow::reply(&state, &reply_to, Err(denied));
     }
     let (user, client_id, scope, now) = (
-        session.user.id.clone(),
+        session.user.clone(),
         request.client_id.clone(),
         request.scope.clone(),
         state.clock.now(),
     );
+    let given = audit::Event::new(audit::EventType::ConsentGiven, audit::Actor::user(&user))
+        .target(client_id.as_str())
+        .from(client_address::of(
+            &req,
+            &state.settings.http.trusted_proxies,
+        ))
+        .details(serde_json::json!({ "scope": scope }));
     if let Err(e) = state
         .db
-        .run(move |c| consents::remember(c, &user, &client_id, &scope, now))
+        .run(move |c| {
+            atomically(c, |c| {
+                consents::remember(c, &user.id, &client_id, &scope, now)?;
+                given.record(c, now)
+            })
+        })
         .await
     {
         return flow::reply(&state, &reply_to, Err(e.into()));

@@ -10,6 +10,7 @@ use askama::Template;
 use super::flow::{self, Parked};
 use super::second_factor::{self, Offer};
 use super::{client_address, cookies, forms, session, strength, throttle};
+use crate::audit;
 use crate::crypto::password::{Busy, Lane, MAX_PASSWORD_BYTES};
 use crate::crypto::random;
 use crate::endpoints::authorize::{known_client, page};
@@ -287,6 +288,15 @@ pub fn complete(
     lifetime: i64,
 ) -> Result<SignedIn, StorageError> {
     throttle::succeeded(conn, c.reservation)?;
+    // The audit event: one INSERT on this same connection, no lookup (the user is at hand).
+    audit::Event::new(
+        audit::EventType::SigninSucceeded,
+        audit::Actor::user(&c.user),
+    )
+    .target(c.user.username.as_str())
+    .from(&c.origin.client_address)
+    .details(serde_json::json!({ "amr": c.amr }))
+    .record(conn, now)?;
     let device = random::secret_256();
     devices::renew(
         conn,
@@ -435,9 +445,20 @@ async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageE
                 complete(conn, completion, now, lifetime).map(Outcome::SignedIn)
             }
             _ => {
-                for key in throttle::failed(conn, &reservation, now, limits)? {
+                let locked = throttle::failed(conn, &reservation, now, limits)?;
+                for key in &locked {
                     tracing::info!(%key, "sign-ins locked out after repeated failures");
                 }
+                // A name that cannot be a user's is not kept (it may be anything typed).
+                let name = possible.then_some(username.as_str());
+                audit::sign_in_failure(
+                    user.as_ref(),
+                    name,
+                    &origin.client_address,
+                    "password",
+                    &locked,
+                )
+                .record_failure(conn, now)?;
                 Ok(Outcome::Failed)
             }
         })

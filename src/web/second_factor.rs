@@ -15,6 +15,7 @@ use super::login::{self, Completion, SignedIn};
 use super::session::{self, Session};
 use super::strength::{self, Acr};
 use super::{client_address, cookies, forms, throttle};
+use crate::audit;
 use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::{csp_with_form_target, login_csp, render_with_csp};
 use crate::endpoints::paths;
@@ -335,9 +336,12 @@ async fn verify(
             let right = otp.len() <= MAX_CODE_BYTES
                 && factors::check_otp(conn, &master, &user.id, &otp, now)?;
             if !right {
-                for key in throttle::failed(conn, &reservation, now, limits)? {
+                let locked = throttle::failed(conn, &reservation, now, limits)?;
+                for key in &locked {
                     tracing::info!(%key, "sign-ins locked out after repeated failures");
                 }
+                audit::sign_in_failure(Some(&user), None, &origin.client_address, "otp", &locked)
+                    .record_failure(conn, now)?;
                 return Ok((Outcome::Failed, name, offer));
             }
             // A step-up adds the code to the session's own methods.
@@ -349,7 +353,11 @@ async fn verify(
                 throttle::succeeded(conn, &reservation)?;
                 session::strengthen(conn, &mut session, amr, now)?;
                 auth_requests::finish_second_step(conn, &parked_hash, &session.sid)?;
-                tracing::info!(target: "audit", event = "step_up", user = %user.username, acr = %session.acr);
+                audit::Event::new(audit::EventType::SigninSteppedUp, audit::Actor::user(&user))
+                    .target(user.username.as_str())
+                    .from(&origin.client_address)
+                    .details(serde_json::json!({ "method": "otp", "acr": session.acr }))
+                    .record(conn, now)?;
                 return Ok((Outcome::Strengthened, name, offer));
             }
             let completion = Completion {

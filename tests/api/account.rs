@@ -71,14 +71,14 @@ async fn follow(base: &str, b: &Browser, mut r: Response, password: &str) -> Res
 }
 
 /// Opens the account page in `b` (signing in when asked); returns its HTML.
-async fn account_page(app: &TestApp, b: &Browser, password: &str) -> String {
+pub(crate) async fn account_page(app: &TestApp, b: &Browser, password: &str) -> String {
     let r = follow(&app.address, b, b.get(&app.url("/account")).await, password).await;
     assert_eq!(r.status(), 200, "the account page");
     r.text().await.unwrap()
 }
 
 /// Posts a form of the account page with its CSRF token.
-async fn post(
+pub(crate) async fn post(
     app: &TestApp,
     b: &Browser,
     path: &str,

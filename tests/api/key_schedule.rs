@@ -5,6 +5,7 @@
 use crate::both_backends;
 use crate::helpers::{jwt_parts, spawn_app, spawn_app_with, Backend};
 use crate::keys::{count, kid_of, kids, listed, rs256_token, ALGS};
+use sigil::audit::By;
 use sigil::config::DurationSetting;
 use sigil::crypto::keys::SigningAlg;
 use sigil::crypto::rotation;
@@ -106,7 +107,14 @@ async fn scheduled_rotation_waits_for_a_next_key_published_too_recently(backend:
         .clock
         .advance(activated_at + schedule.period - 100 - state.clock.now());
     let old_next = kid_of(&before, "ES256", "next");
-    rotation::retire(&state.db, &state.master, &old_next, state.clock.now()).unwrap();
+    rotation::retire(
+        &state.db,
+        &state.master,
+        &old_next,
+        state.clock.now(),
+        &By::cli(),
+    )
+    .unwrap();
     let young_next = app.wait_for_jwks(|j| !kids(j).contains(&old_next)).await;
     let young_next = kids(&young_next)
         .into_iter()

@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::both_backends;
 use crate::flow::{Browser, VERIFIER};
 use crate::helpers::{jwt_parts, spawn_app, verify_with_jwks, Backend, TestApp};
+use sigil::audit::By;
 use sigil::crypto::keys::SigningAlg;
 use sigil::crypto::rotation::{self, KeyError, Lifecycle};
 use sigil::crypto::schedule::Schedule;
@@ -132,6 +133,7 @@ async fn rotate_refuses_a_next_key_published_too_recently(backend: Backend) {
         &[SigningAlg::ES256],
         false,
         published_at + 599,
+        &By::cli(),
     );
     assert!(matches!(early, Err(KeyError::TooEarly { .. })), "{early:?}");
     let done = rotation::rotate(
@@ -141,6 +143,7 @@ async fn rotate_refuses_a_next_key_published_too_recently(backend: Backend) {
         &[SigningAlg::ES256],
         false,
         published_at + 600,
+        &By::cli(),
     )
     .unwrap();
     assert_eq!(done.len(), 1);
@@ -159,6 +162,7 @@ async fn retiring_keys_leave_the_jwks_once_their_tokens_have_expired(backend: Ba
         &SigningAlg::ALL,
         true,
         state.clock.now(),
+        &By::cli(),
     )
     .unwrap();
     let retiring: Vec<String> = done.iter().map(|r| r.retiring.clone().unwrap()).collect();
@@ -249,6 +253,7 @@ async fn concurrent_rotations_leave_one_active_key_per_algorithm(backend: Backen
                     &SigningAlg::ALL,
                     true,
                     now,
+                    &By::cli(),
                 )
             })
         })

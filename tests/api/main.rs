@@ -9,6 +9,7 @@ mod server_process;
 
 mod account;
 mod admin_api;
+mod audit;
 mod authorization_code;
 mod authorize;
 mod backchannel;

@@ -14,7 +14,7 @@
 
 use serde_json::Value;
 
-use super::{grant_until, invalid_grant, issue, replayed};
+use super::{grant_until, invalid_grant, issue, replayed, Replay};
 use crate::oauth::client_metadata::Client;
 use crate::oauth::resource_metadata::ResourceMetadata;
 use crate::oauth::{pkce, OAuthError};
@@ -42,6 +42,16 @@ pub struct Redemption {
     pub grant: GrantRow,
 }
 
+/// A code as the token endpoint got it, and the client address it came from.
+pub struct Presented {
+    pub code: String,
+    pub redirect_uri: String,
+    pub verifier: Option<String>,
+    pub resource: Option<String>,
+    pub address: Option<String>,
+}
+
+/// Redeems a code Sigil redeems for itself (the account page), with no client address.
 pub async fn redeem(
     state: &AppState,
     client: &Client,
@@ -50,6 +60,29 @@ pub async fn redeem(
     verifier: Option<String>,
     resource: Option<String>,
 ) -> Result<Redemption, OAuthError> {
+    let presented = Presented {
+        code,
+        redirect_uri,
+        verifier,
+        resource,
+        address: None,
+    };
+    redeem_presented(state, client, presented).await
+}
+
+pub async fn redeem_presented(
+    state: &AppState,
+    client: &Client,
+    presented: Presented,
+) -> Result<Redemption, OAuthError> {
+    let Presented {
+        code,
+        redirect_uri,
+        verifier,
+        resource,
+        address,
+    } = presented;
+    let replay = || Replay::new(client, address.as_deref(), "authorization_code");
     let requested = issue::requested_resource(state, client, resource).await?;
     let now = state.clock.now();
     let code_hash = hash(&code);
@@ -101,7 +134,7 @@ pub async fn redeem(
     } = match checked {
         Checked::Ready(ready) => *ready,
         Checked::Replayed { grant_id } => {
-            return Err(replayed(state, grant_id, "the code was already used").await)
+            return Err(replayed(state, replay(), grant_id, "the code was already used").await)
         }
     };
 
@@ -142,7 +175,9 @@ pub async fn redeem(
         Redeemed::Committed => Ok(Redemption { body, grant }),
         // A concurrent redemption won: the same attack as a later replay (RFC 6749 §4.1.2).
         // The winner's tokens die with the grant; this response is thrown away.
-        Redeemed::AlreadyUsed => Err(replayed(state, grant_id, "the code was already used").await),
+        Redeemed::AlreadyUsed => {
+            Err(replayed(state, replay(), grant_id, "the code was already used").await)
+        }
         Redeemed::Expired => Err(invalid_grant("the code has expired")),
         Redeemed::GrantRevoked => Err(invalid_grant("the grant was revoked")),
     }

@@ -12,11 +12,16 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::client_form;
+use crate::audit;
+use crate::oauth::client_metadata::Client;
 use crate::oauth::token_request::TokenRequest;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 use crate::storage::grants::{self, RefreshRow};
+use crate::storage::{atomically, StorageError};
+use crate::web::client_address;
 use crate::web::flow::grant_horizon;
+use serde_json::json;
 
 pub async fn token(
     req: HttpRequest,
@@ -40,6 +45,7 @@ pub async fn token(
     // RFC 6749 §4.1.2, RFC 9700 §4.14.2: a replay revokes its grant; the cached introspection
     // answers are dropped where that revocation happens (`replayed`), never because a request
     // failed (SECURITY.md 29).
+    let address = client_address::of(&req, &state.settings.http.trusted_proxies).to_string();
     match request {
         TokenRequest::ClientCredentials { scope, resource } => {
             client_credentials::grant(&state, &client, scope, resource).await
@@ -50,7 +56,14 @@ pub async fn token(
             code_verifier,
             resource,
         } => {
-            authorization_code::redeem(&state, &client, code, redirect_uri, code_verifier, resource)
+            let code = authorization_code::Presented {
+                code,
+                redirect_uri,
+                verifier: code_verifier,
+                resource,
+                address: Some(address),
+            };
+            authorization_code::redeem_presented(&state, &client, code)
                 .await
                 .map(|redeemed| respond(redeemed.body))
         }
@@ -58,7 +71,7 @@ pub async fn token(
             refresh_token,
             scope,
             resource,
-        } => refresh_token::grant(&state, &client, refresh_token, scope, resource).await,
+        } => refresh_token::grant(&state, &client, refresh_token, scope, resource, &address).await,
     }
 }
 
@@ -66,12 +79,41 @@ pub async fn token(
 /// §4.1.2, RFC 9700 §4.14.2) and, only when that revoked something, this node's cached
 /// introspection answers are dropped at once (other nodes see the moved revision). Returns the
 /// error to answer with.
-async fn replayed(state: &AppState, grant_id: String, what: &'static str) -> OAuthError {
+async fn replayed(
+    state: &AppState,
+    replay: Replay,
+    grant_id: String,
+    what: &'static str,
+) -> OAuthError {
     let (now, horizon) = (state.clock.now(), grant_horizon(&state.settings));
     let id = grant_id.clone();
+    // The revocation and its audit event commit together, once per grant: a later replay
+    // revokes nothing more and records nothing more.
     let revoked = state
         .db
-        .run(move |conn| grants::revoke_grant(conn, &id, now, horizon))
+        .run(move |conn| {
+            atomically(conn, |conn| {
+                let revoked = grants::revoke_grant(conn, &id, now, horizon)?;
+                if revoked {
+                    let user = grants::grant(conn, &id)?.map(|g| g.user_id);
+                    let mut event = audit::Event::new(
+                        audit::EventType::TokenReplayDetected,
+                        audit::Actor::Client(replay.client_id.clone()),
+                    )
+                    .target(replay.client_id)
+                    .failed()
+                    .details(json!({
+                        "token": replay.token,
+                        "grant_id": id,
+                        "user_id": user,
+                        "grant_revoked": true,
+                    }));
+                    event.address = replay.address;
+                    event.record(conn, now)?;
+                }
+                Ok::<_, StorageError>(revoked)
+            })
+        })
         .await;
     match revoked {
         Err(e) => e.into(),
@@ -81,6 +123,24 @@ async fn replayed(state: &AppState, grant_id: String, what: &'static str) -> OAu
                 tracing::warn!(grant_id = %grant_id, "{what}: its grant is revoked");
             }
             invalid_grant(what)
+        }
+    }
+}
+
+/// Who presented a used code or refresh token again, for the audit event.
+pub struct Replay {
+    client_id: String,
+    address: Option<String>,
+    /// `authorization_code` or `refresh_token`.
+    token: &'static str,
+}
+
+impl Replay {
+    fn new(client: &Client, address: Option<&str>, token: &'static str) -> Self {
+        Self {
+            client_id: client.client_id.clone(),
+            address: address.map(str::to_string),
+            token,
         }
     }
 }

@@ -10,7 +10,7 @@
 use actix_web::HttpResponse;
 
 use super::grace::{self, Asked};
-use super::{grant_until, invalid_grant, issue, replayed, respond};
+use super::{grant_until, invalid_grant, issue, replayed, respond, Replay};
 use crate::oauth::client_metadata::Client;
 use crate::oauth::resource_metadata::ResourceMetadata;
 use crate::oauth::scope::Scope;
@@ -49,7 +49,9 @@ pub async fn grant(
     token: String,
     requested: Option<Scope>,
     resource: Option<String>,
+    address: &str,
 ) -> Result<HttpResponse, OAuthError> {
+    let replay = Replay::new(client, Some(address), "refresh_token");
     let asked = Asked {
         scope: requested.as_ref().map(Scope::to_string),
         resource: resource.clone(),
@@ -99,7 +101,7 @@ pub async fn grant(
         resource,
     } = match checked {
         Checked::Ready(ready) => *ready,
-        Checked::Used(used) => return again(state, *used, &asked).await,
+        Checked::Used(used) => return again(state, *used, &asked, replay).await,
     };
 
     // Build: the complete response, the successor's value included, before anything is written.
@@ -145,7 +147,7 @@ pub async fn grant(
                     used(conn, row, grant)
                 })
                 .await?;
-            again(state, used, &asked).await
+            again(state, used, &asked, replay).await
         }
         Redeemed::Expired => Err(invalid_grant("the refresh token has expired")),
         Redeemed::GrantRevoked => Err(invalid_grant("the grant was revoked")),
@@ -185,13 +187,18 @@ fn used(conn: &mut AnyConnection, row: RefreshRow, grant: GrantRow) -> Result<Us
 
 /// A used token presented again by its client: within the grace, for the same request, the
 /// rotation's own response; otherwise a replay, which revokes the grant (RFC 9700 §4.14.2).
-async fn again(state: &AppState, used: Used, asked: &Asked) -> Result<HttpResponse, OAuthError> {
+async fn again(
+    state: &AppState,
+    used: Used,
+    asked: &Asked,
+    replay: Replay,
+) -> Result<HttpResponse, OAuthError> {
     const REPLAYED: &str = "the refresh token was already used";
     let grace = state.settings.tokens.refresh_grace.as_secs() as i64;
     let used_at = used.row.used_at.unwrap_or(i64::MIN);
     let within = grace > 0 && state.clock.now() <= used_at.saturating_add(grace);
     let Some(sealed) = used.row.successor_sealed.as_deref().filter(|_| within) else {
-        return Err(replayed(state, used.grant.id, REPLAYED).await);
+        return Err(replayed(state, replay, used.grant.id, REPLAYED).await);
     };
     if !used.user_live {
         return Err(invalid_grant("the user can no longer sign in"));

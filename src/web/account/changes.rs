@@ -6,7 +6,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use diesel::Connection;
 
-use super::{address, audit, failed, guard, page, to_page};
+use super::{audit, event, failed, guard, page, to_page};
+use crate::audit::EventType;
 use crate::state::AppState;
 use crate::storage::{consents, grants, sessions, StorageError};
 use crate::web::flow::grant_horizon;
@@ -52,7 +53,14 @@ pub async fn end_session(
     if let Err(e) = logout::end(&state, &row.id_hash, &row.sid, &user_id).await {
         return failed(e);
     }
-    audit("account.session_ended", &user_id, &address(&req, &state));
+    let ended = event(
+        &req,
+        &state,
+        &account.session.user,
+        EventType::AccountSessionEnded,
+    )
+    .details(serde_json::json!({ "sid": row.sid }));
+    audit(&state, ended).await;
     to_page(&state, Some("session"))
 }
 
@@ -69,8 +77,10 @@ pub async fn end_other_sessions(
     let user_id = &account.session.user.id;
     match logout::end_sessions_but(&state, user_id, Some(&account.session.sid)).await {
         Ok(count) => {
-            tracing::info!(target: "audit", event = "account.other_sessions_ended", user = %user_id,
-                client_address = %address(&req, &state), count);
+            let kind = EventType::AccountOtherSessionsEnded;
+            let ended = event(&req, &state, &account.session.user, kind)
+                .details(serde_json::json!({ "count": count }));
+            audit(&state, ended).await;
             to_page(&state, Some("others"))
         }
         Err(e) => failed(e),
@@ -93,6 +103,13 @@ pub async fn withdraw_consent(
     let user_id = account.session.user.id.clone();
     let (now, horizon) = (state.clock.now(), grant_horizon(&state.settings));
     let (owned_user, owned_client) = (user_id.clone(), client_id.clone());
+    let withdrawn_event = event(
+        &req,
+        &state,
+        &account.session.user,
+        EventType::ConsentWithdrawn,
+    )
+    .target(client_id.as_str());
     let withdrawn = state
         .db
         .run(move |c| {
@@ -103,6 +120,12 @@ pub async fn withdraw_consent(
                     if grants::revoke_grant(c, &g.id, now, horizon)? {
                         revoked += 1;
                     }
+                }
+                // Recorded with the withdrawal itself, when there was anything to withdraw.
+                if had || revoked > 0 {
+                    withdrawn_event
+                        .details(serde_json::json!({ "grants_revoked": revoked }))
+                        .record(c, now)?;
                 }
                 Ok((had, revoked))
             })
@@ -123,8 +146,6 @@ pub async fn withdraw_consent(
                 )
                 .await;
             }
-            tracing::info!(target: "audit", event = "account.consent_withdrawn", user = %user_id,
-                client_address = %address(&req, &state), client_id = %client_id, grants_revoked = revoked);
             to_page(&state, Some("consent"))
         }
         Err(e) => failed(e),

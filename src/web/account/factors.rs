@@ -1,16 +1,19 @@
 //! Second factors on the account page: an authenticator app (TOTP) — started, shown as a QR
 //! code (inline SVG) and its secret, turned on only by a first code, removable — and recovery
 //! codes, shown once when made. Every change passes `super::guard` (same origin, CSRF, a sign-in
-//! within 5 minutes) and is an audit line.
+//! within 5 minutes) and is an audit event, stored with the change.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{address, audit, failed, guard, page_with, to_page, Extra};
+use serde_json::json;
+
+use super::{event, failed, guard, page_with, to_page, Extra};
+use crate::audit::EventType;
 use crate::crypto::totp;
 use crate::factors;
 use crate::state::AppState;
-use crate::storage::StorageError;
+use crate::storage::{atomically, StorageError};
 
 /// What the page shows of the user's authenticator app.
 pub enum TotpView {
@@ -66,21 +69,29 @@ pub async fn start(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
         state.master.clone(),
     );
     let id = user_id.clone();
+    let started_event = event(
+        &req,
+        &state,
+        &account.session.user,
+        EventType::FactorTotpStarted,
+    )
+    .details(json!({ "via": "account" }));
     let started = state
         .db
-        .run(move |c| -> Result<bool, StorageError> {
-            if crate::storage::factors::totp(c, &id)?.is_some_and(|t| t.confirmed_at.is_some()) {
-                return Ok(false);
-            }
-            factors::enrol_totp(c, &master, &id, false, now)?;
-            Ok(true)
+        .run(move |c| {
+            atomically(c, |c| -> Result<bool, StorageError> {
+                if crate::storage::factors::totp(c, &id)?.is_some_and(|t| t.confirmed_at.is_some())
+                {
+                    return Ok(false);
+                }
+                factors::enrol_totp(c, &master, &id, false, now)?;
+                started_event.record(c, now)?;
+                Ok(true)
+            })
         })
         .await;
     match started {
-        Ok(true) => {
-            audit("account.totp_started", &user_id, &address(&req, &state));
-            to_page(&state, Some("totp-started"))
-        }
+        Ok(true) => to_page(&state, Some("totp-started")),
         Ok(false) => to_page(&state, Some("totp-on")),
         Err(e) => failed(e),
     }
@@ -103,15 +114,27 @@ pub async fn confirm(
         state.master.clone(),
     );
     let id = user_id.clone();
+    let added = event(
+        &req,
+        &state,
+        &account.session.user,
+        EventType::FactorTotpAdded,
+    )
+    .details(json!({ "via": "account" }));
     match state
         .db
-        .run(move |c| factors::confirm_totp(c, &master, &id, &code, now))
+        .run(move |c| {
+            atomically(c, |c| {
+                let confirmed = factors::confirm_totp(c, &master, &id, &code, now)?;
+                if confirmed {
+                    added.record(c, now)?;
+                }
+                Ok::<_, StorageError>(confirmed)
+            })
+        })
         .await
     {
-        Ok(true) => {
-            audit("account.totp_added", &user_id, &address(&req, &state));
-            to_page(&state, Some("totp-added"))
-        }
+        Ok(true) => to_page(&state, Some("totp-added")),
         Ok(false) => {
             page_with(
                 &state,
@@ -137,13 +160,28 @@ pub async fn remove(
         Ok((_, account)) => account,
         Err(response) => return response,
     };
-    let user_id = account.session.user.id.clone();
-    let id = user_id.clone();
-    match state.db.run(move |c| factors::remove_totp(c, &id)).await {
-        Ok(_) => {
-            audit("account.totp_removed", &user_id, &address(&req, &state));
-            to_page(&state, Some("totp-removed"))
-        }
+    let id = account.session.user.id.clone();
+    let removed = event(
+        &req,
+        &state,
+        &account.session.user,
+        EventType::FactorTotpRemoved,
+    )
+    .details(json!({ "via": "account" }));
+    let now = state.clock.now();
+    let done = state
+        .db
+        .run(move |c| {
+            atomically(c, |c| {
+                if factors::remove_totp(c, &id)? {
+                    removed.record(c, now)?;
+                }
+                Ok::<_, StorageError>(())
+            })
+        })
+        .await;
+    match done {
+        Ok(()) => to_page(&state, Some("totp-removed")),
         Err(e) => failed(e),
     }
 }
@@ -159,19 +197,26 @@ pub async fn recovery_codes(
         Ok((_, account)) => account,
         Err(response) => return response,
     };
-    let (user_id, now) = (account.session.user.id.clone(), state.clock.now());
-    let id = user_id.clone();
+    let (id, now) = (account.session.user.id.clone(), state.clock.now());
+    let issued = event(
+        &req,
+        &state,
+        &account.session.user,
+        EventType::FactorRecoveryCodesIssued,
+    )
+    .details(json!({ "via": "account" }));
     match state
         .db
-        .run(move |c| factors::new_recovery_codes(c, &id, now))
+        .run(move |c| {
+            atomically(c, |c| {
+                let codes = factors::new_recovery_codes(c, &id, now)?;
+                issued.record(c, now)?;
+                Ok::<_, StorageError>(codes)
+            })
+        })
         .await
     {
         Ok(codes) => {
-            audit(
-                "account.recovery_codes_issued",
-                &user_id,
-                &address(&req, &state),
-            );
             page_with(
                 &state,
                 &account,

@@ -9,7 +9,7 @@
 //! and an authentication within the last 5 minutes (else 303 to `/authorize` with
 //! `max_age=300`, and nothing is applied: the user makes the change again). Each answers 303 to
 //! the page with a notice (`?done=`), or the page with the error in plain words; each is an
-//! audit line (`tracing` target `audit`: event, user, client address; never a secret).
+//! audit event (`crate::audit`: the user, the client address; never a secret).
 
 mod changes;
 pub mod factors;
@@ -32,6 +32,7 @@ use super::client_address::{self, ClientAddress};
 use super::consent::describe_scope;
 use super::forms;
 use crate::admin::clients as admin_clients;
+use crate::audit::{Actor, Event, EventType};
 use crate::clock::rfc3339;
 use crate::config::Settings;
 use crate::crypto::master_key::MasterKey;
@@ -39,6 +40,7 @@ use crate::endpoints::pages::{error_page, render_with_csp};
 use crate::endpoints::{paths, token};
 use crate::oauth::form::Params;
 use crate::state::AppState;
+use crate::storage::users::UserRow;
 use crate::storage::{clients, consents, sessions, AnyConnection, StorageError};
 
 #[derive(Template)]
@@ -418,7 +420,11 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         Err(e) => return failed(e),
     };
     let claims = session::claims_for(&state, &idp, grant.auth_time, &grant.acr);
-    audit("account.signed_in", &idp.user.id, &address(&req, &state));
+    audit(
+        &state,
+        event(&req, &state, &idp.user, EventType::AccountSignedIn),
+    )
+    .await;
     let mut response = to_page(&state, (pending.back == Back::Reauth).then_some("reauth"));
     for cookie in [
         session::cookie(&state, &claims),
@@ -453,11 +459,8 @@ async fn guard(
         return Err(forbidden());
     }
     if !account.is_fresh(state.clock.now()) {
-        audit(
-            "account.reauthentication_required",
-            &account.session.user.id,
-            &address(req, state),
-        );
+        let kind = EventType::AccountReauthenticationRequired;
+        audit(state, event(req, state, &account.session.user, kind)).await;
         return Err(session::sign_in(state, Back::Reauth, Some(session::FRESH)));
     }
     Ok((params, account))
@@ -468,9 +471,25 @@ fn address(req: &HttpRequest, state: &AppState) -> ClientAddress {
     client_address::of(req, &state.settings.http.trusted_proxies)
 }
 
-/// One audit line (stored audit events come later): the event, the user, the client address.
-fn audit(event: &'static str, user_id: &str, address: &ClientAddress) {
-    tracing::info!(target: "audit", event, user = %user_id, client_address = %address);
+/// The audit event of an account-page change by the signed-in `user`, from `req`'s client
+/// address; the target is the user's own name.
+fn event(req: &HttpRequest, state: &AppState, user: &UserRow, kind: EventType) -> Event {
+    Event::new(kind, Actor::user(user))
+        .target(user.username.as_str())
+        .from(address(req, state))
+}
+
+/// Stores `event` on its own, after a change that has no transaction of its own to join (a
+/// storage failure is logged: the change itself stands).
+async fn audit(state: &AppState, event: Event) {
+    let now = state.clock.now();
+    let stored = state
+        .db
+        .run(move |c| -> Result<(), StorageError> { event.record(c, now) })
+        .await;
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "an account-page audit event could not be stored");
+    }
 }
 
 fn forbidden() -> HttpResponse {

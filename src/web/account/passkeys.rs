@@ -14,9 +14,11 @@ use serde_json::{json, Value};
 
 use super::session::{self, Account, Back};
 use super::{address, failed, guard, page, to_page};
+use crate::audit::EventType;
 use crate::clock::rfc3339;
 use crate::endpoints::pages::{csp_with_form_target, CSP};
 use crate::state::AppState;
+use crate::storage::users::UserRow;
 use crate::storage::StorageError;
 use crate::web::forms;
 use crate::web::passkeys::{self, PasskeyError};
@@ -74,9 +76,11 @@ pub fn csp(state: &AppState) -> String {
     }
 }
 
-fn audit(event: &'static str, req: &HttpRequest, state: &AppState, user_id: &str, name: &str) {
-    tracing::info!(target: "audit", event, user = %user_id,
-        client_address = %address(req, state), passkey = %name);
+/// A passkey change's audit event: the passkey's name (or credential id), never key material.
+async fn audit(req: &HttpRequest, state: &AppState, user: &UserRow, kind: EventType, name: &str) {
+    let e =
+        super::event(req, state, user, kind).details(json!({ "passkey": name, "via": "account" }));
+    super::audit(state, e).await;
 }
 
 fn answer(status: StatusCode, body: Value) -> HttpResponse {
@@ -139,11 +143,8 @@ async fn json_guard<T: for<'de> Deserialize<'de>>(
         return Err(error(StatusCode::FORBIDDEN, "forbidden"));
     }
     if !account.is_fresh(state.clock.now()) {
-        super::audit(
-            "account.reauthentication_required",
-            &account.session.user.id,
-            &address(req, state),
-        );
+        let kind = EventType::AccountReauthenticationRequired;
+        super::audit(state, super::event(req, state, &account.session.user, kind)).await;
         return Err(reauthenticate(state, Some(session::FRESH)));
     }
     Ok((body, account))
@@ -204,7 +205,7 @@ pub async fn add(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>)
             .await;
     match added {
         Ok(row) => {
-            audit("account.passkey_added", &req, &state, &user.id, &row.name);
+            audit(&req, &state, user, EventType::FactorPasskeyAdded, &row.name).await;
             let location = to_page(&state, Some("passkey-added"))
                 .headers()
                 .get(LOCATION)
@@ -241,13 +242,8 @@ pub async fn remove(
     let user_id = account.session.user.id.clone();
     match passkeys::remove(&state, &user_id, &credential_id).await {
         Ok(true) => {
-            audit(
-                "account.passkey_removed",
-                &req,
-                &state,
-                &user_id,
-                &credential_id,
-            );
+            let kind = EventType::FactorPasskeyRemoved;
+            audit(&req, &state, &account.session.user, kind, &credential_id).await;
             to_page(&state, Some("passkey-removed"))
         }
         Ok(false) => {

@@ -11,8 +11,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use diesel::Connection;
 
 use super::session::{self, Account};
-use super::{address, audit, broken, failed, guard, page, to_page};
+use super::{address, audit, broken, event, failed, guard, page, to_page};
 use crate::admin::users::{check_password, UserError};
+use crate::audit::EventType;
 use crate::crypto::password::{Busy, Lane};
 use crate::state::AppState;
 use crate::storage::{users, StorageError};
@@ -52,11 +53,12 @@ pub async fn change_password(
     let answer = match checked(&req, &state, &account, current).await {
         Ok(Check::Right) => changed(&req, &state, &account, new).await,
         Ok(Check::Wrong) => {
+            let kind = EventType::AccountPasswordChangeRefused;
             audit(
-                "account.password_change_refused",
-                &account.session.user.id,
-                &address(&req, &state),
-            );
+                &state,
+                event(&req, &state, &account.session.user, kind).failed(),
+            )
+            .await;
             page(
                 &state,
                 &account,
@@ -176,12 +178,14 @@ async fn changed(
     let user = account.session.user.clone();
     let changed_at = state.clock.now();
     let username = user.username.clone();
+    let changed_event = event(req, state, &user, EventType::AccountPasswordChanged);
     let stored = state
         .db
         .run(move |c| {
             c.transaction::<_, StorageError, _>(|c| {
                 users::set_password(c, &username, &hash, changed_at)?;
-                users::set_tokens_valid_after(c, &username, changed_at)
+                users::set_tokens_valid_after(c, &username, changed_at)?;
+                changed_event.record(c, changed_at)
             })
         })
         .await;
@@ -189,7 +193,6 @@ async fn changed(
         return failed(e);
     }
     state.verdicts.invalidate();
-    audit("account.password_changed", &user.id, &address(req, state));
     // Every session, this browser's too: their grants are revoked and their clients told.
     if let Err(e) = logout::end_every_session(state, &user.id).await {
         return failed(e);

@@ -13,9 +13,10 @@ use serde_json::json;
 
 use super::sign_in::{
     answer, ceremony_answer, checked, error, held_unless_ok, not_passed, storage_error, too_many,
-    FinishBody, OptionsBody,
+    Failing, FinishBody, OptionsBody,
 };
 use super::{finish_authentication, start_authentication, PasskeyError};
+use crate::audit;
 use crate::state::AppState;
 use crate::storage::{auth_requests, users};
 use crate::web::flow::{self, Parked, Pending};
@@ -149,7 +150,13 @@ async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> Http
         });
     let used = match verified {
         Ok(used) => used,
-        Err(e) => return not_passed(state, e, reservation, now, "second step").await,
+        Err(e) => {
+            let who = Failing {
+                user_id: Some(pending.user_id.clone()),
+                address: address.to_string(),
+            };
+            return not_passed(state, e, reservation, now, "second step", who).await;
+        }
     };
     let origin = session::Origin::of(req, address.to_string());
     let previous = cookies::read(req, &state.settings, cookies::SESSION);
@@ -171,8 +178,14 @@ async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> Http
                 throttle::succeeded(conn, &reservation)?;
                 session::strengthen(conn, &mut session, amr, now)?;
                 auth_requests::finish_second_step(conn, &parked_hash, &session.sid)?;
-                tracing::info!(target: "audit", event = "step_up", user = %used.user.username,
-                    acr = %session.acr, method = used.method);
+                audit::Event::new(
+                    audit::EventType::SigninSteppedUp,
+                    audit::Actor::user(&used.user),
+                )
+                .target(used.user.username.as_str())
+                .from(&origin.client_address)
+                .details(serde_json::json!({ "method": used.method, "acr": session.acr }))
+                .record(conn, now)?;
                 return Ok(None);
             }
             let completion = Completion {

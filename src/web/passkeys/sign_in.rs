@@ -12,8 +12,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{finish_authentication, start_authentication, PasskeyError};
+use crate::audit;
 use crate::state::AppState;
-use crate::storage::StorageError;
+use crate::storage::{users, StorageError};
 use crate::web::flow::{self, Parked};
 use crate::web::forms::{self, Refusal};
 use crate::web::login::{self, Completion};
@@ -101,15 +102,23 @@ pub(super) fn too_many(wait: i64) -> HttpResponse {
     response
 }
 
+/// Who a refused passkey was for, for its audit event: the pending user of a second step (none
+/// for a passwordless sign-in, where no account is known), and the client address.
+pub(super) struct Failing {
+    pub user_id: Option<String>,
+    pub address: String,
+}
+
 /// A passkey that did not pass, with the slots `reservation` holds: a refusal counts as a
-/// failed sign-in (401); a check that could not run (storage, passkeys off) gives the slots
-/// back.
+/// failed sign-in (401, and an audit event); a check that could not run (storage, passkeys
+/// off) gives the slots back.
 pub(super) async fn not_passed(
     state: &AppState,
     e: PasskeyError,
     reservation: throttle::Reservation,
     now: i64,
     what: &str,
+    who: Failing,
 ) -> HttpResponse {
     let limits = throttle::limits(&state.settings.login);
     let gave_up = match e {
@@ -119,7 +128,16 @@ pub(super) async fn not_passed(
             tracing::info!(reason = %other, "passkey {what} refused");
             let failed = state
                 .db
-                .run(move |conn| throttle::failed(conn, &reservation, now, limits))
+                .run(move |conn| {
+                    let locked = throttle::failed(conn, &reservation, now, limits)?;
+                    let user = match &who.user_id {
+                        Some(id) => users::by_id(conn, id)?,
+                        None => None,
+                    };
+                    audit::sign_in_failure(user.as_ref(), None, &who.address, "passkey", &locked)
+                        .record_failure(conn, now)?;
+                    Ok::<_, StorageError>(locked)
+                })
                 .await;
             return match failed {
                 Ok(locked) => {
@@ -213,7 +231,13 @@ async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> Http
     };
     let used = match finish_authentication(state, &body.ceremony, &body.credential).await {
         Ok(used) => used,
-        Err(e) => return not_passed(state, e, reservation, now, "sign-in").await,
+        Err(e) => {
+            let who = Failing {
+                user_id: None,
+                address: address.to_string(),
+            };
+            return not_passed(state, e, reservation, now, "sign-in", who).await;
+        }
     };
     let origin = session::Origin::of(req, address.to_string());
     let previous = cookies::read(req, &state.settings, cookies::SESSION);

@@ -351,6 +351,7 @@ async fn attack27_ceremonies_are_capped_per_address_and_expire(backend: Backend)
         || Horizon {
             now,
             idle_timeout: 3600,
+            audit_retention: 90 * 86_400,
         },
         Limits {
             batch_size: 100,
