@@ -22,7 +22,7 @@ use crate::oauth::client_metadata::Client;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::storage::users::UserRow;
-use crate::storage::{auth_requests, devices, users, AnyConnection, StorageError};
+use crate::storage::{self, auth_requests, devices, users, AnyConnection, StorageError};
 use crate::web::strength::Acr;
 
 /// The one message for every failed sign-in (SECURITY.md attack 19).
@@ -287,28 +287,33 @@ pub fn complete(
     now: i64,
     lifetime: i64,
 ) -> Result<SignedIn, StorageError> {
-    throttle::succeeded(conn, c.reservation)?;
-    // The audit event: one INSERT on this same connection, no lookup (the user is at hand).
-    audit::Event::new(
-        audit::EventType::SigninSucceeded,
-        audit::Actor::user(&c.user),
-    )
-    .target(c.user.username.as_str())
-    .from(&c.origin.client_address)
-    .details(serde_json::json!({ "amr": c.amr }))
-    .record(conn, now)?;
-    let device = random::secret_256();
-    devices::renew(
-        conn,
-        c.device_hash,
-        &session::hash_id(&device),
-        &c.user.id,
-        now,
-    )?;
-    let (session, started) =
-        session::start(conn, c.user, c.previous, now, lifetime, c.amr, c.origin)?;
-    auth_requests::finish_second_step(conn, c.parked_hash, &started.sid)?;
-    Ok(SignedIn { session, device })
+    // One transaction (its first statement a write, so SQLite takes the write lock at once and
+    // never finds its snapshot stale): one commit instead of one per statement, and no half
+    // sign-in — slots freed but no session — if the database goes away in between.
+    storage::atomically(conn, |conn| {
+        throttle::succeeded(conn, c.reservation)?;
+        // The audit event: one INSERT on this same connection, no lookup (the user is at hand).
+        audit::Event::new(
+            audit::EventType::SigninSucceeded,
+            audit::Actor::user(&c.user),
+        )
+        .target(c.user.username.as_str())
+        .from(&c.origin.client_address)
+        .details(serde_json::json!({ "amr": c.amr }))
+        .record(conn, now)?;
+        let device = random::secret_256();
+        devices::renew(
+            conn,
+            c.device_hash,
+            &session::hash_id(&device),
+            &c.user.id,
+            now,
+        )?;
+        let (session, started) =
+            session::start(conn, c.user, c.previous, now, lifetime, c.amr, c.origin)?;
+        auth_requests::finish_second_step(conn, c.parked_hash, &started.sid)?;
+        Ok(SignedIn { session, device })
+    })
 }
 
 /// A password check that holds its slots (`throttle::reserve`).
@@ -426,8 +431,16 @@ async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageE
                 if held.any() {
                     // Half a sign-in frees its slots but forgets no failure: a password known
                     // to an attacker must not reset the count of wrong codes.
-                    throttle::withdrawn(conn, &reservation)?;
-                    auth_requests::mark_pending(conn, &parked_hash, &user.id, strength::PWD, now)?;
+                    storage::atomically(conn, |conn| {
+                        throttle::withdrawn(conn, &reservation)?;
+                        auth_requests::mark_pending(
+                            conn,
+                            &parked_hash,
+                            &user.id,
+                            strength::PWD,
+                            now,
+                        )
+                    })?;
                     return Ok(Outcome::SecondStep {
                         offer: Offer::of(&held, &needed),
                         username: user.username,
@@ -444,7 +457,7 @@ async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageE
                 };
                 complete(conn, completion, now, lifetime).map(Outcome::SignedIn)
             }
-            _ => {
+            _ => storage::atomically(conn, |conn| {
                 let locked = throttle::failed(conn, &reservation, now, limits)?;
                 for key in &locked {
                     tracing::info!(%key, "sign-ins locked out after repeated failures");
@@ -460,7 +473,7 @@ async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageE
                 )
                 .record_failure(conn, now)?;
                 Ok(Outcome::Failed)
-            }
+            }),
         })
         .await
 }

@@ -24,7 +24,7 @@ use crate::oauth::authorize_request::AuthorizationRequest;
 use crate::oauth::client_metadata::Client;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
-use crate::storage::{auth_requests, users, StorageError};
+use crate::storage::{self, auth_requests, users, StorageError};
 
 /// The one message for a wrong, reused or malformed code.
 pub const WRONG_CODE: &str = "That code is not right. Try the current code, or a recovery code.";
@@ -328,49 +328,59 @@ async fn verify(
                 return Ok((Outcome::CodeNotOffered, name, offer));
             }
             let own_key = throttle::own_key_of(conn, &user, device_hash.as_deref(), now)?;
-            let reservation =
-                match throttle::reserve(conn, Some(own_key), address_key, now, limits)? {
-                    Ok(r) => r,
-                    Err(wait) => return Ok((Outcome::Locked(wait), name, offer)),
-                };
-            let right = otp.len() <= MAX_CODE_BYTES
-                && factors::check_otp(conn, &master, &user.id, &otp, now)?;
-            if !right {
-                let locked = throttle::failed(conn, &reservation, now, limits)?;
-                for key in &locked {
-                    tracing::info!(%key, "sign-ins locked out after repeated failures");
-                }
-                audit::sign_in_failure(Some(&user), None, &origin.client_address, "otp", &locked)
+            // The slots, the code and the outcome in one transaction (its first statement the
+            // reservation's write): one commit, and SQLite's write lock taken at once.
+            storage::atomically(conn, |conn| {
+                let reservation =
+                    match throttle::reserve(conn, Some(own_key), address_key, now, limits)? {
+                        Ok(r) => r,
+                        Err(wait) => return Ok((Outcome::Locked(wait), name, offer)),
+                    };
+                let right = otp.len() <= MAX_CODE_BYTES
+                    && factors::check_otp(conn, &master, &user.id, &otp, now)?;
+                if !right {
+                    let locked = throttle::failed(conn, &reservation, now, limits)?;
+                    for key in &locked {
+                        tracing::info!(%key, "sign-ins locked out after repeated failures");
+                    }
+                    audit::sign_in_failure(
+                        Some(&user),
+                        None,
+                        &origin.client_address,
+                        "otp",
+                        &locked,
+                    )
                     .record_failure(conn, now)?;
-                return Ok((Outcome::Failed, name, offer));
-            }
-            // A step-up adds the code to the session's own methods.
-            let given = current.as_ref().map_or(&pending.amr, |s| &s.amr);
-            let mut methods: Vec<&str> = given.iter().map(String::as_str).collect();
-            methods.push(strength::OTP);
-            let amr = strength::amr(&methods);
-            if let Some(mut session) = current {
-                throttle::succeeded(conn, &reservation)?;
-                session::strengthen(conn, &mut session, amr, now)?;
-                auth_requests::finish_second_step(conn, &parked_hash, &session.sid)?;
-                audit::Event::new(audit::EventType::SigninSteppedUp, audit::Actor::user(&user))
-                    .target(user.username.as_str())
-                    .from(&origin.client_address)
-                    .details(serde_json::json!({ "method": "otp", "acr": session.acr }))
-                    .record(conn, now)?;
-                return Ok((Outcome::Strengthened, name, offer));
-            }
-            let completion = Completion {
-                reservation: &reservation,
-                user,
-                device_hash: device_hash.as_deref(),
-                previous: previous.as_deref(),
-                amr,
-                origin: &origin,
-                parked_hash: &parked_hash,
-            };
-            let signed_in = login::complete(conn, completion, now, lifetime)?;
-            Ok((Outcome::SignedIn(signed_in), name, offer))
+                    return Ok((Outcome::Failed, name, offer));
+                }
+                // A step-up adds the code to the session's own methods.
+                let given = current.as_ref().map_or(&pending.amr, |s| &s.amr);
+                let mut methods: Vec<&str> = given.iter().map(String::as_str).collect();
+                methods.push(strength::OTP);
+                let amr = strength::amr(&methods);
+                if let Some(mut session) = current {
+                    throttle::succeeded(conn, &reservation)?;
+                    session::strengthen(conn, &mut session, amr, now)?;
+                    auth_requests::finish_second_step(conn, &parked_hash, &session.sid)?;
+                    audit::Event::new(audit::EventType::SigninSteppedUp, audit::Actor::user(&user))
+                        .target(user.username.as_str())
+                        .from(&origin.client_address)
+                        .details(serde_json::json!({ "method": "otp", "acr": session.acr }))
+                        .record(conn, now)?;
+                    return Ok((Outcome::Strengthened, name, offer));
+                }
+                let completion = Completion {
+                    reservation: &reservation,
+                    user,
+                    device_hash: device_hash.as_deref(),
+                    previous: previous.as_deref(),
+                    amr,
+                    origin: &origin,
+                    parked_hash: &parked_hash,
+                };
+                let signed_in = login::complete(conn, completion, now, lifetime)?;
+                Ok((Outcome::SignedIn(signed_in), name, offer))
+            })
         })
         .await
 }
