@@ -6,7 +6,8 @@
 //! proxy is taken from the environment: a proxy would resolve and connect in Sigil's place.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
@@ -25,33 +26,47 @@ pub enum OutboundError {
     Status(u16),
 }
 
-/// The outbound HTTP client; cheap to clone.
+/// The outbound HTTP client; cheap to clone. The HTTP client itself is made on first use: it
+/// loads the system's CA certificates (about a megabyte of heap at its peak, a quarter of it
+/// kept), which a Sigil that never calls out — most of them, most of the time — does not need.
 #[derive(Clone)]
 pub struct Outbound {
-    client: reqwest::Client,
+    client: Arc<OnceLock<Result<reqwest::Client, String>>>,
+    timeout: Duration,
     allow_private: bool,
     max_bytes: usize,
 }
 
 impl Outbound {
     pub fn new(settings: &OutboundSettings) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            // SECURITY.md 30: a proxy from the environment (HTTP(S)_PROXY, ALL_PROXY) would
-            // resolve and connect to the target itself, past the resolver below.
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.timeout.0)
-            .connect_timeout(settings.timeout.0)
-            .user_agent(concat!("sigil/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(PublicOnly {
-                allow_private: settings.allow_private_networks,
-            }))
-            .build()?;
         Ok(Self {
-            client,
+            client: Arc::new(OnceLock::new()),
+            timeout: settings.timeout.0,
             allow_private: settings.allow_private_networks,
             max_bytes: settings.max_response_bytes,
         })
+    }
+
+    /// The HTTP client, made the first time it is needed.
+    fn client(&self) -> Result<&reqwest::Client, OutboundError> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    // SECURITY.md 30: a proxy from the environment (HTTP(S)_PROXY, ALL_PROXY)
+                    // would resolve and connect to the target itself, past the resolver below.
+                    .no_proxy()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(self.timeout)
+                    .connect_timeout(self.timeout)
+                    .user_agent(concat!("sigil/", env!("CARGO_PKG_VERSION")))
+                    .dns_resolver(Arc::new(PublicOnly {
+                        allow_private: self.allow_private,
+                    }))
+                    .build()
+                    .map_err(|e| format!("the outbound HTTP client could not be made: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| OutboundError::Failed(e.clone()))
     }
 
     /// Checks a target before any connection: http or https, a host, and — for a literal IP
@@ -84,7 +99,7 @@ impl Outbound {
     pub async fn get_json(&self, url: &str) -> Result<serde_json::Value, OutboundError> {
         let url = self.check_url(url)?;
         let response = self
-            .client
+            .client()?
             .get(url)
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
@@ -101,7 +116,7 @@ impl Outbound {
     pub async fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Result<(), OutboundError> {
         let url = self.check_url(url)?;
         let response = self
-            .client
+            .client()?
             .post(url)
             .form(form)
             .send()
