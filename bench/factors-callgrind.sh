@@ -3,7 +3,8 @@
 # valgrind's callgrind (which counts user-space instructions exactly, whatever else the machine
 # is doing — unlike rates, which move 2× with load), signs in N password-only users, then N
 # TOTP users (password + /login/factor), each in a fresh server, beside a server that signs in
-# no one; per sign-in = (total − baseline) / N. Run by hand, never in CI.
+# no one; per sign-in = (total − baseline) / N. Also reports what the audit event written at each
+# sign-in costs (the inclusive count of the function that stores it). Run by hand, never in CI.
 #
 # Usage:  bash bench/factors-callgrind.sh            (N=10; needs valgrind)
 #         N=5 SIGIL=path/to/sigil BENCH=path/to/factor_bench bash bench/factors-callgrind.sh
@@ -55,10 +56,15 @@ run() {
   awk '/^(summary|totals):/ { print $2; exit }' "$out"
 }
 base=$(run none); pw=$(run password); totp=$(run totp)
-python3 - "$N" "$base" "$pw" "$totp" <<'PY'
+# The audit event each sign-in writes (sigil::audit::Event::record, never inlined), inclusive
+audit=$(callgrind_annotate --inclusive=yes "$WORK/callgrind.password" 2>/dev/null \
+  | awk '/audit::Event::record/ { gsub(",", "", $1); print $1; exit }')
+python3 - "$N" "$base" "$pw" "$totp" "${audit:-0}" <<'PY'
 import sys
-n, base, pw, totp = int(sys.argv[1]), *map(int, sys.argv[2:])
+n, base, pw, totp, audit = int(sys.argv[1]), *map(int, sys.argv[2:])
 p, t = (pw - base) / n, (totp - base) / n
 print(f"instructions per sign-in (user space, callgrind, {n} each): password-only {p/1e6:.1f} M, "
       f"TOTP {t/1e6:.1f} M; the second step costs {100 * (t - p) / p:.2f}% extra (goal < 5)")
+print(f"the sign-in's audit event (Event::record, inclusive): {audit / n / 1e3:.0f} k instructions "
+      f"= {100 * audit / n / p:.2f}% of a password-only sign-in (goal < 5)")
 PY
