@@ -1,7 +1,6 @@
 //! Users: creation with an argon2id password hash, the account switches, and the sign-in
 //! counters (`unlock`).
 
-use diesel::Connection;
 use serde_json::{json, Map, Value};
 
 use crate::crypto::password;
@@ -158,7 +157,7 @@ pub fn set_password(
     }
     let hash = password::hash(password);
     // A new password ends every session and token issued under the old one.
-    conn.transaction::<_, StorageError, _>(|conn| {
+    crate::storage::transaction::<_, StorageError, _>(conn, |conn| {
         users::set_password(conn, username, &hash, now)?;
         users::set_tokens_valid_after(conn, username, now)
     })?;
@@ -168,7 +167,7 @@ pub fn set_password(
 /// Disabling ends every session and token at once, and they stay dead if the user is enabled
 /// again.
 pub fn disable(conn: &mut AnyConnection, username: &str, now: i64) -> Result<(), StorageError> {
-    conn.transaction::<_, StorageError, _>(|conn| {
+    crate::storage::transaction::<_, StorageError, _>(conn, |conn| {
         users::set_disabled(conn, username, true, now)?;
         users::set_tokens_valid_after(conn, username, now)
     })

@@ -2,8 +2,6 @@
 //! master key in one transaction. Each value is opened before it is sealed again, so a value
 //! that opens under neither key stops the whole run and nothing changes.
 
-use diesel::Connection;
-
 use super::master_key::MasterKey;
 use crate::storage::{self, clients, grants, signing_keys, AnyConnection, Database, StorageError};
 
@@ -110,7 +108,7 @@ pub fn rewrap(
         return Err(RewrapError::SameKey);
     }
     db.with_conn(|conn| {
-        conn.transaction::<_, RewrapError, _>(|conn| {
+        crate::storage::transaction::<_, RewrapError, _>(conn, |conn| {
             storage::lock(conn, "signing_keys", now)?;
             let mut done = Rewrapped::default();
             rewrap_signing_keys(conn, current, new, &mut done)?;

@@ -3,8 +3,6 @@
 //! keys at the same moment take turns and see each other's result; a rotation or retirement
 //! stores its audit event in that same transaction.
 
-use diesel::Connection;
-
 use super::keys::{self, GeneratedKey, KeyState, SigningAlg};
 use super::master_key::MasterKey;
 use crate::audit::{By, EventType};
@@ -138,7 +136,7 @@ pub fn ensure_keys(db: &Database, master: &MasterKey, now: i64) -> Result<Vec<St
         .map(|(alg, state)| Ok((*state, generate(*alg)?)))
         .collect::<Result<Vec<_>, KeyError>>()?;
     Ok(db.with_conn(|conn| -> Result<_, StorageError> {
-        conn.transaction::<_, StorageError, _>(|conn| {
+        crate::storage::transaction::<_, StorageError, _>(conn, |conn| {
             storage::lock(conn, LOCK, now)?;
             let mut created = Vec::new();
             for (state, key) in &generated {
@@ -171,7 +169,7 @@ pub fn rotate(
         .map(|alg| generate(*alg))
         .collect::<Result<Vec<_>, _>>()?;
     db.with_conn(|conn| {
-        conn.transaction::<_, KeyError, _>(|conn| {
+        crate::storage::transaction::<_, KeyError, _>(conn, |conn| {
             storage::lock(conn, LOCK, now)?;
             let mut done = Vec::new();
             for new_next in &fresh {
@@ -226,7 +224,7 @@ pub fn rotate_due(
         .map(|alg| generate(*alg))
         .collect::<Result<Vec<_>, _>>()?;
     db.with_conn(|conn| {
-        conn.transaction::<_, KeyError, _>(|conn| {
+        crate::storage::transaction::<_, KeyError, _>(conn, |conn| {
             storage::lock(conn, LOCK, clock.now())?;
             let now = clock.now();
             let mut done = Vec::new();
@@ -313,7 +311,7 @@ pub fn retire(
         None
     };
     db.with_conn(|conn| {
-        conn.transaction::<_, KeyError, _>(|conn| {
+        crate::storage::transaction::<_, KeyError, _>(conn, |conn| {
             storage::lock(conn, LOCK, now)?;
             let current =
                 signing_keys::get(conn, kid)?.ok_or_else(|| KeyError::UnknownKey(kid.into()))?;
@@ -340,7 +338,7 @@ pub fn retire(
 /// Retires the `retiring` keys whose tokens have all expired.
 pub fn retire_expired(db: &Database, now: i64) -> Result<usize, StorageError> {
     db.with_conn(|conn| -> Result<_, StorageError> {
-        conn.transaction::<_, StorageError, _>(|conn| {
+        crate::storage::transaction::<_, StorageError, _>(conn, |conn| {
             storage::lock(conn, LOCK, now)?;
             signing_keys::retire_expired(conn, now)
         })

@@ -33,7 +33,7 @@ pub fn insert_capped(
     row: &AuthRequestRow,
     cap: i64,
 ) -> Result<(), StorageError> {
-    conn.transaction(|conn| {
+    crate::storage::transaction(conn, |conn| {
         diesel::insert_into(dsl::auth_requests)
             .values(row)
             .execute(conn)?;

@@ -26,7 +26,7 @@ pub fn remember(
     scope: &str,
     now: i64,
 ) -> Result<(), StorageError> {
-    conn.transaction::<_, StorageError, _>(|conn| {
+    crate::storage::transaction::<_, StorageError, _>(conn, |conn| {
         diesel::delete(
             dsl::consents
                 .filter(dsl::user_id.eq(user_id))

@@ -104,7 +104,7 @@ pub fn replace_recovery_codes(
     hashes: &[String],
     now: i64,
 ) -> Result<(), StorageError> {
-    conn.transaction(|conn| {
+    crate::storage::transaction(conn, |conn| {
         diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id)))
             .execute(conn)?;
         for hash in hashes {

@@ -58,7 +58,7 @@ pub fn insert_with_code(
     grant: &GrantRow,
     code: &CodeRow,
 ) -> Result<(), StorageError> {
-    conn.transaction::<_, StorageError, _>(|conn| {
+    crate::storage::transaction::<_, StorageError, _>(conn, |conn| {
         diesel::insert_into(grants::table)
             .values(grant)
             .execute(conn)?;
@@ -202,7 +202,7 @@ pub fn redeem(
             Self::Storage(e.into())
         }
     }
-    let done = conn.transaction::<_, Abort, _>(|conn| {
+    let done = crate::storage::transaction::<_, Abort, _>(conn, |conn| {
         // First statement of the transaction is the write: SQLite takes its write lock here
         // (waiting out `busy_timeout`), so no stale read snapshot can be upgraded.
         let spent = match &spend {

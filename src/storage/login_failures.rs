@@ -73,7 +73,7 @@ pub fn reserve(
     let mut sorted = keys.to_vec();
     sorted.sort();
     sorted.dedup();
-    let outcome = conn.transaction::<_, Rollback, _>(|conn| {
+    let outcome = crate::storage::transaction::<_, Rollback, _>(conn, |conn| {
         let mut slots = Vec::with_capacity(sorted.len());
         for key in &sorted {
             match take(conn, key, now, limits)? {

@@ -389,6 +389,43 @@ pub fn lock(conn: &mut AnyConnection, name: &str, now: i64) -> Result<(), Storag
     Ok(())
 }
 
+/// `conn.transaction(f)`, except that on SQLite an outermost transaction begins `IMMEDIATE`,
+/// taking the write lock (waiting up to `busy_timeout` for it) before its first statement. A
+/// deferred one that reads and then writes fails at once with "database is locked" when
+/// another connection wrote meanwhile — SQLite cannot wait there without risking a deadlock —
+/// so thirty concurrent changes of one row got 503s. Every transaction of Sigil's writes, so
+/// every one begins this way.
+pub fn transaction<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let AnyConnection::Sqlite(sqlite) = conn else {
+        return conn.transaction(f);
+    };
+    let outermost = AnsiTransactionManager::transaction_manager_status_mut(sqlite)
+        .transaction_depth()?
+        .is_none();
+    if !outermost {
+        return conn.transaction(f);
+    }
+    AnsiTransactionManager::begin_transaction_sql(&mut *sqlite, "BEGIN IMMEDIATE")?;
+    // Committed or rolled back through the connection's own manager, which hands it to
+    // SQLite's (the one that began it).
+    type Manager = <AnyConnection as Connection>::TransactionManager;
+    match f(conn) {
+        Ok(value) => {
+            Manager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            Manager::rollback_transaction(conn)?;
+            Err(e)
+        }
+    }
+}
+
 /// Runs `change` in one transaction (a savepoint inside an open one), for callers whose error
 /// type is not diesel's: a change and its audit event commit together or not at all.
 pub fn atomically<T, E: From<StorageError>>(
@@ -404,11 +441,11 @@ pub fn atomically<T, E: From<StorageError>>(
             Self::Database(e)
         }
     }
-    conn.transaction::<T, Failed<E>, _>(|c| change(c).map_err(Failed::Change))
-        .map_err(|e| match e {
-            Failed::Change(e) => e,
-            Failed::Database(e) => StorageError::Query(e).into(),
-        })
+    transaction::<T, Failed<E>, _>(conn, |c| change(c).map_err(Failed::Change)).map_err(|e| match e
+    {
+        Failed::Change(e) => e,
+        Failed::Database(e) => StorageError::Query(e).into(),
+    })
 }
 
 /// Unique-constraint violations become a clear conflict message.

@@ -75,7 +75,7 @@ pub fn insert_limited(
     max: i64,
 ) -> Result<Added, StorageError> {
     use super::schema::users::dsl as u;
-    conn.transaction(|conn| {
+    crate::storage::transaction(conn, |conn| {
         diesel::update(u::users.filter(u::id.eq(&row.user_id)))
             .set(u::updated_at.eq(u::updated_at))
             .execute(conn)?;
@@ -172,7 +172,7 @@ pub fn insert_ceremony_capped(
     row: &CeremonyRow,
     cap: i64,
 ) -> Result<(), StorageError> {
-    conn.transaction(|conn| {
+    crate::storage::transaction(conn, |conn| {
         diesel::insert_into(wc::webauthn_ceremonies)
             .values(row)
             .execute(conn)?;

@@ -20,7 +20,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
-use diesel::Connection;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 use url::Url;
@@ -314,7 +313,7 @@ pub fn end_in_db(
     now: i64,
     horizon: i64,
 ) -> Result<Vec<String>, StorageError> {
-    conn.transaction::<_, StorageError, _>(|conn| {
+    crate::storage::transaction::<_, StorageError, _>(conn, |conn| {
         sessions::end(conn, id_hash, now)?;
         let mut clients: Vec<String> = Vec::new();
         for grant in grants::by_sid(conn, sid)? {

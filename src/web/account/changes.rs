@@ -4,7 +4,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use diesel::Connection;
 
 use super::{audit, event, failed, guard, page, to_page};
 use crate::audit::EventType;
@@ -113,7 +112,7 @@ pub async fn withdraw_consent(
     let withdrawn = state
         .db
         .run(move |c| {
-            c.transaction::<_, StorageError, _>(|c| {
+            crate::storage::transaction::<_, StorageError, _>(c, |c| {
                 let had = consents::forget(c, &owned_user, &owned_client)?;
                 let mut revoked = 0usize;
                 for g in grants::of_user_for_client(c, &owned_user, &owned_client)? {

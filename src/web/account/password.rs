@@ -8,7 +8,6 @@
 use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use diesel::Connection;
 
 use super::session::{self, Account};
 use super::{address, audit, broken, event, failed, guard, page, to_page};
@@ -182,7 +181,7 @@ async fn changed(
     let stored = state
         .db
         .run(move |c| {
-            c.transaction::<_, StorageError, _>(|c| {
+            crate::storage::transaction::<_, StorageError, _>(c, |c| {
                 users::set_password(c, &username, &hash, changed_at)?;
                 users::set_tokens_valid_after(c, &username, changed_at)?;
                 changed_event.record(c, changed_at)
