@@ -57,7 +57,7 @@ run() {
 }
 base=$(run none); pw=$(run password); totp=$(run totp)
 # The audit event each sign-in writes (sigil::audit::Event::record, never inlined), inclusive
-audit=$(callgrind_annotate --inclusive=yes "$WORK/callgrind.password" 2>/dev/null \
+audit=$(callgrind_annotate --inclusive=yes --threshold=100 "$WORK/callgrind.password" 2>/dev/null \
   | awk '/audit::Event::record/ { gsub(",", "", $1); print $1; exit }')
 python3 - "$N" "$base" "$pw" "$totp" "${audit:-0}" <<'PY'
 import sys
