@@ -20,7 +20,8 @@ use crate::crypto::master_key::MasterKey;
 use crate::crypto::password::PasswordPool;
 use crate::crypto::rotation;
 use crate::endpoints::{
-    authorize, discovery, health, introspection, jwks, pages, paths, revocation, token, userinfo,
+    authorize, discovery, health, introspection, jwks, pages, par, paths, revocation, token,
+    userinfo,
 };
 use crate::published::Published;
 use crate::state::AppState;
@@ -252,6 +253,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource(paths::JWKS).route(web::get().to(jwks::jwks)))
     .service(web::resource(paths::TOKEN).route(web::post().to(token::token)))
+    .service(web::resource(paths::PAR).route(web::post().to(par::push)))
     .service(web::resource(paths::INTROSPECTION).route(web::post().to(introspection::introspect)))
     .service(
         web::resource(paths::END_SESSION)

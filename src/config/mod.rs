@@ -60,6 +60,8 @@ pub struct Settings {
     pub maintenance: MaintenanceSettings,
     #[serde(default)]
     pub audit: AuditSettings,
+    #[serde(default)]
+    pub par: ParSettings,
 }
 
 impl Default for Settings {
@@ -82,6 +84,7 @@ impl Default for Settings {
             outbound: OutboundSettings::default(),
             maintenance: MaintenanceSettings::default(),
             audit: AuditSettings::default(),
+            par: ParSettings::default(),
         }
     }
 }

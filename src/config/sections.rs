@@ -118,6 +118,15 @@ impl Default for MaintenanceSettings {
     }
 }
 
+/// Pushed authorization requests (RFC 9126).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParSettings {
+    /// Every client must push its authorization requests (`/authorize` takes only a
+    /// `request_uri` from `/par`), as if each had `require_pushed_authorization_requests`.
+    pub required: bool,
+}
+
 /// The stored audit log.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::pages::error_page;
+use super::par;
 use crate::oauth::authorize_request::{self, ReplyTo, ResponseMode};
 use crate::oauth::client_metadata::Client;
 use crate::oauth::form::Params;
@@ -40,6 +41,19 @@ async fn authorize(
         Ok(c) => c,
         Err(e) => return page(&e),
     };
+    // RFC 9126 §4: a pushed request is the request; other parameters but client_id are ignored.
+    let pushed = params
+        .get("request_uri")
+        .is_some_and(|uri| uri.starts_with(par::REQUEST_URI_PREFIX));
+    let params = if pushed {
+        let uri = params.get("request_uri").unwrap_or_default();
+        match par::take(state, uri, &client).await {
+            Ok(p) => p,
+            Err(e) => return page(&e),
+        }
+    } else {
+        params
+    };
     let redirect_uri = match authorize_request::check_redirect_uri(&params, &client) {
         Ok(uri) => uri.to_string(),
         Err(e) => return page(&e),
@@ -50,6 +64,14 @@ async fn authorize(
         response_mode: ResponseMode::Query,
         state: params.get("state").map(str::to_string),
     };
+    if !pushed
+        && (client.metadata.require_pushed_authorization_requests || state.settings.par.required)
+    {
+        let e = OAuthError::invalid_request(
+            "this client's authorization requests must be pushed to the PAR endpoint first (RFC 9126)",
+        );
+        return flow::reply(state, &reply_to, Err(e));
+    }
     let result = authorize_request::check_response_mode(&params).and_then(|mode| {
         reply_to.response_mode = mode;
         authorize_request::check(&params, &client, &redirect_uri, mode)

@@ -80,9 +80,11 @@ async fn by_assertion(
     let keys = assertion_keys(state, &client, assertion, now).await?;
     let issuer = state.settings.issuer_str();
     let token_endpoint = state.settings.endpoint_url(super::paths::TOKEN);
+    // RFC 9126 §2: at the PAR endpoint its own URL is an audience too.
+    let par_endpoint = state.settings.endpoint_url(super::paths::PAR);
     let expected = Expected {
         client_id: &client.client_id,
-        audiences: &[issuer, &token_endpoint],
+        audiences: &[issuer, &token_endpoint, &par_endpoint],
         now,
         clock_skew: state.settings.tokens.clock_skew.as_secs() as i64,
     };

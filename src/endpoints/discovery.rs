@@ -61,7 +61,10 @@ pub fn document(settings: &Settings) -> Value {
         "authorization_response_iss_parameter_supported": true,
         "claims_parameter_supported": true,
         "request_parameter_supported": false,
+        // Only the request_uri of a pushed request (RFC 9126), never one to fetch.
         "request_uri_parameter_supported": false,
+        "pushed_authorization_request_endpoint": url(paths::PAR),
+        "require_pushed_authorization_requests": settings.par.required,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod health;
 pub mod introspection;
 pub mod jwks;
 pub mod pages;
+pub mod par;
 pub mod revocation;
 pub mod token;
 pub mod userinfo;
@@ -24,6 +25,8 @@ pub mod paths {
     pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
     pub const JWKS: &str = "/jwks";
     pub const TOKEN: &str = "/token";
+    /// Pushed authorization requests (RFC 9126).
+    pub const PAR: &str = "/par";
     pub const AUTHORIZE: &str = "/authorize";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";

@@ -139,6 +139,7 @@ struct Submitted {
     skip_consent: Option<bool>,
     minimum_acr: Option<String>,
     groups_filter: Option<String>,
+    require_pushed_authorization_requests: Option<bool>,
 }
 
 /// Checked metadata, with defaults filled in; this is what is stored and shown.
@@ -183,6 +184,9 @@ pub struct ClientMetadata {
     /// Sigil's own: the client sees only the groups whose name starts with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups_filter: Option<String>,
+    /// RFC 9126 §6: `/authorize` takes this client's requests only through `/par`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_pushed_authorization_requests: bool,
 }
 
 impl ClientMetadata {
@@ -409,6 +413,9 @@ impl ClientMetadata {
             skip_consent: s.skip_consent.unwrap_or(false),
             minimum_acr,
             groups_filter: s.groups_filter,
+            require_pushed_authorization_requests: s
+                .require_pushed_authorization_requests
+                .unwrap_or(false),
         })
     }
 }

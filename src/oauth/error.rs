@@ -33,6 +33,8 @@ pub enum ErrorCode {
     UnmetAuthenticationRequirements,
     RequestNotSupported,
     RequestUriNotSupported,
+    /// RFC 9101 §7: a `request_uri` that is expired, used, or not the client's.
+    InvalidRequestUri,
 }
 
 impl ErrorCode {
@@ -58,6 +60,7 @@ impl ErrorCode {
             Self::UnmetAuthenticationRequirements => "unmet_authentication_requirements",
             Self::RequestNotSupported => "request_not_supported",
             Self::RequestUriNotSupported => "request_uri_not_supported",
+            Self::InvalidRequestUri => "invalid_request_uri",
         }
     }
 

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use super::OAuthError;
 
-#[derive(Debug, Default, Clone)]
+/// Serialized as a JSON object, as a pushed authorization request stores them.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Params(BTreeMap<String, String>);
 
 impl Params {
@@ -43,6 +45,15 @@ impl Params {
 
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
+    }
+
+    pub fn insert(&mut self, key: &str, value: &str) {
+        self.0.insert(key.to_string(), value.to_string());
+    }
+
+    /// Takes `key` out, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.0.remove(key)
     }
 
     pub fn required(&self, key: &'static str) -> Result<&str, OAuthError> {

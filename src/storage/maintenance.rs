@@ -39,10 +39,16 @@ enum Cutoff {
 /// Every purge, in the order a run makes them: first what unauthenticated requests create, then
 /// what sign-ins leave. Grants come before codes and refresh tokens, which their deletion
 /// cascades to (indexes `authorization_codes_grant`, `refresh_tokens_grant`).
-pub const PURGES: [Purge; 12] = [
+pub const PURGES: [Purge; 13] = [
     // Parked authorization requests nobody finished: what unauthenticated requests create most.
     Purge {
         table: "auth_requests",
+        expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+    // Pushed authorization requests (RFC 9126) nobody came for: they live 60 seconds.
+    Purge {
+        table: "pushed_requests",
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },

@@ -82,6 +82,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    pushed_requests (id_hash) {
+        id_hash -> Text,
+        client_id -> Text,
+        params -> Text,
+        client_address -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
     consents (user_id, client_id) {
         user_id -> Text,
         client_id -> Text,

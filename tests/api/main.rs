@@ -35,6 +35,7 @@ mod maintenance;
 mod migrations;
 mod outage;
 mod outbound_proxy;
+mod par;
 mod passkeys;
 mod properties;
 mod races;

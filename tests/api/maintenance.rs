@@ -20,6 +20,7 @@ use crate::helpers::{spawn_app, spawn_app_with, Backend, TestApp};
 use crate::instant;
 use crate::keys::kids;
 use crate::logout::{end_session_url, sign_in};
+use crate::par::pushed;
 use crate::two_nodes::start_node;
 use sigil::config::{DurationSetting, Settings};
 use sigil::storage::maintenance::PURGES;
@@ -35,8 +36,9 @@ both_backends!(
 );
 
 /// Every table with expiring rows.
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "auth_requests",
+    "pushed_requests",
     "client_assertions",
     "revoked_tokens",
     "login_failures",
@@ -258,6 +260,7 @@ async fn attack27_expired_rows_are_purged_from_every_table_and_live_ones_stay(ba
     revoke(&app, &spent, &tokens["access_token"]).await;
     log_out(&app, &c).await;
     abandon(&app, &Browser::new()).await;
+    pushed(&app, &live.0, &live.1, &[]).await;
     assertion(&app, &key).await;
     device(&app, &alice, app.state.clock.now() + 10);
 
@@ -315,6 +318,7 @@ async fn attack27_expired_rows_are_purged_from_every_table_and_live_ones_stay(ba
 
     // Live rows in every table, made now, outlast further runs.
     abandon(&app, &Browser::new()).await;
+    pushed(&app, &live.0, &live.1, &[]).await;
     assertion(&app, &key).await;
     revoke(&app, &live, &fresh["access_token"]).await;
     device(&app, &alice, now + 1_000_000);
