@@ -9,8 +9,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::pages::error_page;
 use super::par;
 use crate::oauth::authorize_request::{self, ReplyTo, ResponseMode};
+use crate::oauth::client_keys::AssertionAlg;
 use crate::oauth::client_metadata::Client;
 use crate::oauth::form::Params;
+use crate::oauth::request_object;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 use crate::web::{cookies, flow, session};
@@ -54,6 +56,12 @@ async fn authorize(
     } else {
         params
     };
+    // RFC 9101: a request object's claims are the request. Until it verifies, its redirect_uri
+    // is not to be trusted: errors are a page.
+    let params = match request_object(state, &client, params).await {
+        Ok(p) => p,
+        Err(e) => return page(&e),
+    };
     let redirect_uri = match authorize_request::check_redirect_uri(&params, &client) {
         Ok(uri) => uri.to_string(),
         Err(e) => return page(&e),
@@ -89,6 +97,48 @@ async fn authorize(
         Err(e) => return flow::reply(state, &reply_to, Err(e.into())),
     };
     flow::proceed(req, state, &client, request, session, None, hint_sub).await
+}
+
+/// The request `params` stand for: those of their signed request object (`request`, RFC 9101)
+/// verified with the client's keys — the registered `request_object_signing_alg`'s only, when
+/// it registered one — else `params` themselves. Used by `/authorize` and `/par` alike.
+pub async fn request_object(
+    state: &AppState,
+    client: &Client,
+    params: Params,
+) -> Result<Params, OAuthError> {
+    let Some(jwt) = params.get("request") else {
+        return Ok(params);
+    };
+    if params.get("client_id") != Some(client.client_id.as_str()) {
+        return Err(OAuthError::invalid_request(
+            "client_id must be given beside the request object",
+        ));
+    }
+    let object = request_object::parse(jwt)?;
+    let pinned = match client.metadata.request_object_signing_alg.as_deref() {
+        Some(alg) => Some(
+            AssertionAlg::parse(alg).ok_or_else(|| request_object::invalid("unknown algorithm"))?,
+        ),
+        None => None,
+    };
+    let kid = object.kid().map_err(request_object::invalid)?;
+    let now = state.clock.now();
+    let keys = state
+        .client_keys
+        .request_object_keys(&state.outbound, client, pinned, kid, now)
+        .await
+        .map_err(|e| {
+            tracing::info!(client_id = %client.client_id, error = %e, "request object keys");
+            request_object::invalid("no key of the client to verify it with")
+        })?;
+    let expected = request_object::Expected {
+        client_id: &client.client_id,
+        issuer: state.settings.issuer_str(),
+        now,
+        clock_skew: state.settings.tokens.clock_skew.as_secs() as i64,
+    };
+    request_object::verify(&object, &keys, &expected)
 }
 
 /// After the login page: picks the parked request up again.

@@ -10,6 +10,7 @@ use super::paths;
 use crate::config::Settings;
 use crate::oauth::client_keys::AssertionAlg;
 use crate::oauth::client_metadata::{AuthMethod, CLIENT_SIGNING_ALGS};
+use crate::oauth::request_object;
 use crate::oauth::token_request::GRANT_TYPES_SUPPORTED;
 use crate::state::AppState;
 use crate::tokens::jwe;
@@ -60,7 +61,8 @@ pub fn document(settings: &Settings) -> Value {
         "token_endpoint_auth_signing_alg_values_supported": AssertionAlg::SUPPORTED,
         "authorization_response_iss_parameter_supported": true,
         "claims_parameter_supported": true,
-        "request_parameter_supported": false,
+        "request_parameter_supported": true,
+        "request_object_signing_alg_values_supported": request_object::ALGS,
         // Only the request_uri of a pushed request (RFC 9126), never one to fetch.
         "request_uri_parameter_supported": false,
         "pushed_authorization_request_endpoint": url(paths::PAR),

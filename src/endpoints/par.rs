@@ -39,6 +39,10 @@ pub async fn push(
     for name in CLIENT_AUTHENTICATION {
         params.remove(name);
     }
+    if params.get("client_id").is_none() {
+        params.insert("client_id", &client.client_id);
+    }
+    let params = super::authorize::request_object(&state, &client, params).await?;
     let params = checked(params, &client)?;
     let id = random::secret_256();
     let now = state.clock.now();

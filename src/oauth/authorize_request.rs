@@ -218,17 +218,19 @@ pub fn check(
         .filter_map(Acr::parse)
         .collect();
     acr_values.extend(claims_acr);
-    // Request objects are not supported (discovery says so): OIDC Core §6.
+    // A request object or pushed request was resolved into `params` before this check
+    // (`endpoints::authorize`); one still here is not Sigil's to follow: a request_uri to
+    // fetch from elsewhere (RFC 9101 §5.2 lets an OP refuse it).
     if params.get("request").is_some() {
         return Err(OAuthError::new(
             ErrorCode::RequestNotSupported,
-            "request objects are not supported",
+            "a request object cannot be nested",
         ));
     }
     if params.get("request_uri").is_some() {
         return Err(OAuthError::new(
             ErrorCode::RequestUriNotSupported,
-            "request_uri is not supported",
+            "only a request_uri from the PAR endpoint is supported",
         ));
     }
     Ok(AuthorizationRequest {

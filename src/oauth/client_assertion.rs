@@ -110,7 +110,13 @@ impl Assertion {
         }
     }
 
-    fn alg(&self) -> Result<&str, Rejected> {
+    /// The claims, not yet trusted.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+
+    /// The `alg` header; `none` in any spelling is refused.
+    pub fn alg(&self) -> Result<&str, Rejected> {
         let alg = self
             .header
             .get("alg")
@@ -133,6 +139,13 @@ pub fn verify(
     check_header(assertion)?;
     check_signature(assertion, keys)?;
     check_claims(&assertion.claims, expected)
+}
+
+/// The header checks and the signature alone, for a JWS whose claims the caller checks itself
+/// (a request object, RFC 9101).
+pub fn verify_signature(assertion: &Assertion, keys: &[VerifyingKey]) -> Result<(), Rejected> {
+    check_header(assertion)?;
+    check_signature(assertion, keys)
 }
 
 /// RFC 7515 §4.1.11: an extension listed in `crit` must be understood; Sigil knows none.

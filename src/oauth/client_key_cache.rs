@@ -101,37 +101,65 @@ impl ClientKeyCache {
         kid: Option<&str>,
         now: i64,
     ) -> Result<Keys, KeysError> {
-        let m = &client.metadata;
-        let pinned = m
+        let pinned = client
+            .metadata
             .token_endpoint_auth_signing_alg
             .as_deref()
             .and_then(AssertionAlg::parse);
+        self.keys_pinned(outbound, client, &client.client_id, pinned, kid, now)
+            .await
+    }
+
+    /// The keys to check a request object of `client` (RFC 9101) that names `kid`: those of
+    /// its registered `request_object_signing_alg`, cached apart from its assertion keys so
+    /// that the two uses never evict each other.
+    pub async fn request_object_keys(
+        &self,
+        outbound: &Outbound,
+        client: &Client,
+        pinned: Option<AssertionAlg>,
+        kid: Option<&str>,
+        now: i64,
+    ) -> Result<Keys, KeysError> {
+        let slot = format!("{}\u{0}request", client.client_id);
+        self.keys_pinned(outbound, client, &slot, pinned, kid, now)
+            .await
+    }
+
+    /// The client's keys that fit `pinned`, cached under `slot`.
+    async fn keys_pinned(
+        &self,
+        outbound: &Outbound,
+        client: &Client,
+        slot: &str,
+        pinned: Option<AssertionAlg>,
+        kid: Option<&str>,
+        now: i64,
+    ) -> Result<Keys, KeysError> {
+        let m = &client.metadata;
         let source = match (&m.jwks, &m.jwks_uri) {
             (Some(jwks), _) => Source::Inline(jwks.clone()),
             (None, Some(uri)) => Source::Uri(uri.clone()),
             (None, None) => return Err(KeysError::NoKeys),
         };
-        if let Some(keys) = self.cached(&client.client_id, &source, pinned, kid, now) {
+        if let Some(keys) = self.cached(slot, &source, pinned, kid, now) {
             return Ok(keys);
         }
         match &source {
             Source::Inline(jwks) => {
                 let keys: Keys = client_keys::from_jwks(jwks, pinned).into();
-                self.store(&client.client_id, source.clone(), pinned, |e| {
+                self.store(slot, source.clone(), pinned, |e| {
                     e.keys = Some(keys.clone());
                 });
                 Ok(keys)
             }
-            Source::Uri(uri) => {
-                self.fetch(outbound, &client.client_id, uri, pinned, kid, now)
-                    .await
-            }
+            Source::Uri(uri) => self.fetch(outbound, slot, uri, pinned, kid, now).await,
         }
     }
 
     fn cached(
         &self,
-        client_id: &str,
+        slot: &str,
         source: &Source,
         pinned: Option<AssertionAlg>,
         kid: Option<&str>,
@@ -139,7 +167,7 @@ impl ClientKeyCache {
     ) -> Option<Keys> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         entries
-            .get(client_id)
+            .get(slot)
             .filter(|e| e.is_for(source, pinned))
             .and_then(|e| e.answers(kid, now))
     }
@@ -148,19 +176,19 @@ impl ClientKeyCache {
     async fn fetch(
         &self,
         outbound: &Outbound,
-        client_id: &str,
+        slot: &str,
         uri: &str,
         pinned: Option<AssertionAlg>,
         kid: Option<&str>,
         now: i64,
     ) -> Result<Keys, KeysError> {
         let source = Source::Uri(uri.to_string());
-        let gate = self.store(client_id, source.clone(), pinned, |e| e.gate.clone());
+        let gate = self.store(slot, source.clone(), pinned, |e| e.gate.clone());
         let _one_at_a_time = gate.lock().await;
         // Another request may have fetched while this one waited, or may have tried lately.
         let recent = {
             let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-            let entry = entries.get(client_id).filter(|e| e.is_for(&source, pinned));
+            let entry = entries.get(slot).filter(|e| e.is_for(&source, pinned));
             if let Some(keys) = entry.and_then(|e| e.answers(kid, now)) {
                 return Ok(keys);
             }
@@ -171,13 +199,11 @@ impl ClientKeyCache {
         if let Some(usable) = recent {
             return usable.ok_or(KeysError::NotYet);
         }
-        self.store(client_id, source.clone(), pinned, |e| {
-            e.tried_at = Some(now)
-        });
+        self.store(slot, source.clone(), pinned, |e| e.tried_at = Some(now));
         match outbound.get_json(uri).await {
             Ok(document) => {
                 let keys: Keys = client_keys::from_jwks(&document, pinned).into();
-                self.store(client_id, source, pinned, |e| {
+                self.store(slot, source, pinned, |e| {
                     e.keys = Some(keys.clone());
                     e.fetched_at = now;
                 });
@@ -187,7 +213,7 @@ impl ClientKeyCache {
                 // Keys fetched earlier stay in use until they are stale.
                 let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
                 entries
-                    .get(client_id)
+                    .get(slot)
                     .and_then(|entry| entry.usable(now).cloned())
                     .ok_or(KeysError::Fetch(e))
             }
@@ -197,17 +223,17 @@ impl ClientKeyCache {
     /// Applies `update` to the client's entry, replacing an entry for another source.
     fn store<T>(
         &self,
-        client_id: &str,
+        slot: &str,
         source: Source,
         pinned: Option<AssertionAlg>,
         update: impl FnOnce(&mut Entry) -> T,
     ) -> T {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= Self::MAX_ENTRIES && !entries.contains_key(client_id) {
+        if entries.len() >= Self::MAX_ENTRIES && !entries.contains_key(slot) {
             entries.clear();
         }
         let entry = entries
-            .entry(client_id.to_string())
+            .entry(slot.to_string())
             .or_insert_with(|| Entry::new(source.clone(), pinned));
         if !entry.is_for(&source, pinned) {
             *entry = Entry::new(source, pinned);

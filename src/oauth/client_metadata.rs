@@ -140,6 +140,7 @@ struct Submitted {
     minimum_acr: Option<String>,
     groups_filter: Option<String>,
     require_pushed_authorization_requests: Option<bool>,
+    request_object_signing_alg: Option<String>,
 }
 
 /// Checked metadata, with defaults filled in; this is what is stored and shown.
@@ -187,6 +188,9 @@ pub struct ClientMetadata {
     /// RFC 9126 §6: `/authorize` takes this client's requests only through `/par`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_pushed_authorization_requests: bool,
+    /// RFC 9101 / OIDC Registration §2: the one algorithm of this client's request objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_object_signing_alg: Option<String>,
 }
 
 impl ClientMetadata {
@@ -389,6 +393,14 @@ impl ClientMetadata {
                 _ => return Err(bad("minimum_acr must be mfa or phr")),
             },
         };
+        if let Some(alg) = &s.request_object_signing_alg {
+            super::request_object::check_registered_alg(alg).map_err(bad)?;
+            if s.jwks.is_none() && s.jwks_uri.is_none() {
+                return Err(bad(
+                    "request_object_signing_alg needs the client's public keys (jwks or jwks_uri)",
+                ));
+            }
+        }
         if let Some(prefix) = &s.groups_filter {
             super::groups::check_filter(prefix).map_err(bad)?;
         }
@@ -416,6 +428,7 @@ impl ClientMetadata {
             require_pushed_authorization_requests: s
                 .require_pushed_authorization_requests
                 .unwrap_or(false),
+            request_object_signing_alg: s.request_object_signing_alg,
         })
     }
 }

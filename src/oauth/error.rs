@@ -35,6 +35,8 @@ pub enum ErrorCode {
     RequestUriNotSupported,
     /// RFC 9101 §7: a `request_uri` that is expired, used, or not the client's.
     InvalidRequestUri,
+    /// RFC 9101 §7: a request object that does not verify or whose claims are wrong.
+    InvalidRequestObject,
 }
 
 impl ErrorCode {
@@ -61,6 +63,7 @@ impl ErrorCode {
             Self::RequestNotSupported => "request_not_supported",
             Self::RequestUriNotSupported => "request_uri_not_supported",
             Self::InvalidRequestUri => "invalid_request_uri",
+            Self::InvalidRequestObject => "invalid_request_object",
         }
     }
 

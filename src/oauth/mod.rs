@@ -12,6 +12,7 @@ pub mod form;
 pub mod groups;
 pub mod jwk_set;
 pub mod pkce;
+pub mod request_object;
 pub mod resource_metadata;
 pub mod scope;
 pub mod token_request;

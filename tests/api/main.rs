@@ -40,6 +40,7 @@ mod passkeys;
 mod properties;
 mod races;
 mod refresh_and_userinfo;
+mod request_objects;
 mod resources;
 mod revocation;
 mod rewrap;

@@ -350,8 +350,10 @@ async fn par_requests_pushed_for_a_public_client_are_capped_per_address(backend:
     );
     let (id, secret) = app.web_client("rp", json!({}));
     let mut uris = Vec::new();
+    // A second apart: "oldest" is by the second a request was pushed.
     for _ in 0..8 {
         uris.push(pushed(&app, "spa", "", &[]).await);
+        app.state.clock.advance(1);
     }
     assert_eq!(rows(&app), 3, "the oldest gave way");
     let b = Browser::new();
