@@ -65,6 +65,28 @@ fn answer_response() -> actix_web::HttpResponseBuilder {
     response
 }
 
+/// Whether a checked access token still stands: a user's while its grant and user are live and
+/// it was not revoked; a client's own while the client is registered and it was not revoked.
+/// Introspection and token exchange ask the same question.
+pub async fn is_live(state: &AppState, token: &validate::AccessToken) -> Result<bool, OAuthError> {
+    let t = token.clone();
+    Ok(match token.grant_id {
+        Some(_) => state
+            .db
+            .run(move |conn| validate::live_user(conn, &t))
+            .await?
+            .is_some(),
+        None => {
+            let client_id = token.claim("client_id").unwrap_or("");
+            state.client(client_id).await?.is_some()
+                && !state
+                    .db
+                    .run(move |conn| validate::is_revoked(conn, &t))
+                    .await?
+        }
+    })
+}
+
 fn inactive() -> Value {
     json!({ "active": false })
 }
@@ -85,27 +107,7 @@ async fn access_token(state: &AppState, token: &str) -> Result<Option<Value>, OA
         return Ok(None);
     };
     let client_id = token.claim("client_id").unwrap_or("").to_string();
-    let live = match token.grant_id {
-        Some(_) => {
-            let t = token.clone();
-            state
-                .db
-                .run(move |conn| validate::live_user(conn, &t))
-                .await?
-                .is_some()
-        }
-        // A client's own token lives as long as the client is registered and the token was
-        // not revoked.
-        None => {
-            let t = token.clone();
-            state.client(&client_id).await?.is_some()
-                && !state
-                    .db
-                    .run(move |conn| validate::is_revoked(conn, &t))
-                    .await?
-        }
-    };
-    if !live {
+    if !is_live(state, &token).await? {
         return Ok(None);
     }
     let mut answer = json!({
@@ -126,6 +128,7 @@ async fn access_token(state: &AppState, token: &str) -> Result<Option<Value>, OA
         "acr",
         "amr",
         "groups",
+        "act",
     ] {
         if let Some(v) = token.claims.get(name) {
             answer[name] = v.clone();

@@ -12,12 +12,18 @@ use super::{ErrorCode, OAuthError};
 use crate::tokens::jwe;
 use crate::web::strength::Acr;
 
+/// RFC 8693 §2.1: the token exchange grant's name.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
     ClientCredentials,
+    /// RFC 8693.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    TokenExchange,
 }
 
 impl GrantType {
@@ -26,6 +32,7 @@ impl GrantType {
             Self::AuthorizationCode => "authorization_code",
             Self::RefreshToken => "refresh_token",
             Self::ClientCredentials => "client_credentials",
+            Self::TokenExchange => TOKEN_EXCHANGE,
         }
     }
 
@@ -34,6 +41,7 @@ impl GrantType {
             "authorization_code" => Ok(Self::AuthorizationCode),
             "refresh_token" => Ok(Self::RefreshToken),
             "client_credentials" => Ok(Self::ClientCredentials),
+            TOKEN_EXCHANGE => Ok(Self::TokenExchange),
             // Implicit and password are deliberately absent (RFC 9700 §2.1.2, §2.4).
             other => Err(bad(format!("grant type {other:?} is not supported"))),
         }
@@ -290,12 +298,15 @@ impl ClientMetadata {
         if grant_types.contains(&GrantType::RefreshToken) && !uses_code {
             return Err(bad("refresh_token needs the authorization_code grant"));
         }
-        if grant_types.contains(&GrantType::ClientCredentials)
-            && !token_endpoint_auth_method.is_confidential()
-        {
-            return Err(bad(
-                "client_credentials needs a confidential client (a secret)",
-            ));
+        for (grant, name) in [
+            (GrantType::ClientCredentials, "client_credentials"),
+            (GrantType::TokenExchange, "token exchange"),
+        ] {
+            if grant_types.contains(&grant) && !token_endpoint_auth_method.is_confidential() {
+                return Err(bad(format!(
+                    "{name} needs a confidential client (one that authenticates)"
+                )));
+            }
         }
 
         let redirect_uris = s.redirect_uris.unwrap_or_default();

@@ -23,11 +23,25 @@ pub enum TokenRequest {
         scope: Option<Scope>,
         resource: Option<String>,
     },
+    /// RFC 8693 §2.1 (`audience` is read as a `resource`: Sigil's audiences are resources).
+    TokenExchange {
+        subject_token: String,
+        actor_token: Option<String>,
+        scope: Option<Scope>,
+        resource: Option<String>,
+    },
 }
 
+/// RFC 8693 §3: the one token type Sigil exchanges and issues.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
 /// The grant types the token endpoint serves, as advertised in discovery.
-pub const GRANT_TYPES_SUPPORTED: [&str; 3] =
-    ["authorization_code", "refresh_token", "client_credentials"];
+pub const GRANT_TYPES_SUPPORTED: [&str; 4] = [
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    super::client_metadata::TOKEN_EXCHANGE,
+];
 
 impl TokenRequest {
     pub fn grant_type(&self) -> GrantType {
@@ -35,6 +49,7 @@ impl TokenRequest {
             Self::AuthorizationCode { .. } => GrantType::AuthorizationCode,
             Self::RefreshToken { .. } => GrantType::RefreshToken,
             Self::ClientCredentials { .. } => GrantType::ClientCredentials,
+            Self::TokenExchange { .. } => GrantType::TokenExchange,
         }
     }
 
@@ -58,12 +73,60 @@ impl TokenRequest {
                 scope: optional_scope(params)?,
                 resource: optional_resource(params)?,
             }),
+            super::client_metadata::TOKEN_EXCHANGE => token_exchange(params),
             other => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!("grant_type {other:?} is not supported"),
             )),
         }
     }
+}
+
+/// RFC 8693 §2.1: the subject token and its type, an actor token with its type or neither, the
+/// requested type (an access token, if any), and the target: `resource` or `audience`, one URI.
+fn token_exchange(params: &Params) -> Result<TokenRequest, OAuthError> {
+    let typed = |token: &str, kind: &str| -> Result<Option<String>, OAuthError> {
+        match (params.get(token), params.get(kind)) {
+            (None, None) => Ok(None),
+            (Some(t), Some(ACCESS_TOKEN_TYPE)) => Ok(Some(t.to_string())),
+            (Some(_), Some(_)) => Err(OAuthError::invalid_request(format!(
+                "{kind} must be {ACCESS_TOKEN_TYPE}: Sigil exchanges its own access tokens"
+            ))),
+            _ => Err(OAuthError::invalid_request(format!(
+                "{token} and {kind} go together"
+            ))),
+        }
+    };
+    let subject_token = typed("subject_token", "subject_token_type")?
+        .ok_or_else(|| OAuthError::invalid_request("subject_token is required"))?;
+    let actor_token = typed("actor_token", "actor_token_type")?;
+    if params
+        .get("requested_token_type")
+        .is_some_and(|t| t != ACCESS_TOKEN_TYPE)
+    {
+        return Err(OAuthError::invalid_request(format!(
+            "requested_token_type must be {ACCESS_TOKEN_TYPE}"
+        )));
+    }
+    let resource = optional_resource(params)?;
+    let audience = params.get("audience");
+    let resource = match (resource, audience) {
+        (Some(r), Some(a)) if r != a => {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "resource and audience name different targets",
+            ))
+        }
+        (Some(r), _) => Some(r),
+        (None, Some(a)) => Some(resource_metadata::check_indicator(a)?.to_string()),
+        (None, None) => None,
+    };
+    Ok(TokenRequest::TokenExchange {
+        subject_token,
+        actor_token,
+        scope: optional_scope(params)?,
+        resource,
+    })
 }
 
 fn optional_scope(params: &Params) -> Result<Option<Scope>, OAuthError> {

@@ -33,6 +33,9 @@ pub struct AccessTokenClaims<'a> {
     /// The user's groups the client may see, when the scope holds `groups`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<&'a [String]>,
+    /// RFC 8693 §4.1: who acts on the subject's behalf (a token exchange's delegation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub act: Option<serde_json::Value>,
 }
 
 impl<'a> AccessTokenClaims<'a> {
@@ -58,6 +61,7 @@ impl<'a> AccessTokenClaims<'a> {
             amr: None,
             gid: None,
             groups: None,
+            act: None,
         }
     }
 }

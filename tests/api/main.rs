@@ -50,4 +50,5 @@ mod secrets_at_rest;
 mod slow_clients;
 mod step_up;
 mod token;
+mod token_exchange;
 mod two_nodes;

@@ -7,6 +7,7 @@ mod client_credentials;
 mod grace;
 mod issue;
 mod refresh_token;
+mod token_exchange;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -72,6 +73,20 @@ pub async fn token(
             scope,
             resource,
         } => refresh_token::grant(&state, &client, refresh_token, scope, resource, &address).await,
+        TokenRequest::TokenExchange {
+            subject_token,
+            actor_token,
+            scope,
+            resource,
+        } => {
+            let exchange = token_exchange::Exchange {
+                subject_token,
+                actor_token,
+                scope,
+                resource,
+            };
+            token_exchange::grant(&state, &client, exchange).await
+        }
     }
 }
 
