@@ -77,32 +77,69 @@ fn like_literal(text: &str) -> String {
     out
 }
 
+/// The text the users page searches, as both backends' trigram indexes hold it (migration
+/// 000009: FTS5 on SQLite, pg_trgm on PostgreSQL).
+const SEARCHED: &str = "lower(username || ' ' || coalesce(email, '') || ' ' || coalesce(name, ''))";
+
+/// How many trigram hits on SQLite still count as a rare term (see [`page`]).
+const RARE: i64 = 1000;
+
+#[derive(QueryableByName)]
+struct Hit {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    user_id: String,
+}
+
 /// One page of users in username order, after `after` (keyset pagination on the unique
-/// username index), at most `limit`. With `search`, only users whose username starts with it
-/// or whose email or name contains it, case-insensitively: the scan walks the username index
-/// and stops at `limit` matches, so a common term answers at once and a rare one reads each
-/// row once.
+/// username index), at most `limit`. With `search`, only users whose username, email or name
+/// contains it, case-insensitively. A term of 3 characters or more goes through each backend's
+/// trigram index (migration 000009), the one place the query differs: PostgreSQL's planner
+/// weighs the GIN index against the username order itself; on SQLite the FTS5 index is asked
+/// for at most [`RARE`] hits first — a rare term is then read by id, while a common one (as
+/// dense as 1 % of users or more) walks the username index and stops at `limit` matches,
+/// instead of gathering every hit to sort them.
 pub fn page(
     conn: &mut AnyConnection,
     search: Option<&str>,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<UserRow>, StorageError> {
+    use diesel::sql_types::{BigInt, Bool, Text};
     let mut query = dsl::users.into_boxed();
     if let Some(after) = after {
         query = query.filter(dsl::username.gt(after.to_string()));
     }
-    if let Some(term) = search.map(|s| like_literal(&s.to_lowercase())) {
-        let (prefix, within) = (format!("{term}%"), format!("%{term}%"));
-        query = query.filter(
-            lower(dsl::username)
-                .like(prefix)
-                .escape('\\')
-                .or(lower(coalesce(dsl::email, ""))
-                    .like(within.clone())
-                    .escape('\\'))
-                .or(lower(coalesce(dsl::name, "")).like(within).escape('\\')),
-        );
+    if let Some(term) = search.map(str::to_lowercase) {
+        let indexed = term.chars().count() >= 3 && !term.contains(['%', '_', '\\']);
+        let within = format!("%{}%", like_literal(&term));
+        let scan = lower(dsl::username)
+            .like(within.clone())
+            .escape('\\')
+            .or(lower(coalesce(dsl::email, ""))
+                .like(within.clone())
+                .escape('\\'))
+            .or(lower(coalesce(dsl::name, ""))
+                .like(within.clone())
+                .escape('\\'));
+        query = match conn {
+            AnyConnection::Postgresql(_) if indexed => query.filter(
+                diesel::dsl::sql::<Bool>(&format!("{SEARCHED} LIKE ")).bind::<Text, _>(within),
+            ),
+            AnyConnection::Sqlite(_) if indexed => {
+                let hits: Vec<Hit> =
+                    diesel::sql_query("SELECT user_id FROM users_search WHERE text LIKE ? LIMIT ?")
+                        .bind::<Text, _>(&within)
+                        .bind::<BigInt, _>(RARE)
+                        .load(conn)?;
+                if (hits.len() as i64) < RARE {
+                    let ids: Vec<String> = hits.into_iter().map(|h| h.user_id).collect();
+                    query.filter(dsl::id.eq_any(ids))
+                } else {
+                    query.filter(scan)
+                }
+            }
+            _ => query.filter(scan),
+        };
     }
     Ok(query.order(dsl::username.asc()).limit(limit).load(conn)?)
 }

@@ -12,7 +12,16 @@ CREATE TABLE password_links (
 );
 CREATE INDEX password_links_expiry ON password_links (expires_at);
 
--- The users page: exact email look-ups; username order and prefixes use the UNIQUE index.
+-- The users page: exact email look-ups; username order and pages use the UNIQUE index.
 CREATE INDEX users_email ON users (email);
 -- The sessions page: newest first, keyset on (created_at, sid).
 CREATE INDEX sessions_created ON sessions (created_at, sid);
+
+-- The users page's search: any part (3 characters or more) of the username, email or name,
+-- case-insensitively, found through a trigram index (pg_trgm, a trusted extension: the
+-- database's owner may create it) instead of reading every user. The expression is the one
+-- `storage::users::page` matches.
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE INDEX users_search ON users USING gin (
+    (lower(username || ' ' || coalesce(email, '') || ' ' || coalesce(name, ''))) gin_trgm_ops
+);

@@ -12,7 +12,28 @@ CREATE TABLE password_links (
 );
 CREATE INDEX password_links_expiry ON password_links (expires_at);
 
--- The users page: exact email look-ups; username order and prefixes use the UNIQUE index.
+-- The users page: exact email look-ups; username order and pages use the UNIQUE index.
 CREATE INDEX users_email ON users (email);
 -- The sessions page: newest first, keyset on (created_at, sid).
 CREATE INDEX sessions_created ON sessions (created_at, sid);
+
+-- The users page's search: any part (3 characters or more) of the username, email or name,
+-- case-insensitively, found through a trigram index (FTS5) instead of reading every user.
+-- Kept by triggers, so every writer (CLI, admin API, console, import) keeps it right. The user
+-- id is not indexed here: an update or removal of a user finds its row by a scan, which admin
+-- changes can afford; sign-ins never touch these columns.
+CREATE VIRTUAL TABLE users_search USING fts5(user_id UNINDEXED, text, tokenize = 'trigram');
+CREATE TRIGGER users_search_insert AFTER INSERT ON users BEGIN
+    INSERT INTO users_search (user_id, text)
+    VALUES (new.id, lower(new.username || ' ' || coalesce(new.email, '') || ' ' || coalesce(new.name, '')));
+END;
+CREATE TRIGGER users_search_update AFTER UPDATE OF username, email, name ON users BEGIN
+    DELETE FROM users_search WHERE user_id = old.id;
+    INSERT INTO users_search (user_id, text)
+    VALUES (new.id, lower(new.username || ' ' || coalesce(new.email, '') || ' ' || coalesce(new.name, '')));
+END;
+CREATE TRIGGER users_search_delete AFTER DELETE ON users BEGIN
+    DELETE FROM users_search WHERE user_id = old.id;
+END;
+INSERT INTO users_search (user_id, text)
+SELECT id, lower(username || ' ' || coalesce(email, '') || ' ' || coalesce(name, '')) FROM users;

@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{acting, caller, json_body, ok, ApiError};
+use super::{acting, caller, json_body, ok, ApiError, ErrorBody};
 use crate::admin::groups::{self as admin, Added, GroupError};
 use crate::state::AppState;
 use crate::storage::groups::GroupListing;
@@ -37,9 +37,9 @@ impl From<GroupError> for ApiError {
 }
 
 /// `{"name": …}`: the body of a creation and of a rename.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NameBody {
+pub struct NameBody {
     name: Option<String>,
 }
 
@@ -61,13 +61,22 @@ fn no_store(status: StatusCode, body: Value) -> HttpResponse {
         .json(body)
 }
 
-async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// Every group with its member count.
+#[utoipa::path(get, path = "/admin/api/groups", tag = "groups",
+    responses((status = 200, description = "[{name, members, created_at}]", body = Vec<Object>)))]
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state).await?;
     let rows = state.db.run(admin::list).await?;
     Ok(ok(Value::Array(rows.iter().map(admin::describe).collect())))
 }
 
-async fn add(
+/// Creates a group.
+#[utoipa::path(post, path = "/admin/api/groups", tag = "groups", request_body = NameBody,
+    responses(
+        (status = 201, description = "the group", body = Object),
+        (status = 400, description = "a bad name", body = ErrorBody),
+        (status = 409, description = "the name is taken", body = ErrorBody)))]
+pub async fn add(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
@@ -86,7 +95,15 @@ async fn add(
     Ok(no_store(StatusCode::CREATED, shown))
 }
 
-async fn rename(
+/// Renames a group; its members stay.
+#[utoipa::path(patch, path = "/admin/api/groups/{name}", tag = "groups", params(("name" = String, Path, description = "the group")),
+    request_body = NameBody,
+    responses(
+        (status = 200, description = "the group", body = Object),
+        (status = 400, description = "a bad name", body = ErrorBody),
+        (status = 404, description = "no such group", body = ErrorBody),
+        (status = 409, description = "the new name is taken", body = ErrorBody)))]
+pub async fn rename(
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
@@ -107,7 +124,12 @@ async fn rename(
     Ok(ok(admin::describe(&listing)))
 }
 
-async fn remove(
+/// Removes a group with its memberships.
+#[utoipa::path(delete, path = "/admin/api/groups/{name}", tag = "groups", params(("name" = String, Path, description = "the group")),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 404, description = "no such group", body = ErrorBody)))]
+pub async fn remove(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -122,7 +144,12 @@ async fn remove(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn members(
+/// The group's members.
+#[utoipa::path(get, path = "/admin/api/groups/{name}/members", tag = "groups", params(("name" = String, Path, description = "the group")),
+    responses(
+        (status = 200, description = "[{username, added_at}]", body = Vec<Object>),
+        (status = 404, description = "no such group", body = ErrorBody)))]
+pub async fn members(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -138,7 +165,14 @@ async fn members(
     )))
 }
 
-async fn add_member(
+/// Makes the user a member (201), or says they were one (200).
+#[utoipa::path(put, path = "/admin/api/groups/{name}/members/{username}", tag = "groups",
+    params(("name" = String, Path, description = "the group"), ("username" = String, Path)),
+    responses(
+        (status = 201, description = "added", body = Object),
+        (status = 200, description = "already a member", body = Object),
+        (status = 404, description = "no such group or user", body = ErrorBody)))]
+pub async fn add_member(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
@@ -160,7 +194,13 @@ async fn add_member(
     Ok(no_store(status, body))
 }
 
-async fn remove_member(
+/// Ends a membership.
+#[utoipa::path(delete, path = "/admin/api/groups/{name}/members/{username}", tag = "groups",
+    params(("name" = String, Path, description = "the group"), ("username" = String, Path)),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 404, description = "no such group, user or membership", body = ErrorBody)))]
+pub async fn remove_member(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
