@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{acting, caller, created, no_content, ok, query, ApiError, ErrorBody};
+use super::{acting, caller, change, created, no_content, ok, query, ApiError, ErrorBody};
 use crate::admin::clients as admin;
 use crate::state::AppState;
 
@@ -52,11 +52,11 @@ pub async fn add(
 ) -> Result<HttpResponse, ApiError> {
     let by = acting(&req, &state).await?;
     let ask: NewClientQuery = query(&req)?;
-    let (master, now) = (state.master.clone(), state.clock.now());
-    let response = state
-        .db
-        .run(move |conn| admin::create(conn, &master, &body, ask.client_id, &by, now))
-        .await?;
+    let master = state.master.clone();
+    let response = change(&state, by, move |conn, by, now| {
+        admin::create(conn, &master, &body, ask.client_id, by, now)
+    })
+    .await?;
     Ok(created(response))
 }
 
@@ -97,11 +97,11 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let by = acting(&req, &state).await?;
     let id = path.into_inner();
-    let (master, now, key) = (state.master.clone(), state.clock.now(), id.clone());
-    let response = state
-        .db
-        .run(move |conn| admin::update(conn, &master, &id, &body, &by, now))
-        .await?;
+    let (master, key) = (state.master.clone(), id.clone());
+    let response = change(&state, by, move |conn, by, now| {
+        admin::update(conn, &master, &id, &body, by, now)
+    })
+    .await?;
     state.clients.forget(&key);
     Ok(ok(response))
 }
@@ -120,11 +120,11 @@ pub async fn rotate_secret(
 ) -> Result<HttpResponse, ApiError> {
     let by = acting(&req, &state).await?;
     let id = path.into_inner();
-    let (master, now, key) = (state.master.clone(), state.clock.now(), id.clone());
-    let response = state
-        .db
-        .run(move |conn| admin::rotate_secret(conn, &master, &id, &by, now))
-        .await?;
+    let (master, key) = (state.master.clone(), id.clone());
+    let response = change(&state, by, move |conn, by, now| {
+        admin::rotate_secret(conn, &master, &id, by, now)
+    })
+    .await?;
     state.clients.forget(&key);
     Ok(ok(response))
 }
@@ -142,11 +142,11 @@ pub async fn remove(
 ) -> Result<HttpResponse, ApiError> {
     let by = acting(&req, &state).await?;
     let id = path.into_inner();
-    let (now, key) = (state.clock.now(), id.clone());
-    state
-        .db
-        .run(move |conn| admin::remove(conn, &id, &by, now))
-        .await?;
+    let key = id.clone();
+    change(&state, by, move |conn, by, now| {
+        admin::remove(conn, &id, by, now)
+    })
+    .await?;
     state.clients.forget(&key);
     state.verdicts.invalidate();
     Ok(no_content())

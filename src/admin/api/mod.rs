@@ -279,6 +279,19 @@ impl From<ResourceError> for ApiError {
     }
 }
 
+/// A change by the caller: `op` runs on a pooled connection, off the async workers, with the
+/// caller as the actor of its audit event and the current time.
+async fn change<T, E, F>(state: &AppState, by: By, op: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: From<StorageError> + Send + 'static,
+    ApiError: From<E>,
+    F: FnOnce(&mut crate::storage::AnyConnection, &By, i64) -> Result<T, E> + Send + 'static,
+{
+    let now = state.clock.now();
+    Ok(state.db.run(move |conn| op(conn, &by, now)).await?)
+}
+
 /// 201 with `body`, never cached.
 fn created(body: impl serde::Serialize) -> HttpResponse {
     HttpResponse::Created()

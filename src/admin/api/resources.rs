@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
 
-use super::{acting, caller, created, no_content, ok, query, ApiError, ErrorBody};
+use super::{acting, caller, change, created, no_content, ok, query, ApiError, ErrorBody};
 use crate::admin::resources as admin;
 use crate::state::AppState;
 
@@ -67,11 +67,10 @@ pub async fn add(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let by = acting(&req, &state).await?;
-    let now = state.clock.now();
-    let record = state
-        .db
-        .run(move |conn| admin::create(conn, &body, &by, now))
-        .await?;
+    let record = change(&state, by, move |conn, by, now| {
+        admin::create(conn, &body, by, now)
+    })
+    .await?;
     Ok(created(record))
 }
 
@@ -89,11 +88,11 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let by = acting(&req, &state).await?;
     let uri = query::<ResourceQuery>(&req)?.required()?;
-    let (now, key) = (state.clock.now(), uri.clone());
-    let record = state
-        .db
-        .run(move |conn| admin::update(conn, &uri, &body, &by, now))
-        .await?;
+    let key = uri.clone();
+    let record = change(&state, by, move |conn, by, now| {
+        admin::update(conn, &uri, &body, by, now)
+    })
+    .await?;
     state.resources.forget(&key);
     Ok(ok(record))
 }
@@ -110,11 +109,11 @@ pub async fn remove(
 ) -> Result<HttpResponse, ApiError> {
     let by = acting(&req, &state).await?;
     let uri = query::<ResourceQuery>(&req)?.required()?;
-    let (now, key) = (state.clock.now(), uri.clone());
-    state
-        .db
-        .run(move |conn| admin::remove(conn, &uri, &by, now))
-        .await?;
+    let key = uri.clone();
+    change(&state, by, move |conn, by, now| {
+        admin::remove(conn, &uri, by, now)
+    })
+    .await?;
     state.resources.forget(&key);
     Ok(no_content())
 }

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::{acting, caller, created, json_body, no_content, ok, query, ApiError, ErrorBody};
+use super::{
+    acting, caller, change, created, json_body, no_content, ok, query, ApiError, ErrorBody,
+};
 use crate::admin::sessions::end_all_of_user;
 use crate::admin::users::links::{self, IssuedLink};
 use crate::admin::users::view::{self, UserDetails, UserPage, UserQuery, UserSummary};
@@ -141,11 +143,10 @@ pub async fn add(
         }
         None => None,
     };
-    let now = state.clock.now();
-    let made = state
-        .db
-        .run(move |conn| admin::create(conn, new, hash, links::DEFAULT_TTL, &by, now))
-        .await?;
+    let made = change(&state, by, move |conn, by, now| {
+        admin::create(conn, new, hash, links::DEFAULT_TTL, by, now)
+    })
+    .await?;
     Ok(created(CreatedUser {
         user: UserSummary::from(&made.user),
         password_link: made.link.as_ref().map(|l| PasswordLink::of(l, &state)),
@@ -199,11 +200,11 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let by = acting(&req, &state).await?;
     let patch: UserPatch = object_body(&body)?;
-    let (username, now) = (path.into_inner(), state.clock.now());
-    let row = state
-        .db
-        .run(move |conn| admin::update(conn, &username, &patch, &by, now))
-        .await?;
+    let username = path.into_inner();
+    let row = change(&state, by, move |conn, by, now| {
+        admin::update(conn, &username, &patch, by, now)
+    })
+    .await?;
     Ok(ok(UserSummary::from(&row)))
 }
 
@@ -310,11 +311,11 @@ pub async fn reset_factors(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let by = acting(&req, &state).await?;
-    let (username, now) = (path.into_inner(), state.clock.now());
-    let removed = state
-        .db
-        .run(move |conn| admin::reset_factors(conn, &username, &by, now))
-        .await?;
+    let username = path.into_inner();
+    let removed = change(&state, by, move |conn, by, now| {
+        admin::reset_factors(conn, &username, by, now)
+    })
+    .await?;
     Ok(ok(removed))
 }
 
@@ -330,10 +331,10 @@ pub async fn password_link(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let by = acting(&req, &state).await?;
-    let (username, now) = (path.into_inner(), state.clock.now());
-    let link = state
-        .db
-        .run(move |conn| links::issue_for(conn, &username, links::DEFAULT_TTL, &by, now))
-        .await?;
+    let username = path.into_inner();
+    let link = change(&state, by, move |conn, by, now| {
+        links::issue_for(conn, &username, links::DEFAULT_TTL, by, now)
+    })
+    .await?;
     Ok(created(PasswordLink::of(&link, &state)))
 }
