@@ -27,6 +27,43 @@ pub fn insert(conn: &mut AnyConnection, row: &UserRow) -> Result<(), StorageErro
         .values(row)
         .execute(conn)
         .map_err(|e| conflict_on_unique(e, || format!("user {:?} already exists", row.username)))?;
+    let text = searched(&row.username, row.email.as_deref(), row.name.as_deref());
+    reindex(conn, &row.id, false, Some(&text))
+}
+
+/// The text the users page searches, as the trigram indexes hold it.
+fn searched(username: &str, email: Option<&str>, name: Option<&str>) -> String {
+    format!(
+        "{username} {} {}",
+        email.unwrap_or_default(),
+        name.unwrap_or_default()
+    )
+    .to_lowercase()
+}
+
+/// SQLite's search index (FTS5, migration 000009) follows a change of the searched columns, on
+/// the change's connection and so in its transaction: `old` removes the user's entry, `text`
+/// adds the new one. PostgreSQL's GIN index is on `users` itself and needs nothing.
+fn reindex(
+    conn: &mut AnyConnection,
+    id: &str,
+    old: bool,
+    text: Option<&str>,
+) -> Result<(), StorageError> {
+    use diesel::sql_types::Text;
+    if let AnyConnection::Sqlite(_) = conn {
+        if old {
+            diesel::sql_query("DELETE FROM users_search WHERE user_id = ?")
+                .bind::<Text, _>(id)
+                .execute(conn)?;
+        }
+        if let Some(text) = text {
+            diesel::sql_query("INSERT INTO users_search (user_id, text) VALUES (?, ?)")
+                .bind::<Text, _>(id)
+                .bind::<Text, _>(text)
+                .execute(conn)?;
+        }
+    }
     Ok(())
 }
 
@@ -92,19 +129,19 @@ struct Hit {
 
 /// One page of users in username order, after `after` (keyset pagination on the unique
 /// username index), at most `limit`. With `search`, only users whose username, email or name
-/// contains it, case-insensitively. A term of 3 characters or more goes through each backend's
-/// trigram index (migration 000009), the one place the query differs: PostgreSQL's planner
-/// weighs the GIN index against the username order itself; on SQLite the FTS5 index is asked
-/// for at most [`RARE`] hits first — a rare term is then read by id, while a common one (as
-/// dense as 1 % of users or more) walks the username index and stops at `limit` matches,
-/// instead of gathering every hit to sort them.
+/// contains it, case-insensitively. For a term of 3 characters or more each backend's trigram
+/// index (migration 000009) is asked for at most [`RARE`] hits first: a rare term is then read
+/// by id, while a common one (as dense as 1 % of users or more) — and any shorter term — walks
+/// the username index and stops at `limit` matches, instead of gathering every hit to sort
+/// them. (Left to itself PostgreSQL's planner sometimes walked the username index for a rare
+/// term too: 100 ms instead of 10.)
 pub fn page(
     conn: &mut AnyConnection,
     search: Option<&str>,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<UserRow>, StorageError> {
-    use diesel::sql_types::{BigInt, Bool, Text};
+    use diesel::sql_types::{BigInt, Text};
     let mut query = dsl::users.into_boxed();
     if let Some(after) = after {
         query = query.filter(dsl::username.gt(after.to_string()));
@@ -121,24 +158,29 @@ pub fn page(
             .or(lower(coalesce(dsl::name, ""))
                 .like(within.clone())
                 .escape('\\'));
-        query = match conn {
-            AnyConnection::Postgresql(_) if indexed => query.filter(
-                diesel::dsl::sql::<Bool>(&format!("{SEARCHED} LIKE ")).bind::<Text, _>(within),
-            ),
-            AnyConnection::Sqlite(_) if indexed => {
-                let hits: Vec<Hit> =
-                    diesel::sql_query("SELECT user_id FROM users_search WHERE text LIKE ? LIMIT ?")
-                        .bind::<Text, _>(&within)
-                        .bind::<BigInt, _>(RARE)
-                        .load(conn)?;
-                if (hits.len() as i64) < RARE {
-                    let ids: Vec<String> = hits.into_iter().map(|h| h.user_id).collect();
-                    query.filter(dsl::id.eq_any(ids))
-                } else {
-                    query.filter(scan)
-                }
+        // The trigram index, asked for at most RARE hits: each backend's own (the one place
+        // the query differs).
+        let probe = match conn {
+            AnyConnection::Sqlite(_) => {
+                "SELECT user_id FROM users_search WHERE text LIKE ? LIMIT ?".to_string()
             }
-            _ => query.filter(scan),
+            AnyConnection::Postgresql(_) => {
+                format!("SELECT id AS user_id FROM users WHERE {SEARCHED} LIKE $1 LIMIT $2")
+            }
+        };
+        let hits: Vec<Hit> = if indexed {
+            diesel::sql_query(probe)
+                .bind::<Text, _>(&within)
+                .bind::<BigInt, _>(RARE)
+                .load(conn)?
+        } else {
+            Vec::new()
+        };
+        query = if indexed && (hits.len() as i64) < RARE {
+            let ids: Vec<String> = hits.into_iter().map(|h| h.user_id).collect();
+            query.filter(dsl::id.eq_any(ids))
+        } else {
+            query.filter(scan)
         };
     }
     Ok(query.order(dsl::username.asc()).limit(limit).load(conn)?)
@@ -161,11 +203,21 @@ pub fn update_profile(
     username: &str,
     profile: &Profile,
 ) -> Result<(), StorageError> {
+    let id: Option<String> = dsl::users
+        .filter(dsl::username.eq(username))
+        .select(dsl::id)
+        .first(conn)
+        .optional()?;
     let n = diesel::update(dsl::users.filter(dsl::username.eq(username)))
         .set(profile)
         .execute(conn)?;
     // Claims in tokens and UserInfo come from the row; cached verdicts name no claims.
-    found(n, username)
+    found(n, username)?;
+    if let Some(id) = id {
+        let text = searched(username, profile.email.as_deref(), profile.name.as_deref());
+        reindex(conn, &id, true, Some(&text))?;
+    }
+    Ok(())
 }
 
 pub fn set_password(
@@ -205,7 +257,15 @@ pub fn set_tokens_valid_after(
 }
 
 pub fn remove(conn: &mut AnyConnection, username: &str) -> Result<(), StorageError> {
+    let id: Option<String> = dsl::users
+        .filter(dsl::username.eq(username))
+        .select(dsl::id)
+        .first(conn)
+        .optional()?;
     let n = diesel::delete(dsl::users.filter(dsl::username.eq(username))).execute(conn)?;
+    if let Some(id) = id {
+        reindex(conn, &id, true, None)?;
+    }
     tokens_changed(conn, n, username)
 }
 

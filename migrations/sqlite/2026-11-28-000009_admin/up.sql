@@ -19,21 +19,10 @@ CREATE INDEX sessions_created ON sessions (created_at, sid);
 
 -- The users page's search: any part (3 characters or more) of the username, email or name,
 -- case-insensitively, found through a trigram index (FTS5) instead of reading every user.
--- Kept by triggers, so every writer (CLI, admin API, console, import) keeps it right. The user
--- id is not indexed here: an update or removal of a user finds its row by a scan, which admin
--- changes can afford; sign-ins never touch these columns.
+-- `storage::users` keeps it, in the transaction of each change to those columns (triggers on
+-- `users` made the concurrent writes of unrelated requests fail with "database is locked").
+-- The user id is not indexed here: an update or removal of a user finds its row by a scan,
+-- which admin changes can afford; sign-ins never touch these columns.
 CREATE VIRTUAL TABLE users_search USING fts5(user_id UNINDEXED, text, tokenize = 'trigram');
-CREATE TRIGGER users_search_insert AFTER INSERT ON users BEGIN
-    INSERT INTO users_search (user_id, text)
-    VALUES (new.id, lower(new.username || ' ' || coalesce(new.email, '') || ' ' || coalesce(new.name, '')));
-END;
-CREATE TRIGGER users_search_update AFTER UPDATE OF username, email, name ON users BEGIN
-    DELETE FROM users_search WHERE user_id = old.id;
-    INSERT INTO users_search (user_id, text)
-    VALUES (new.id, lower(new.username || ' ' || coalesce(new.email, '') || ' ' || coalesce(new.name, '')));
-END;
-CREATE TRIGGER users_search_delete AFTER DELETE ON users BEGIN
-    DELETE FROM users_search WHERE user_id = old.id;
-END;
 INSERT INTO users_search (user_id, text)
 SELECT id, lower(username || ' ' || coalesce(email, '') || ' ' || coalesce(name, '')) FROM users;
