@@ -45,8 +45,9 @@ pub fn parse_time(text: &str, now: i64) -> Result<i64, String> {
 }
 
 /// The filters as given (CLI options or query parameters), all optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Query {
     pub actor: Option<String>,
     pub target: Option<String>,
@@ -114,7 +115,11 @@ pub fn page(rows: &[EventRow], limit: i64) -> Value {
     })
 }
 
-/// GET /admin/api/audit
+/// The audit log, newest first, filtered; `next` is the `before` of the following page.
+#[utoipa::path(get, path = "/admin/api/audit", tag = "audit", params(Query),
+    responses(
+        (status = 200, description = "{events: [...], next}", body = Object),
+        (status = 400, description = "a bad filter", body = super::api::ErrorBody)))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state).await?;
     let query = web::Query::<Query>::from_query(req.query_string())

@@ -43,4 +43,10 @@ impl<V: Clone> TtlCache<V> {
         }
         entries.insert(key.to_string(), (value.clone(), now));
     }
+
+    /// Drops `key`: this node reads the changed or removed registration at its next use.
+    pub fn forget(&self, key: &str) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        entries.remove(key);
+    }
 }

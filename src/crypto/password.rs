@@ -319,9 +319,11 @@ impl Shared {
             let answer = match &job.done {
                 Reply::Hash(_) => Answer::Hash(hash(&job.password)),
                 Reply::Matches(_) => {
+                    // A user without a password yet (`admin::users::NO_PASSWORD`) is checked
+                    // like an unknown one: same cost, same answer, nothing learnt.
                     let phc = match &job.phc {
-                        Some(phc) => phc.as_str(),
-                        None => self
+                        Some(phc) if !phc.is_empty() => phc.as_str(),
+                        _ => self
                             .dummy
                             .get_or_init(|| hash(&super::random::secret_256())),
                     };

@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{caller, json_body, ok, ApiError};
+use super::{acting, caller, json_body, ok, ApiError, ErrorBody};
 use crate::admin::groups::{self as admin, Added, GroupError};
 use crate::state::AppState;
 use crate::storage::groups::GroupListing;
@@ -36,15 +36,10 @@ impl From<GroupError> for ApiError {
     }
 }
 
-/// The actor the audit lines name for a change through the admin API.
-fn actor(client_id: &str) -> String {
-    format!("client:{client_id}")
-}
-
 /// `{"name": …}`: the body of a creation and of a rename.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NameBody {
+pub struct NameBody {
     name: Option<String>,
 }
 
@@ -66,20 +61,29 @@ fn no_store(status: StatusCode, body: Value) -> HttpResponse {
         .json(body)
 }
 
-async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// Every group with its member count.
+#[utoipa::path(get, path = "/admin/api/groups", tag = "groups",
+    responses((status = 200, description = "[{name, members, created_at}]", body = Vec<Object>)))]
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state).await?;
     let rows = state.db.run(admin::list).await?;
     Ok(ok(Value::Array(rows.iter().map(admin::describe).collect())))
 }
 
-async fn add(
+/// Creates a group.
+#[utoipa::path(post, path = "/admin/api/groups", tag = "groups", request_body = NameBody,
+    responses(
+        (status = 201, description = "the group", body = Object),
+        (status = 400, description = "a bad name", body = ErrorBody),
+        (status = 409, description = "the name is taken", body = ErrorBody)))]
+pub async fn add(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = actor(&caller(&req, &state).await?);
-    let name = name_of(&body)?;
+    let who = acting(&req, &state).await?;
     let now = state.clock.now();
+    let name = name_of(&body)?;
     let row = state
         .db
         .run(move |conn| admin::add(conn, &name, &who, now))
@@ -91,19 +95,28 @@ async fn add(
     Ok(no_store(StatusCode::CREATED, shown))
 }
 
-async fn rename(
+/// Renames a group; its members stay.
+#[utoipa::path(patch, path = "/admin/api/groups/{name}", tag = "groups", params(("name" = String, Path, description = "the group")),
+    request_body = NameBody,
+    responses(
+        (status = 200, description = "the group", body = Object),
+        (status = 400, description = "a bad name", body = ErrorBody),
+        (status = 404, description = "no such group", body = ErrorBody),
+        (status = 409, description = "the new name is taken", body = ErrorBody)))]
+pub async fn rename(
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = actor(&caller(&req, &state).await?);
+    let who = acting(&req, &state).await?;
+    let now = state.clock.now();
     let new_name = name_of(&body)?;
     let name = path.into_inner();
     let listing = state
         .db
         .run(move |conn| {
-            let group = admin::rename(conn, &name, &new_name, &who)?;
+            let group = admin::rename(conn, &name, &new_name, &who, now)?;
             let members = admin::members(conn, &group.name)?.len() as i64;
             Ok::<_, GroupError>(GroupListing { group, members })
         })
@@ -111,21 +124,32 @@ async fn rename(
     Ok(ok(admin::describe(&listing)))
 }
 
-async fn remove(
+/// Removes a group with its memberships.
+#[utoipa::path(delete, path = "/admin/api/groups/{name}", tag = "groups", params(("name" = String, Path, description = "the group")),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 404, description = "no such group", body = ErrorBody)))]
+pub async fn remove(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = actor(&caller(&req, &state).await?);
+    let who = acting(&req, &state).await?;
+    let now = state.clock.now();
     let name = path.into_inner();
     state
         .db
-        .run(move |conn| admin::remove(conn, &name, &who))
+        .run(move |conn| admin::remove(conn, &name, &who, now))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn members(
+/// The group's members.
+#[utoipa::path(get, path = "/admin/api/groups/{name}/members", tag = "groups", params(("name" = String, Path, description = "the group")),
+    responses(
+        (status = 200, description = "[{username, added_at}]", body = Vec<Object>),
+        (status = 404, description = "no such group", body = ErrorBody)))]
+pub async fn members(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -141,14 +165,21 @@ async fn members(
     )))
 }
 
-async fn add_member(
+/// Makes the user a member (201), or says they were one (200).
+#[utoipa::path(put, path = "/admin/api/groups/{name}/members/{username}", tag = "groups",
+    params(("name" = String, Path, description = "the group"), ("username" = String, Path)),
+    responses(
+        (status = 201, description = "added", body = Object),
+        (status = 200, description = "already a member", body = Object),
+        (status = 404, description = "no such group or user", body = ErrorBody)))]
+pub async fn add_member(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = actor(&caller(&req, &state).await?);
-    let (group, username) = path.into_inner();
+    let who = acting(&req, &state).await?;
     let now = state.clock.now();
+    let (group, username) = path.into_inner();
     let (g, u) = (group.clone(), username.clone());
     let added = state
         .db
@@ -163,16 +194,23 @@ async fn add_member(
     Ok(no_store(status, body))
 }
 
-async fn remove_member(
+/// Ends a membership.
+#[utoipa::path(delete, path = "/admin/api/groups/{name}/members/{username}", tag = "groups",
+    params(("name" = String, Path, description = "the group"), ("username" = String, Path)),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 404, description = "no such group, user or membership", body = ErrorBody)))]
+pub async fn remove_member(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = actor(&caller(&req, &state).await?);
+    let who = acting(&req, &state).await?;
+    let now = state.clock.now();
     let (group, username) = path.into_inner();
     state
         .db
-        .run(move |conn| admin::remove_member(conn, &group, &username, &who))
+        .run(move |conn| admin::remove_member(conn, &group, &username, &who, now))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

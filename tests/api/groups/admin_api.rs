@@ -124,6 +124,8 @@ async fn admin_api_manages_groups_and_members(backend: Backend) {
     )
     .await;
     assert_eq!((status, err["error"].as_str()), (409, Some("conflict")));
+    // The creation is an audit event whose actor is the calling client; the refusal is none.
+    crate::admin_api::audited(&app, &admin, "group.added", "ops").await;
     for bad in [
         json!({"name": "two words"}),
         json!({"name": ""}),

@@ -1,5 +1,13 @@
 //! The admin API: an OAuth-protected resource that takes Sigil's own client_credentials tokens
-//! with the scope `sigil:admin`; keys, resource servers and "log out everywhere".
+//! with the scope `sigil:admin`; keys, resource servers and "log out everywhere" here, the rest
+//! in one file a resource.
+
+mod clients;
+mod openapi;
+mod password_links;
+mod search_bench;
+mod sessions;
+mod users;
 
 use serde_json::{json, Value};
 
@@ -16,14 +24,19 @@ both_backends!(
 
 /// A client registered with `sigil:admin` and a fresh token of it.
 pub async fn admin_token(app: &TestApp) -> String {
+    fresh_admin_token(app, "ops").await
+}
+
+/// A client `client_id` registered with `sigil:admin` and a fresh token of it.
+pub async fn fresh_admin_token(app: &TestApp, client_id: &str) -> String {
     let r = app.register_client(
-        "ops",
+        client_id,
         &json!({"grant_types": ["client_credentials"], "scope": "sigil:admin"}),
     );
     let secret = r["client_secret"].as_str().unwrap().to_string();
     let t: Value = app
         .token_basic(
-            "ops",
+            client_id,
             &secret,
             &[
                 ("grant_type", "client_credentials"),
@@ -38,7 +51,7 @@ pub async fn admin_token(app: &TestApp) -> String {
     t["access_token"].as_str().unwrap().to_string()
 }
 
-async fn call(
+pub async fn call(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
@@ -57,7 +70,7 @@ async fn call(
     req.send().await.unwrap()
 }
 
-async fn json_of(r: reqwest::Response, status: u16) -> Value {
+pub async fn json_of(r: reqwest::Response, status: u16) -> Value {
     assert_eq!(r.status(), status);
     r.json().await.unwrap()
 }
@@ -194,6 +207,28 @@ async fn admin_api_lists_rotates_and_retires_keys(backend: Backend) {
     let next = find(&before, "ES256", "next");
     let active = find(&before, "ES256", "active");
     assert_eq!((next.len(), active.len()), (1, 1));
+    // The schedule: each algorithm's active and next key, the rotation due a period after
+    // activation, and a next key too young to sign without force.
+    let plan = json_of(
+        call(&app, Method::GET, "/keys/schedule", Some(&admin), None).await,
+        200,
+    )
+    .await;
+    let es256 = plan["algorithms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["alg"] == "ES256")
+        .unwrap()
+        .clone();
+    assert_eq!(plan["algorithms"].as_array().unwrap().len(), 4, "{plan}");
+    assert_eq!(es256["next"], next[0].as_str());
+    assert_eq!(es256["active"], active[0].as_str());
+    assert_eq!(es256["rotation_needs_force"], true, "{es256}");
+    assert!(
+        es256["rotation_due_at"].as_str().unwrap() > es256["next_may_sign_at"].as_str().unwrap()
+    );
+    assert_eq!(plan["keys"].as_array().unwrap().len(), 8);
     // The next key was published just now: rotating it in is refused without force.
     let r = call(
         &app,
@@ -446,4 +481,27 @@ async fn admin_api_logout_everywhere_and_disable_end_a_users_tokens_at_once(back
     )
     .await;
     assert_eq!(r.status(), 404);
+}
+
+/// The one audit event of `kind` on `target`, checked to name the admin client `ops` as its
+/// actor.
+pub async fn audited(app: &TestApp, token: &str, kind: &str, target: &str) -> Value {
+    let target: String = url::form_urlencoded::byte_serialize(target.as_bytes()).collect();
+    let page = json_of(
+        call(
+            app,
+            reqwest::Method::GET,
+            &format!("/audit?type={kind}&target={target}"),
+            Some(token),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{kind} on {target}: {events:?}");
+    assert_eq!(events[0]["actor_kind"], "client", "{events:?}");
+    assert_eq!(events[0]["actor"], "ops", "{events:?}");
+    events[0].clone()
 }

@@ -1,0 +1,4 @@
+DROP TABLE users_search;
+DROP INDEX sessions_created;
+DROP INDEX users_email;
+DROP TABLE password_links;
