@@ -62,7 +62,7 @@ impl Application {
         })?;
         if registered {
             tracing::info!(
-                client_id = crate::web::account::session::CLIENT_ID,
+                client_id = crate::web::account::SITE.client_id,
                 "registered Sigil's own account client"
             );
         }

@@ -6,6 +6,7 @@ pub mod backchannel;
 pub mod client_address;
 pub mod consent;
 pub mod cookies;
+pub mod first_party;
 pub mod flow;
 pub mod forms;
 pub mod login;
