@@ -5,6 +5,7 @@ pub mod account;
 pub mod backchannel;
 pub mod client_address;
 pub mod consent;
+pub mod console;
 pub mod cookies;
 pub mod first_party;
 pub mod flow;

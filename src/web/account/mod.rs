@@ -28,13 +28,11 @@ use super::consent::describe_scope;
 use super::first_party::{Account, Back, Site};
 use crate::audit::EventType;
 use crate::clock::rfc3339;
-use crate::config::Settings;
-use crate::crypto::master_key::MasterKey;
 use crate::endpoints::pages::render_with_csp;
 use crate::endpoints::paths;
 use crate::oauth::form::Params;
 use crate::state::AppState;
-use crate::storage::{consents, sessions, AnyConnection, StorageError};
+use crate::storage::{consents, sessions, StorageError};
 
 #[derive(Template)]
 #[template(path = "account.html")]
@@ -90,17 +88,6 @@ pub const SITE: Site = Site {
     signed_in: EventType::AccountSignedIn,
     reauthentication_required: EventType::AccountReauthenticationRequired,
 };
-
-/// Registers `sigil-account` unless it is registered as the page needs it
-/// ([`Site::ensure_client`]).
-pub fn ensure_client(
-    conn: &mut AnyConnection,
-    master: &MasterKey,
-    settings: &Settings,
-    now: i64,
-) -> Result<bool, StorageError> {
-    SITE.ensure_client(conn, master, settings, now)
-}
 
 /// GET /account: the page, or a sign-in first.
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
