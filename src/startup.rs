@@ -289,6 +289,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(userinfo::post)),
     )
     .service(web::scope(paths::ADMIN_API).configure(crate::admin::api::routes))
+    .service(
+        web::resource(crate::admin::users::links::PATH)
+            .route(web::get().to(crate::web::password_set::show))
+            .route(web::post().to(crate::web::password_set::submit)),
+    )
     .configure(crate::web::console::routes)
     .service(web::resource(paths::ACCOUNT).route(web::get().to(account::show)))
     .service(web::resource(paths::ACCOUNT_CALLBACK).route(web::get().to(account::callback)))

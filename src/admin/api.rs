@@ -38,7 +38,7 @@ use crate::clock::rfc3339;
 use crate::crypto::keys::SigningAlg;
 use crate::crypto::rotation::{self, KeyError, Lifecycle};
 use crate::state::AppState;
-use crate::storage::{atomically, signing_keys, users, StorageError};
+use crate::storage::{signing_keys, StorageError};
 use crate::tokens::validate::{self, Audience};
 use crate::web::client_address;
 
@@ -215,7 +215,7 @@ pub(crate) async fn caller(req: &HttpRequest, state: &AppState) -> Result<String
 }
 
 /// The caller as the actor of its changes' audit events, with the request's client address.
-async fn acting(req: &HttpRequest, state: &AppState) -> Result<By, ApiError> {
+pub(crate) async fn acting(req: &HttpRequest, state: &AppState) -> Result<By, ApiError> {
     let client_id = caller(req, state).await?;
     let address = client_address::of(req, &state.settings.http.trusted_proxies);
     Ok(By::client(&client_id, address))
@@ -240,7 +240,7 @@ async fn list_keys(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     caller(&req, &state).await?;
     let rows = state.db.run(signing_keys::all).await?;
     Ok(ok(Value::Array(
-        rows.iter().map(crate::cli::keys::describe).collect(),
+        rows.iter().map(crate::admin::keys::describe).collect(),
     )))
 }
 
@@ -287,7 +287,7 @@ async fn retire_key(
         .await
         .map_err(|_| StorageError::Canceled)??;
     reload_keys(&state).await;
-    Ok(ok(crate::cli::keys::describe(&row)))
+    Ok(ok(crate::admin::keys::describe(&row)))
 }
 
 /// This node serves the new JWKS at once; the others within `keys.refresh_interval`.
@@ -333,16 +333,7 @@ async fn add_resource(
     let now = state.clock.now();
     let record = state
         .db
-        .run(move |conn| {
-            Ok(atomically(conn, |conn| {
-                let record = resources::register(conn, &body, now)?;
-                by.event(EventType::ResourceAdded)
-                    .target(record.metadata.resource.as_str())
-                    .details(json!({ "scope": record.metadata.scope }))
-                    .record(conn, now)?;
-                Ok(record)
-            }))
-        })
+        .run(move |conn| Ok(resources::create(conn, &body, &by, now)))
         .await
         .map_err(|e: StorageError| ApiError::from(e))?;
     match record {
@@ -369,14 +360,7 @@ async fn remove_resource(
     let now = state.clock.now();
     state
         .db
-        .run(move |conn| {
-            atomically(conn, |conn| {
-                resources::remove(conn, &uri)?;
-                by.event(EventType::ResourceRemoved)
-                    .target(uri.as_str())
-                    .record(conn, now)
-            })
-        })
+        .run(move |conn| resources::remove(conn, &uri, &by, now))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -395,38 +379,23 @@ async fn user_action(
         "unlock" => EventType::UserUnlocked,
         _ => return Err(ApiError::not_found(format!("no action {action:?}"))),
     };
-    let event = by.event(kind).target(username.as_str());
     let now = state.clock.now();
-    let name = username.clone();
     if matches!(action.as_str(), "logout-everywhere" | "disable") {
         // End the user's sessions first, so that every client that took part hears of it
         // (back-channel logout); then every token issued before now stops being accepted.
-        let user = state
-            .db
-            .run(move |conn| users::by_username(conn, &name))
-            .await?;
-        if let Some(user) = user {
-            crate::web::logout::end_every_session(&state, &user.id).await?;
-        }
+        crate::admin::sessions::end_all_of_user(&state, &username).await?;
     }
     let name = username.clone();
-    // The change and its audit event in one transaction.
     state
         .db
-        .run(move |conn| {
-            atomically(conn, |conn| {
-                match kind {
-                    // Every token and session issued before now ends (also by disabling).
-                    EventType::UserLoggedOutEverywhere => {
-                        users::set_tokens_valid_after(conn, &name, now)?
-                    }
-                    EventType::UserDisabled => admin_users::disable(conn, &name, now)?,
-                    EventType::UserEnabled => users::set_disabled(conn, &name, false, now)?,
-                    // Clears the sign-in counters; no token changes, so the caches stay.
-                    _ => admin_users::unlock(conn, &name, now)?,
-                }
-                event.record(conn, now)
-            })
+        .run(move |conn| match kind {
+            EventType::UserLoggedOutEverywhere => {
+                admin_users::logout_everywhere(conn, &name, &by, now)
+            }
+            EventType::UserDisabled => admin_users::disable(conn, &name, &by, now),
+            EventType::UserEnabled => admin_users::enable(conn, &name, &by, now),
+            // Clears the sign-in counters; no token changes, so the caches stay.
+            _ => admin_users::unlock(conn, &name, &by, now),
         })
         .await?;
     if kind != EventType::UserUnlocked {

@@ -2,13 +2,14 @@
 
 use serde_json::{json, Value};
 
+use crate::audit::{By, EventType};
 use crate::crypto::master_key::MasterKey;
 use crate::crypto::random;
 use crate::oauth::client_auth::ClientSecret;
 use crate::oauth::client_metadata::{Client, ClientMetadata};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::storage::clients::{self, ClientRow};
-use crate::storage::{AnyConnection, StorageError};
+use crate::storage::{atomically, AnyConnection, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -68,9 +69,8 @@ pub fn register(
         .then(random::secret_256);
     let secret_sealed = secret
         .as_ref()
-        .map(|s| master.seal(s.as_bytes(), client_id.as_bytes()))
-        .transpose()
-        .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        .map(|s| seal(master, &client_id, s))
+        .transpose()?;
     let row = ClientRow {
         client_id: client_id.clone(),
         secret_sealed,
@@ -137,3 +137,147 @@ pub fn load(
 /// Recently loaded clients: the token endpoint's hot path (client_credentials) needs no
 /// database read.
 pub type ClientCache = super::cache::TtlCache<Client>;
+
+fn no_client(client_id: &str) -> ClientError {
+    ClientError::Storage(StorageError::NotFound(format!("no client {client_id:?}")))
+}
+
+fn seal(master: &MasterKey, client_id: &str, secret: &str) -> Result<Vec<u8>, StorageError> {
+    master
+        .seal(secret.as_bytes(), client_id.as_bytes())
+        .map_err(|e| StorageError::Corrupt(e.to_string()))
+}
+
+/// Every client, as [`describe`] shows it, ordered by id.
+pub fn list(conn: &mut AnyConnection) -> Result<Vec<Value>, StorageError> {
+    clients::all(conn)?
+        .iter()
+        .map(|row| metadata_of(row).map(|m| describe(row, &m)))
+        .collect()
+}
+
+/// One client as [`describe`] shows it.
+pub fn show(conn: &mut AnyConnection, client_id: &str) -> Result<Option<Value>, StorageError> {
+    clients::get(conn, client_id)?
+        .map(|row| metadata_of(&row).map(|m| describe(&row, &m)))
+        .transpose()
+}
+
+/// [`register`] with its audit event, in one transaction.
+pub fn create(
+    conn: &mut AnyConnection,
+    master: &MasterKey,
+    metadata_json: &[u8],
+    client_id: Option<String>,
+    by: &By,
+    now: i64,
+) -> Result<Value, ClientError> {
+    atomically(conn, |conn| {
+        let response = register(conn, master, metadata_json, client_id, now)?;
+        by.event(EventType::ClientAdded)
+            .target(response["client_id"].as_str().unwrap_or_default())
+            .details(json!({
+                "grant_types": response["grant_types"],
+                "scope": response["scope"],
+            }))
+            .record(conn, now)?;
+        Ok(response)
+    })
+}
+
+/// Replaces the client's whole registration with `metadata_json`, checked exactly as at
+/// registration; the id stays. A client that keeps authenticating with a secret keeps it; one
+/// that starts to gets a new one (in the answer, once); one that stops loses it.
+pub fn update(
+    conn: &mut AnyConnection,
+    master: &MasterKey,
+    client_id: &str,
+    metadata_json: &[u8],
+    by: &By,
+    now: i64,
+) -> Result<Value, ClientError> {
+    let metadata = ClientMetadata::from_json(metadata_json).map_err(ClientError::Metadata)?;
+    atomically(conn, |conn| {
+        let row = clients::get(conn, client_id)?.ok_or_else(|| no_client(client_id))?;
+        let mut new_secret = None;
+        let sealed = match (
+            metadata.token_endpoint_auth_method.uses_secret(),
+            row.secret_sealed,
+        ) {
+            (true, Some(sealed)) => Some(sealed),
+            (true, None) => {
+                let secret = random::secret_256();
+                let sealed = seal(master, client_id, &secret)?;
+                new_secret = Some(secret);
+                Some(sealed)
+            }
+            (false, _) => None,
+        };
+        let stored =
+            serde_json::to_string(&metadata).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        clients::update(conn, client_id, &stored, sealed.as_deref())?;
+        by.event(EventType::ClientUpdated)
+            .target(client_id)
+            .details(json!({ "new_secret": new_secret.is_some() }))
+            .record(conn, now)?;
+        let row = ClientRow {
+            secret_sealed: sealed,
+            metadata: stored,
+            ..row
+        };
+        let mut response = describe(&row, &metadata);
+        if let Some(secret) = new_secret {
+            response["client_secret"] = secret.into();
+            response["client_secret_expires_at"] = 0.into();
+        }
+        Ok(response)
+    })
+}
+
+/// A new secret for a client that authenticates with one; the old one stops working at once
+/// (on other nodes within `clients.cache_ttl`). The secret is in the answer only.
+pub fn rotate_secret(
+    conn: &mut AnyConnection,
+    master: &MasterKey,
+    client_id: &str,
+    by: &By,
+    now: i64,
+) -> Result<Value, ClientError> {
+    atomically(conn, |conn| {
+        let row = clients::get(conn, client_id)?.ok_or_else(|| no_client(client_id))?;
+        let metadata = metadata_of(&row)?;
+        if !metadata.token_endpoint_auth_method.uses_secret() {
+            return Err(ClientError::Metadata(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                format!("client {client_id:?} authenticates without a client secret"),
+            )));
+        }
+        let secret = random::secret_256();
+        let sealed = seal(master, client_id, &secret)?;
+        clients::update(conn, client_id, &row.metadata, Some(&sealed))?;
+        by.event(EventType::ClientSecretRotated)
+            .target(client_id)
+            .record(conn, now)?;
+        Ok(json!({
+            "client_id": client_id,
+            "client_secret": secret,
+            "client_secret_expires_at": 0,
+        }))
+    })
+}
+
+/// Removes the client with its grants and consents (ON DELETE CASCADE); its tokens stop being
+/// accepted.
+pub fn remove(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    by: &By,
+    now: i64,
+) -> Result<(), StorageError> {
+    atomically(conn, |conn| {
+        clients::remove(conn, client_id)?;
+        by.event(EventType::ClientRemoved)
+            .target(client_id)
+            .record(conn, now)
+    })
+}

@@ -1,6 +1,6 @@
 //! Groups (DESIGN.md "Groups"): the operations the CLI, the admin API and the console share.
-//! Each change is one function that logs one `audit` line naming its actor (`cli`, or
-//! `client:ID` for the admin API).
+//! Each change is one function that records its audit event (actor: `By`) in the change's own
+//! transaction.
 //!
 //! Idempotency: adding a member who already belongs is no error and changes nothing (the
 //! answer says so: `Added::Already`), like HTTP PUT; removing a membership that does not exist
@@ -9,10 +9,11 @@
 
 use serde_json::{json, Value};
 
+use crate::audit::{By, EventType};
 use crate::oauth::groups::check_name;
 use crate::storage::groups::{self, GroupListing, GroupRow, MemberRow};
 use crate::storage::users::{self, UserRow};
-use crate::storage::{AnyConnection, StorageError};
+use crate::storage::{atomically, AnyConnection, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GroupError {
@@ -52,7 +53,7 @@ fn existing_user(conn: &mut AnyConnection, username: &str) -> Result<UserRow, St
 pub fn add(
     conn: &mut AnyConnection,
     name: &str,
-    actor: &str,
+    by: &By,
     now: i64,
 ) -> Result<GroupRow, GroupError> {
     check_name(name).map_err(GroupError::Invalid)?;
@@ -61,16 +62,24 @@ pub fn add(
         name: name.to_string(),
         created_at: now,
     };
-    groups::insert(conn, &row)?;
-    tracing::info!(target: "audit", event = "group.added", group = %name, actor = %actor);
+    atomically(conn, |conn| {
+        groups::insert(conn, &row)?;
+        by.event(EventType::GroupAdded)
+            .target(name)
+            .record(conn, now)
+    })?;
     Ok(row)
 }
 
 /// Removes the group and every membership in it.
-pub fn remove(conn: &mut AnyConnection, name: &str, actor: &str) -> Result<(), GroupError> {
-    let group = existing(conn, name)?;
-    groups::remove(conn, &group.name)?;
-    tracing::info!(target: "audit", event = "group.removed", group = %name, actor = %actor);
+pub fn remove(conn: &mut AnyConnection, name: &str, by: &By, now: i64) -> Result<(), GroupError> {
+    atomically(conn, |conn| {
+        let group = existing(conn, name)?;
+        groups::remove(conn, &group.name)?;
+        by.event(EventType::GroupRemoved)
+            .target(name)
+            .record(conn, now)
+    })?;
     Ok(())
 }
 
@@ -79,15 +88,21 @@ pub fn rename(
     conn: &mut AnyConnection,
     name: &str,
     new_name: &str,
-    actor: &str,
+    by: &By,
+    now: i64,
 ) -> Result<GroupRow, GroupError> {
     check_name(new_name).map_err(GroupError::Invalid)?;
-    let group = existing(conn, name)?;
-    if new_name != name {
-        groups::rename(conn, name, new_name)?;
-    }
-    tracing::info!(target: "audit", event = "group.renamed", group = %new_name, from = %name,
-        actor = %actor);
+    let group = atomically(conn, |conn| {
+        let group = existing(conn, name)?;
+        if new_name != name {
+            groups::rename(conn, name, new_name)?;
+        }
+        by.event(EventType::GroupRenamed)
+            .target(new_name)
+            .details(json!({ "from": name }))
+            .record(conn, now)?;
+        Ok::<_, StorageError>(group)
+    })?;
     Ok(GroupRow {
         name: new_name.to_string(),
         ..group
@@ -110,17 +125,21 @@ pub fn add_member(
     conn: &mut AnyConnection,
     group: &str,
     username: &str,
-    actor: &str,
+    by: &By,
     now: i64,
 ) -> Result<Added, GroupError> {
-    let g = existing(conn, group)?;
-    let user = existing_user(conn, username)?;
-    if !groups::add_member(conn, &g.id, &user.id, now)? {
-        return Ok(Added::Already);
-    }
-    tracing::info!(target: "audit", event = "group.member_added", group = %group,
-        user = %username, actor = %actor);
-    Ok(Added::Now)
+    Ok(atomically(conn, |conn| {
+        let g = existing(conn, group)?;
+        let user = existing_user(conn, username)?;
+        if !groups::add_member(conn, &g.id, &user.id, now)? {
+            return Ok::<_, StorageError>(Added::Already);
+        }
+        by.event(EventType::GroupMemberAdded)
+            .target(group)
+            .details(json!({ "username": username }))
+            .record(conn, now)?;
+        Ok(Added::Now)
+    })?)
 }
 
 /// Ends `username`'s membership of `group`; an error when there is none.
@@ -128,17 +147,22 @@ pub fn remove_member(
     conn: &mut AnyConnection,
     group: &str,
     username: &str,
-    actor: &str,
+    by: &By,
+    now: i64,
 ) -> Result<(), GroupError> {
-    let g = existing(conn, group)?;
-    let user = existing_user(conn, username)?;
-    if !groups::remove_member(conn, &g.id, &user.id)? {
-        return Err(
-            StorageError::NotFound(format!("{username:?} is not a member of {group:?}")).into(),
-        );
-    }
-    tracing::info!(target: "audit", event = "group.member_removed", group = %group,
-        user = %username, actor = %actor);
+    atomically(conn, |conn| {
+        let g = existing(conn, group)?;
+        let user = existing_user(conn, username)?;
+        if !groups::remove_member(conn, &g.id, &user.id)? {
+            return Err(StorageError::NotFound(format!(
+                "{username:?} is not a member of {group:?}"
+            )));
+        }
+        by.event(EventType::GroupMemberRemoved)
+            .target(group)
+            .details(json!({ "username": username }))
+            .record(conn, now)
+    })?;
     Ok(())
 }
 

@@ -4,10 +4,11 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::audit::{By, EventType};
 use crate::oauth::resource_metadata::ResourceMetadata;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::storage::resources::{self, ResourceRow};
-use crate::storage::{AnyConnection, StorageError};
+use crate::storage::{atomically, AnyConnection, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResourceError {
@@ -75,6 +76,56 @@ pub fn register(
     })
 }
 
+/// [`register`] with its audit event, in one transaction.
+pub fn create(
+    conn: &mut AnyConnection,
+    metadata_json: &[u8],
+    by: &By,
+    now: i64,
+) -> Result<ResourceRecord, ResourceError> {
+    atomically(conn, |conn| {
+        let record = register(conn, metadata_json, now)?;
+        by.event(EventType::ResourceAdded)
+            .target(record.metadata.resource.as_str())
+            .details(json!({ "scope": record.metadata.scope }))
+            .record(conn, now)?;
+        Ok(record)
+    })
+}
+
+/// Replaces the registration of `resource` with `metadata_json`, checked as at registration;
+/// its `resource` must stay the same (the URI is the resource's identity and tokens' `aud`).
+pub fn update(
+    conn: &mut AnyConnection,
+    resource: &str,
+    metadata_json: &[u8],
+    by: &By,
+    now: i64,
+) -> Result<ResourceRecord, ResourceError> {
+    let metadata = ResourceMetadata::from_json(metadata_json).map_err(ResourceError::Metadata)?;
+    if metadata.resource != resource {
+        return Err(ResourceError::Metadata(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            format!("resource must stay {resource:?}; register a new resource server instead"),
+        )));
+    }
+    atomically(conn, |conn| {
+        let row = resources::get(conn, resource)?
+            .ok_or_else(|| StorageError::NotFound(format!("no resource {resource:?}")))?;
+        let stored =
+            serde_json::to_string(&metadata).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        resources::update(conn, resource, &stored)?;
+        by.event(EventType::ResourceUpdated)
+            .target(resource)
+            .details(json!({ "scope": metadata.scope }))
+            .record(conn, now)?;
+        Ok(ResourceRecord {
+            metadata,
+            created_at: row.created_at,
+        })
+    })
+}
+
 /// Every registered resource, ordered by URI.
 pub fn list(conn: &mut AnyConnection) -> Result<Vec<ResourceRecord>, StorageError> {
     resources::all(conn)?
@@ -95,8 +146,18 @@ pub fn show(
 
 /// Removes a resource; tokens already issued for it stay valid until they expire, and grants
 /// that named it can no longer be refreshed (the resource is unknown: `invalid_target`).
-pub fn remove(conn: &mut AnyConnection, resource: &str) -> Result<(), StorageError> {
-    resources::remove(conn, resource)
+pub fn remove(
+    conn: &mut AnyConnection,
+    resource: &str,
+    by: &By,
+    now: i64,
+) -> Result<(), StorageError> {
+    atomically(conn, |conn| {
+        resources::remove(conn, resource)?;
+        by.event(EventType::ResourceRemoved)
+            .target(resource)
+            .record(conn, now)
+    })
 }
 
 /// The metadata of a registered resource, for the protocol.

@@ -8,10 +8,9 @@ use serde_json::Value;
 use super::users::storage_error;
 use super::{open, print_json, read_input, UsageError};
 use crate::admin::clients::{self as admin, ClientError};
-use crate::audit::{By, EventType};
+use crate::audit::By;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::storage::{atomically, clients};
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -34,6 +33,21 @@ pub enum ClientCommand {
         #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
+    /// Replace a client's whole registration with new RFC 7591 metadata (checked as at
+    /// registration; the client id stays). Prints the client; a client that starts to use a
+    /// secret-based method gets a client_secret, shown this once.
+    Update {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+        /// Metadata file, or - for standard input (the default).
+        #[arg(long, value_name = "FILE|-", default_value = "-")]
+        metadata: PathBuf,
+    },
+    /// Give a client a new secret, printed once as JSON; the old one stops working.
+    RotateSecret {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
     /// Delete a client.
     Remove {
         #[arg(allow_hyphen_values = true)]
@@ -50,38 +64,31 @@ pub fn run(cmd: ClientCommand, settings: &Settings) -> anyhow::Result<()> {
         } => {
             let json = read_input(&metadata)?;
             let now = Clock::system().now();
-            let registered = core.db.with_conn(|c| {
-                atomically(c, |c| {
-                    let response = admin::register(c, &core.master, &json, client_id, now)?;
-                    let id = response["client_id"].as_str().unwrap_or_default();
-                    By::cli()
-                        .event(EventType::ClientAdded)
-                        .target(id)
-                        .details(serde_json::json!({
-                            "grant_types": response["grant_types"],
-                            "scope": response["scope"],
-                        }))
-                        .record(c, now)?;
-                    Ok::<_, ClientError>(response)
-                })
-            });
-            match registered {
-                Ok(response) => print_json(&response),
-                Err(ClientError::Storage(e @ crate::storage::StorageError::Query(_))) => {
-                    return Err(e.into())
-                }
-                Err(e) => {
-                    eprintln!("{}", e.to_json());
-                    return Err(UsageError(e.to_string()).into());
-                }
-            }
+            let registered = core
+                .db
+                .with_conn(|c| admin::create(c, &core.master, &json, client_id, &By::cli(), now));
+            print_json(&answer(registered)?);
+        }
+        ClientCommand::Update {
+            client_id,
+            metadata,
+        } => {
+            let json = read_input(&metadata)?;
+            let now = Clock::system().now();
+            let updated = core
+                .db
+                .with_conn(|c| admin::update(c, &core.master, &client_id, &json, &By::cli(), now));
+            print_json(&answer(updated)?);
+        }
+        ClientCommand::RotateSecret { client_id } => {
+            let now = Clock::system().now();
+            let rotated = core
+                .db
+                .with_conn(|c| admin::rotate_secret(c, &core.master, &client_id, &By::cli(), now));
+            print_json(&answer(rotated)?);
         }
         ClientCommand::List { json } => {
-            let rows = core.db.with_conn(clients::all).map_err(storage_error)?;
-            let described = rows
-                .iter()
-                .map(|r| admin::metadata_of(r).map(|m| admin::describe(r, &m)))
-                .collect::<Result<Vec<_>, _>>()?;
+            let described = core.db.with_conn(admin::list).map_err(storage_error)?;
             if json {
                 print_json(&Value::Array(described));
             } else {
@@ -105,28 +112,32 @@ pub fn run(cmd: ClientCommand, settings: &Settings) -> anyhow::Result<()> {
             }
         }
         ClientCommand::Show { client_id } => {
-            let row = core
+            let shown = core
                 .db
-                .with_conn(|c| clients::get(c, &client_id))
+                .with_conn(|c| admin::show(c, &client_id))
                 .map_err(storage_error)?
                 .ok_or_else(|| UsageError(format!("no client {client_id:?}")))?;
-            print_json(&admin::describe(&row, &admin::metadata_of(&row)?));
+            print_json(&shown);
         }
         ClientCommand::Remove { client_id } => {
             let now = Clock::system().now();
             core.db
-                .with_conn(|c| {
-                    atomically(c, |c| {
-                        clients::remove(c, &client_id)?;
-                        By::cli()
-                            .event(EventType::ClientRemoved)
-                            .target(client_id.as_str())
-                            .record(c, now)
-                    })
-                })
+                .with_conn(|c| admin::remove(c, &client_id, &By::cli(), now))
                 .map_err(storage_error)?;
             eprintln!("client {client_id} removed");
         }
     }
     Ok(())
+}
+
+/// The answer of a change, or its RFC 7591 error body on standard error and a usage error.
+fn answer(result: Result<Value, ClientError>) -> anyhow::Result<Value> {
+    match result {
+        Ok(response) => Ok(response),
+        Err(ClientError::Storage(e @ crate::storage::StorageError::Query(_))) => Err(e.into()),
+        Err(e) => {
+            eprintln!("{}", e.to_json());
+            Err(UsageError(e.to_string()).into())
+        }
+    }
 }

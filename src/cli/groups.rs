@@ -6,12 +6,10 @@ use serde_json::Value;
 use super::users::storage_error;
 use super::{open, print_json, UsageError};
 use crate::admin::groups::{self as admin, Added, GroupError};
+use crate::audit::By;
 use crate::clock::{rfc3339, Clock};
 use crate::config::Settings;
 use crate::storage::groups::GroupListing;
-
-/// Who the audit lines name for a change made here.
-const ACTOR: &str = "cli";
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
@@ -61,7 +59,7 @@ pub fn run(cmd: GroupCommand, settings: &Settings) -> anyhow::Result<()> {
         GroupCommand::Add { name } => {
             let row = core
                 .db
-                .with_conn(|c| admin::add(c, &name, ACTOR, now))
+                .with_conn(|c| admin::add(c, &name, &By::cli(), now))
                 .map_err(group_error)?;
             print_json(&admin::describe(&GroupListing {
                 group: row,
@@ -70,13 +68,13 @@ pub fn run(cmd: GroupCommand, settings: &Settings) -> anyhow::Result<()> {
         }
         GroupCommand::Remove { name } => {
             core.db
-                .with_conn(|c| admin::remove(c, &name, ACTOR))
+                .with_conn(|c| admin::remove(c, &name, &By::cli(), now))
                 .map_err(group_error)?;
             eprintln!("group {name} removed");
         }
         GroupCommand::Rename { name, new_name } => {
             core.db
-                .with_conn(|c| admin::rename(c, &name, &new_name, ACTOR))
+                .with_conn(|c| admin::rename(c, &name, &new_name, &By::cli(), now))
                 .map_err(group_error)?;
             eprintln!("group {name} renamed to {new_name}");
         }
@@ -117,7 +115,7 @@ pub fn run(cmd: GroupCommand, settings: &Settings) -> anyhow::Result<()> {
         } => {
             let added = core
                 .db
-                .with_conn(|c| admin::add_member(c, &group, &username, ACTOR, now))
+                .with_conn(|c| admin::add_member(c, &group, &username, &By::cli(), now))
                 .map_err(group_error)?;
             match added {
                 Added::Now => eprintln!("{username} added to {group}"),
@@ -128,7 +126,7 @@ pub fn run(cmd: GroupCommand, settings: &Settings) -> anyhow::Result<()> {
             cmd: MemberCommand::Remove { group, username },
         } => {
             core.db
-                .with_conn(|c| admin::remove_member(c, &group, &username, ACTOR))
+                .with_conn(|c| admin::remove_member(c, &group, &username, &By::cli(), now))
                 .map_err(group_error)?;
             eprintln!("{username} removed from {group}");
         }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::users::storage_error;
 use super::{open, print_json, UsageError};
@@ -15,7 +15,7 @@ use crate::crypto::keys::SigningAlg;
 use crate::crypto::master_key::MasterKey;
 use crate::crypto::rewrap::{self, RewrapError};
 use crate::crypto::rotation::{self, KeyError, Lifecycle};
-use crate::storage::signing_keys::{self, KeyRow};
+use crate::storage::signing_keys;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -49,20 +49,7 @@ pub enum KeysCommand {
     },
 }
 
-/// A key as the CLI and the admin API show it.
-pub fn describe(row: &KeyRow) -> Value {
-    let date = |t: Option<i64>| t.map(rfc3339);
-    json!({
-        "kid": row.kid,
-        "alg": row.alg,
-        "state": row.state,
-        "created_at": rfc3339(row.created_at),
-        "activated_at": date(row.activated_at),
-        "retiring_at": date(row.retiring_at),
-        "retire_after": date(row.retire_after),
-        "retired_at": date(row.retired_at),
-    })
-}
+pub use crate::admin::keys::describe;
 
 fn key_error(e: KeyError) -> anyhow::Error {
     match e {

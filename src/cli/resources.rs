@@ -8,10 +8,10 @@ use serde_json::Value;
 use super::users::storage_error;
 use super::{open, print_json, read_input, UsageError};
 use crate::admin::resources::{self as admin, ResourceError};
-use crate::audit::{By, EventType};
+use crate::audit::By;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::storage::{atomically, StorageError};
+use crate::storage::StorageError;
 
 #[derive(Debug, Subcommand)]
 pub enum ResourceCommand {
@@ -39,17 +39,9 @@ pub fn run(cmd: ResourceCommand, settings: &Settings) -> anyhow::Result<()> {
         ResourceCommand::Add { metadata } => {
             let json = read_input(&metadata)?;
             let now = Clock::system().now();
-            let registered = core.db.with_conn(|c| {
-                atomically(c, |c| {
-                    let record = admin::register(c, &json, now)?;
-                    By::cli()
-                        .event(EventType::ResourceAdded)
-                        .target(record.metadata.resource.as_str())
-                        .details(serde_json::json!({ "scope": record.metadata.scope }))
-                        .record(c, now)?;
-                    Ok::<_, ResourceError>(record)
-                })
-            });
+            let registered = core
+                .db
+                .with_conn(|c| admin::create(c, &json, &By::cli(), now));
             match registered {
                 Ok(record) => print_json(&to_json(&record)?),
                 Err(ResourceError::Storage(e @ StorageError::Query(_))) => return Err(e.into()),
@@ -88,15 +80,7 @@ pub fn run(cmd: ResourceCommand, settings: &Settings) -> anyhow::Result<()> {
         ResourceCommand::Remove { resource } => {
             let now = Clock::system().now();
             core.db
-                .with_conn(|c| {
-                    atomically(c, |c| {
-                        admin::remove(c, &resource)?;
-                        By::cli()
-                            .event(EventType::ResourceRemoved)
-                            .target(resource.as_str())
-                            .record(c, now)
-                    })
-                })
+                .with_conn(|c| admin::remove(c, &resource, &By::cli(), now))
                 .map_err(storage_error)?;
             eprintln!("resource {resource} removed");
         }

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use serde_json::{json, Map, Value};
 
 use super::{open, print_json, read_input, read_stdin_secret, UsageError};
-use crate::admin::users::{self as admin, NewUser, UserError};
+use crate::admin::users::{self as admin, links, NewUser, UserError};
 use crate::audit::{By, Event, EventType};
 use crate::clock::{rfc3339, Clock};
 use crate::config::Settings;
@@ -30,9 +30,17 @@ pub enum UserCommand {
         /// A JSON object of further standard claims (given_name, locale, address, …).
         #[arg(long, value_name = "FILE")]
         claims: Option<PathBuf>,
-        /// Read the password from standard input (required).
-        #[arg(long, required = true)]
+        /// Read the password from standard input.
+        #[arg(
+            long,
+            required_unless_present = "no_password",
+            conflicts_with = "no_password"
+        )]
         password_stdin: bool,
+        /// Create the user without a password: the JSON printed holds a one-time link
+        /// (`password_link.url`, valid 24 h) with which they choose one.
+        #[arg(long)]
+        no_password: bool,
     },
     /// Set a new password, read from standard input (ends the user's sessions and tokens).
     Passwd {
@@ -57,6 +65,9 @@ pub enum UserCommand {
     Unlock { username: String },
     /// Delete a user.
     Remove { username: String },
+    /// A new one-time password-set link for the user (replacing an earlier one), printed as
+    /// JSON `{"url", "expires_at"}`; valid 24 h, used once.
+    PasswordLink { username: String },
     /// The user's TOTP second factor.
     Totp {
         #[command(subcommand)]
@@ -74,6 +85,14 @@ pub enum TotpCommand {
     Add { username: String },
     /// Remove the user's TOTP factor and their recovery codes.
     Remove { username: String },
+}
+
+/// A password-set link as printed: its URL under the issuer and when it expires.
+fn link_json(settings: &Settings, link: &links::IssuedLink) -> Value {
+    json!({
+        "url": link.url(&settings.issuer),
+        "expires_at": rfc3339(link.expires_at),
+    })
 }
 
 fn user_error(e: UserError) -> anyhow::Error {
@@ -105,20 +124,6 @@ fn event(kind: EventType, username: &str) -> Event {
 pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
     let core = open(settings)?;
     let now = Clock::system().now();
-    // A change and its audit event, in one transaction.
-    let with =
-        |kind: EventType,
-         username: &str,
-         f: &dyn Fn(&mut crate::storage::AnyConnection) -> Result<(), StorageError>| {
-            core.db
-                .with_conn(|c| {
-                    atomically(c, |c| {
-                        f(c)?;
-                        event(kind, username).record(c, now)
-                    })
-                })
-                .map_err(storage_error)
-        };
     match cmd {
         UserCommand::Add {
             username,
@@ -128,6 +133,7 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
             admin,
             claims,
             password_stdin: _,
+            no_password,
         } => {
             let claims: Map<String, Value> = match claims {
                 Some(path) => serde_json::from_slice(&read_input(&path)?)
@@ -142,52 +148,54 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
                 admin,
                 claims,
             };
-            let secret = read_stdin_secret()?;
-            admin::prepare(&new, &secret).map_err(user_error)?;
-            let hash = password::hash(&secret);
-            let row = core
+            let hash = if no_password {
+                admin::check_new(&new).map_err(user_error)?;
+                None
+            } else {
+                let secret = read_stdin_secret()?;
+                admin::prepare(&new, &secret).map_err(user_error)?;
+                Some(password::hash(&secret))
+            };
+            let created = core
                 .db
-                .with_conn(|c| {
-                    atomically(c, |c| {
-                        let row = admin::insert(c, new, hash, now)?;
-                        event(EventType::UserCreated, &row.username)
-                            .details(json!({ "admin": row.is_admin }))
-                            .record(c, now)?;
-                        Ok::<_, UserError>(row)
-                    })
-                })
+                .with_conn(|c| admin::create(c, new, hash, links::DEFAULT_TTL, &By::cli(), now))
                 .map_err(user_error)?;
-            print_json(&admin::describe(&row));
+            let mut shown = admin::describe(&created.user);
+            if let Some(link) = &created.link {
+                shown["password_link"] = link_json(settings, link);
+            }
+            print_json(&shown);
+        }
+        UserCommand::PasswordLink { username } => {
+            let link = core
+                .db
+                .with_conn(|c| links::issue_for(c, &username, links::DEFAULT_TTL, &By::cli(), now))
+                .map_err(storage_error)?;
+            print_json(&link_json(settings, &link));
         }
         UserCommand::Passwd { username, .. } => {
             let secret = read_stdin_secret()?;
             core.db
-                .with_conn(|c| {
-                    atomically(c, |c| {
-                        admin::set_password(c, &username, &secret, now)?;
-                        event(EventType::UserPasswordChanged, &username).record(c, now)?;
-                        Ok::<_, UserError>(())
-                    })
-                })
+                .with_conn(|c| admin::set_password(c, &username, &secret, &By::cli(), now))
                 .map_err(user_error)?;
             eprintln!("password of {username} changed");
         }
         UserCommand::Disable { username } => {
-            with(EventType::UserDisabled, &username, &|c| {
-                admin::disable(c, &username, now)
-            })?;
+            core.db
+                .with_conn(|c| admin::disable(c, &username, &By::cli(), now))
+                .map_err(storage_error)?;
             eprintln!("{username} disabled; their sessions and tokens no longer work");
         }
         UserCommand::Enable { username } => {
-            with(EventType::UserEnabled, &username, &|c| {
-                users::set_disabled(c, &username, false, now)
-            })?;
+            core.db
+                .with_conn(|c| admin::enable(c, &username, &By::cli(), now))
+                .map_err(storage_error)?;
             eprintln!("{username} enabled");
         }
         UserCommand::LogoutEverywhere { username } => {
-            with(EventType::UserLoggedOutEverywhere, &username, &|c| {
-                users::set_tokens_valid_after(c, &username, now)
-            })?;
+            core.db
+                .with_conn(|c| admin::logout_everywhere(c, &username, &By::cli(), now))
+                .map_err(storage_error)?;
             eprintln!(
                 "tokens and sessions of {username} issued before {} are no longer valid",
                 rfc3339(now)
@@ -238,15 +246,15 @@ pub fn run(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
             print_json(&shown);
         }
         UserCommand::Unlock { username } => {
-            with(EventType::UserUnlocked, &username, &|c| {
-                admin::unlock(c, &username, now)
-            })?;
+            core.db
+                .with_conn(|c| admin::unlock(c, &username, &By::cli(), now))
+                .map_err(storage_error)?;
             eprintln!("{username} unlocked: failed sign-ins forgotten");
         }
         UserCommand::Remove { username } => {
-            with(EventType::UserRemoved, &username, &|c| {
-                users::remove(c, &username)
-            })?;
+            core.db
+                .with_conn(|c| admin::remove(c, &username, &By::cli(), now))
+                .map_err(storage_error)?;
             eprintln!("{username} removed");
         }
         UserCommand::Totp {

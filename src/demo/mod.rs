@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::admin::{clients as admin_clients, users as admin_users};
+use crate::audit::By;
 use crate::clock::Clock;
 use crate::config::{Secret, Settings, TlsSettings};
 use crate::crypto::master_key::MasterKey;
@@ -317,8 +318,14 @@ fn ensure_user(c: &mut AnyConnection, dir: &Path, now: i64) -> anyhow::Result<De
         // The printed password must work, even after `sigil user passwd demo`.
         Some(row)
             if saved.is_some() && password::verify(&credentials.password, &row.password_hash) => {}
-        Some(_) => admin_users::set_password(c, &credentials.username, &credentials.password, now)
-            .map_err(|e| anyhow::anyhow!("demo user: {e}"))?,
+        Some(_) => admin_users::set_password(
+            c,
+            &credentials.username,
+            &credentials.password,
+            &By::cli(),
+            now,
+        )
+        .map_err(|e| anyhow::anyhow!("demo user: {e}"))?,
         None => {
             let new = admin_users::NewUser {
                 username: credentials.username.clone(),
@@ -338,7 +345,7 @@ fn ensure_user(c: &mut AnyConnection, dir: &Path, now: i64) -> anyhow::Result<De
             admin_users::prepare(&new, &credentials.password)
                 .map_err(|e| anyhow::anyhow!("demo user: {e}"))?;
             let hash = password::hash(&credentials.password);
-            admin_users::insert(c, new, hash, now)
+            admin_users::create(c, new, Some(hash), 0, &By::cli(), now)
                 .map_err(|e| anyhow::anyhow!("demo user: {e}"))?;
         }
     }

@@ -59,3 +59,23 @@ pub fn reseal(
         .execute(conn)?;
     Ok(())
 }
+
+/// Replaces the client's metadata and sealed secret (`None`: the client has no secret).
+pub fn update(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    metadata: &str,
+    secret_sealed: Option<&[u8]>,
+) -> Result<(), StorageError> {
+    let n = diesel::update(dsl::clients.filter(dsl::client_id.eq(client_id)))
+        .set((
+            dsl::metadata.eq(metadata),
+            dsl::secret_sealed.eq(secret_sealed),
+        ))
+        .execute(conn)?;
+    if n == 0 {
+        return Err(StorageError::NotFound(format!("no client {client_id:?}")));
+    }
+    // Tokens check the client's registration: moved so that every node reloads it.
+    revisions::bump(conn, revisions::TOKENS)
+}

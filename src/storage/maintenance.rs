@@ -39,7 +39,7 @@ enum Cutoff {
 /// Every purge, in the order a run makes them: first what unauthenticated requests create, then
 /// what sign-ins leave. Grants come before codes and refresh tokens, which their deletion
 /// cascades to (indexes `authorization_codes_grant`, `refresh_tokens_grant`).
-pub const PURGES: [Purge; 12] = [
+pub const PURGES: [Purge; 13] = [
     // Parked authorization requests nobody finished: what unauthenticated requests create most.
     Purge {
         table: "auth_requests",
@@ -109,6 +109,13 @@ pub const PURGES: [Purge; 12] = [
     // Browsers trusted for an account (the `sigil_device` cookie) past their year.
     Purge {
         table: "trusted_devices",
+        expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+    // One-time password-set links past their expiry (index `password_links_expiry`): an
+    // expired link is refused whatever its row says.
+    Purge {
+        table: "password_links",
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },

@@ -13,6 +13,7 @@ pub mod groups;
 pub mod login_failures;
 pub mod maintenance;
 pub mod passkeys;
+pub mod password_links;
 pub mod resources;
 pub mod revisions;
 pub mod revoked_tokens;

@@ -209,3 +209,8 @@ pub fn take_ceremony(
         diesel::delete(wc::webauthn_ceremonies.filter(wc::id_hash.eq(id_hash))).execute(conn)?;
     Ok((removed == 1 && row.expires_at > now).then_some(row))
 }
+
+/// Removes every passkey of the user (an administrator's reset); how many there were.
+pub fn remove_all_of_user(conn: &mut AnyConnection, user_id: &str) -> Result<usize, StorageError> {
+    Ok(diesel::delete(pk::passkeys.filter(pk::user_id.eq(user_id))).execute(conn)?)
+}

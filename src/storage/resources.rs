@@ -44,3 +44,17 @@ pub fn remove(conn: &mut AnyConnection, resource: &str) -> Result<(), StorageErr
     }
     Ok(())
 }
+
+pub fn update(
+    conn: &mut AnyConnection,
+    resource: &str,
+    metadata: &str,
+) -> Result<(), StorageError> {
+    let n = diesel::update(dsl::resources.filter(dsl::resource.eq(resource)))
+        .set(dsl::metadata.eq(metadata))
+        .execute(conn)?;
+    if n == 0 {
+        return Err(StorageError::NotFound(format!("no resource {resource:?}")));
+    }
+    Ok(())
+}

@@ -260,3 +260,12 @@ diesel::table! {
         details -> Text,
     }
 }
+
+diesel::table! {
+    password_links (user_id) {
+        user_id -> Text,
+        token_hash -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}

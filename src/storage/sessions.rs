@@ -100,3 +100,49 @@ pub fn end(conn: &mut AnyConnection, id_hash: &str, now: i64) -> Result<(), Stor
     .execute(conn)?;
     Ok(())
 }
+
+/// The live session whose public id (`sid`, as in ID tokens) is `sid`.
+pub fn live_by_sid(
+    conn: &mut AnyConnection,
+    sid: &str,
+    now: i64,
+) -> Result<Option<SessionRow>, StorageError> {
+    if !super::storable(sid) {
+        return Ok(None);
+    }
+    Ok(dsl::sessions
+        .filter(dsl::sid.eq(sid))
+        .filter(dsl::ended_at.is_null())
+        .filter(dsl::expires_at.gt(now))
+        .first(conn)
+        .optional()?)
+}
+
+/// One page of live sessions, newest first, of one user or of everyone: keyset pagination on
+/// `(created_at, sid)` (index `sessions_created`), starting below `before`.
+pub fn live_page(
+    conn: &mut AnyConnection,
+    user_id: Option<&str>,
+    before: Option<(i64, &str)>,
+    limit: i64,
+    now: i64,
+) -> Result<Vec<SessionRow>, StorageError> {
+    let mut query = dsl::sessions
+        .filter(dsl::ended_at.is_null())
+        .filter(dsl::expires_at.gt(now))
+        .into_boxed();
+    if let Some(user_id) = user_id {
+        query = query.filter(dsl::user_id.eq(user_id.to_string()));
+    }
+    if let Some((created_at, sid)) = before {
+        query = query.filter(
+            dsl::created_at.lt(created_at).or(dsl::created_at
+                .eq(created_at)
+                .and(dsl::sid.lt(sid.to_string()))),
+        );
+    }
+    Ok(query
+        .order((dsl::created_at.desc(), dsl::sid.desc()))
+        .limit(limit)
+        .load(conn)?)
+}

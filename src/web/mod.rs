@@ -13,6 +13,7 @@ pub mod forms;
 pub mod login;
 pub mod logout;
 pub mod passkeys;
+pub mod password_set;
 pub mod second_factor;
 pub mod session;
 pub mod strength;

@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{caller, json_body, ok, ApiError};
+use super::{acting, caller, json_body, ok, ApiError};
 use crate::admin::groups::{self as admin, Added, GroupError};
 use crate::state::AppState;
 use crate::storage::groups::GroupListing;
@@ -34,11 +34,6 @@ impl From<GroupError> for ApiError {
             GroupError::Storage(s) => s.into(),
         }
     }
-}
-
-/// The actor the audit lines name for a change through the admin API.
-fn actor(client_id: &str) -> String {
-    format!("client:{client_id}")
 }
 
 /// `{"name": …}`: the body of a creation and of a rename.
@@ -77,9 +72,9 @@ async fn add(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = actor(&caller(&req, &state).await?);
-    let name = name_of(&body)?;
+    let who = acting(&req, &state).await?;
     let now = state.clock.now();
+    let name = name_of(&body)?;
     let row = state
         .db
         .run(move |conn| admin::add(conn, &name, &who, now))
@@ -97,13 +92,14 @@ async fn rename(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = actor(&caller(&req, &state).await?);
+    let who = acting(&req, &state).await?;
+    let now = state.clock.now();
     let new_name = name_of(&body)?;
     let name = path.into_inner();
     let listing = state
         .db
         .run(move |conn| {
-            let group = admin::rename(conn, &name, &new_name, &who)?;
+            let group = admin::rename(conn, &name, &new_name, &who, now)?;
             let members = admin::members(conn, &group.name)?.len() as i64;
             Ok::<_, GroupError>(GroupListing { group, members })
         })
@@ -116,11 +112,12 @@ async fn remove(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = actor(&caller(&req, &state).await?);
+    let who = acting(&req, &state).await?;
+    let now = state.clock.now();
     let name = path.into_inner();
     state
         .db
-        .run(move |conn| admin::remove(conn, &name, &who))
+        .run(move |conn| admin::remove(conn, &name, &who, now))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -146,9 +143,9 @@ async fn add_member(
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = actor(&caller(&req, &state).await?);
-    let (group, username) = path.into_inner();
+    let who = acting(&req, &state).await?;
     let now = state.clock.now();
+    let (group, username) = path.into_inner();
     let (g, u) = (group.clone(), username.clone());
     let added = state
         .db
@@ -168,11 +165,12 @@ async fn remove_member(
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = actor(&caller(&req, &state).await?);
+    let who = acting(&req, &state).await?;
+    let now = state.clock.now();
     let (group, username) = path.into_inner();
     state
         .db
-        .run(move |conn| admin::remove_member(conn, &group, &username, &who))
+        .run(move |conn| admin::remove_member(conn, &group, &username, &who, now))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

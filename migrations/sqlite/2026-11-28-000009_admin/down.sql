@@ -1,0 +1,3 @@
+DROP INDEX sessions_created;
+DROP INDEX users_email;
+DROP TABLE password_links;
