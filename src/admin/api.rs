@@ -271,7 +271,7 @@ async fn rotate_keys(
         web::block(move || rotation::rotate(&db, &master, lifecycle, &algs, ask.force, now, &by))
             .await
             .map_err(|_| StorageError::Canceled)??;
-    reload_keys(&state).await;
+    crate::admin::keys::reload(&state).await;
     Ok(ok(json!(done)))
 }
 
@@ -286,18 +286,8 @@ async fn retire_key(
     let row = web::block(move || rotation::retire(&db, &master, &kid, now, &by))
         .await
         .map_err(|_| StorageError::Canceled)??;
-    reload_keys(&state).await;
+    crate::admin::keys::reload(&state).await;
     Ok(ok(crate::admin::keys::describe(&row)))
-}
-
-/// This node serves the new JWKS at once; the others within `keys.refresh_interval`.
-async fn reload_keys(state: &AppState) {
-    let (db, master) = (state.db.clone(), state.master.clone());
-    match web::block(move || crate::startup::load_snapshot(&db, &master)).await {
-        Ok(Ok(snapshot)) => state.keyring.replace(snapshot),
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not reload keys after an admin change"),
-        Err(_) => tracing::warn!("could not reload keys after an admin change"),
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,6 +1,8 @@
 //! The console's clients: the list; registration from a form of the common fields or from
-//! pasted RFC 7591 metadata JSON (`admin::clients::register`, as `sigil client add` does), its
-//! secret shown on that one answer; a client's page with its full metadata; removal.
+//! pasted RFC 7591 metadata JSON (`admin::clients::create`, as `sigil client add` and the admin
+//! API do), its secret shown on that one answer; a client's page with its full metadata, which
+//! is edited as JSON (`update`: every field); a new secret (`rotate_secret`, shown once);
+//! removal.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -9,10 +11,9 @@ use serde_json::{json, Map, Value};
 
 use super::{change, done, page, query, refusal, viewer, Admin, Chrome};
 use crate::admin::clients::{self as admin_clients, ClientError};
-use crate::audit::EventType;
 use crate::oauth::form::Params;
 use crate::state::AppState;
-use crate::storage::{atomically, clients};
+use crate::storage::clients;
 use crate::web::first_party::failed;
 
 const PATH: &str = "/admin/clients";
@@ -58,6 +59,8 @@ struct ClientPage {
     /// A secret made by this answer: shown once.
     secret: Option<String>,
     first_party: bool,
+    /// Whether the client authenticates with a secret (one can be rotated).
+    has_secret: bool,
 }
 
 /// GET /admin/clients
@@ -183,49 +186,22 @@ pub async fn create(
         Err(e) => return list_error(&req, &state, &admin, StatusCode::BAD_REQUEST, e, form).await,
     };
     let client_id = (!form.client_id.is_empty()).then(|| form.client_id.clone());
-    let (master, now) = (state.master.clone(), state.clock.now());
-    let by = admin.by.clone();
+    let (master, now, by) = (state.master.clone(), state.clock.now(), admin.by.clone());
     let registered = state
         .db
-        .run(move |c| {
-            atomically(c, |c| {
-                let response = admin_clients::register(c, &master, &json, client_id, now)?;
-                let id = response["client_id"].as_str().unwrap_or_default();
-                by.event(EventType::ClientAdded)
-                    .target(id)
-                    .details(json!({
-                        "grant_types": response["grant_types"],
-                        "scope": response["scope"],
-                    }))
-                    .record(c, now)?;
-                Ok::<_, ClientError>(response)
-            })
-        })
+        .run(move |c| admin_clients::create(c, &master, &json, client_id, &by, now))
         .await;
     let response = match registered {
         Ok(response) => response,
-        Err(ClientError::Storage(e)) => match refusal(&e) {
-            Some((status, message)) => {
-                return list_error(&req, &state, &admin, status, message, form).await
-            }
-            None => return failed(e),
-        },
-        Err(ClientError::Metadata(e)) => {
-            let message = format!(
-                "The client was not registered: {}. Nothing was changed.",
-                e.description.as_deref().unwrap_or(e.code.as_str())
-            );
-            return list_error(&req, &state, &admin, StatusCode::BAD_REQUEST, message, form).await;
+        Err(e) => {
+            let (status, message) = match refused_because(e, "registered") {
+                Ok(refused) => refused,
+                Err(response) => return response,
+            };
+            return list_error(&req, &state, &admin, status, message, form).await;
         }
     };
-    let mut described = response.clone();
-    let secret = described
-        .as_object_mut()
-        .and_then(|o| {
-            o.remove("client_secret_expires_at");
-            o.remove("client_secret")
-        })
-        .and_then(|s| s.as_str().map(str::to_string));
+    let (described, secret) = without_secret(response);
     let mut chrome = admin.chrome("clients", &req, &state);
     chrome.notice = Some(if secret.is_some() {
         "The client was registered. Copy its secret now: it is shown only this once."
@@ -234,6 +210,32 @@ pub async fn create(
          its own keys)."
     });
     client_page(chrome, &described, secret)
+}
+
+/// Why a change to a client was refused, in words (`Err`: Sigil's own failure, answered).
+fn refused_because(e: ClientError, what: &str) -> Result<(StatusCode, String), HttpResponse> {
+    match e {
+        ClientError::Storage(e) => refusal(&e).ok_or_else(|| failed(e)),
+        ClientError::Metadata(e) => Ok((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The client was not {what}: {}. Nothing was changed.",
+                e.description.as_deref().unwrap_or(e.code.as_str())
+            ),
+        )),
+    }
+}
+
+/// The RFC 7591 response without its secret, and the secret.
+fn without_secret(mut response: Value) -> (Value, Option<String>) {
+    let secret = response
+        .as_object_mut()
+        .and_then(|o| {
+            o.remove("client_secret_expires_at");
+            o.remove("client_secret")
+        })
+        .and_then(|s| s.as_str().map(str::to_string));
+    (response, secret)
 }
 
 async fn list_error(
@@ -256,6 +258,9 @@ fn client_page(chrome: Chrome, described: &Value, secret: Option<String>) -> Htt
         metadata: serde_json::to_string_pretty(described).unwrap_or_default(),
         secret,
         first_party: is_first_party(&client_id),
+        has_secret: described["token_endpoint_auth_method"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("client_secret")),
         client_id,
     };
     page(StatusCode::OK, &view)
@@ -275,28 +280,21 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     let id = query(&req, &state)
         .and_then(|q| q.get("client_id").map(str::to_string))
         .unwrap_or_default();
-    let found = state.db.run(move |c| clients::get(c, &id)).await;
-    let row = match found {
-        Ok(Some(row)) => row,
+    let found = state.db.run(move |c| admin_clients::show(c, &id)).await;
+    match found {
+        Ok(Some(described)) => client_page(admin.chrome("clients", &req, &state), &described, None),
         Ok(None) => {
             let chrome = admin
                 .chrome("clients", &req, &state)
                 .with_error("There is no such client.");
-            return render_list(&state, chrome, StatusCode::NOT_FOUND, Form::default()).await;
+            render_list(&state, chrome, StatusCode::NOT_FOUND, Form::default()).await
         }
-        Err(e) => return failed(e),
-    };
-    match admin_clients::metadata_of(&row) {
-        Ok(m) => client_page(
-            admin.chrome("clients", &req, &state),
-            &admin_clients::describe(&row, &m),
-            None,
-        ),
         Err(e) => failed(e),
     }
 }
 
-/// POST /admin/clients/{action}, field `client_id`: `remove`.
+/// POST /admin/clients/{action}, field `client_id`: `remove`, `update` (field `metadata`, the
+/// full metadata JSON) or `rotate-secret` (the new secret shown once).
 pub async fn act(
     req: HttpRequest,
     action: web::Path<String>,
@@ -308,40 +306,71 @@ pub async fn act(
         Err(response) => return response,
     };
     let client_id = params.get("client_id").unwrap_or("").to_string();
-    if action.as_str() != "remove" {
-        let chrome = admin
-            .chrome("clients", &req, &state)
-            .with_error("The console cannot do that to a client. Nothing was changed.");
-        return render_list(&state, chrome, StatusCode::NOT_FOUND, Form::default()).await;
-    }
+    let refuse = |status: StatusCode, message: String| {
+        let chrome = admin.chrome("clients", &req, &state).with_error(message);
+        render_list(&state, chrome, status, Form::default())
+    };
     if is_first_party(&client_id) {
-        let chrome = admin.chrome("clients", &req, &state).with_error(
-            "This is one of Sigil's own clients (its account page or this console): it cannot \
-             be removed. Nothing was changed.",
-        );
-        return render_list(&state, chrome, StatusCode::CONFLICT, Form::default()).await;
+        let message = "This is one of Sigil's own clients (its account page or this console): \
+                       Sigil registers it at every start, so it is not changed here. Nothing was \
+                       changed."
+            .to_string();
+        return refuse(StatusCode::CONFLICT, message).await;
     }
-    let (event, now) = (
-        admin.event(EventType::ClientRemoved, &client_id),
-        state.clock.now(),
-    );
-    let removed = state
-        .db
-        .run(move |c| {
-            atomically(c, |c| {
-                clients::remove(c, &client_id)?;
-                event.record(c, now)
-            })
-        })
-        .await;
-    match removed {
-        Ok(()) => done(&state, PATH, "client-removed"),
-        Err(e) => match refusal(&e) {
-            Some((status, message)) => {
-                let chrome = admin.chrome("clients", &req, &state).with_error(message);
-                render_list(&state, chrome, status, Form::default()).await
+    let (master, now, by) = (state.master.clone(), state.clock.now(), admin.by.clone());
+    let id = client_id.clone();
+    let (changed, what) = match action.as_str() {
+        "remove" => {
+            let removed = state
+                .db
+                .run(move |c| admin_clients::remove(c, &id, &by, now))
+                .await;
+            match removed {
+                Ok(()) => return done(&state, PATH, "client-removed"),
+                Err(e) => (Err(ClientError::Storage(e)), "removed"),
             }
-            None => failed(e),
-        },
-    }
+        }
+        "update" => {
+            let metadata = params.get("metadata").unwrap_or("").to_string();
+            if serde_json::from_str::<Value>(&metadata).map_or(true, |v| !v.is_object()) {
+                let message = "The metadata must be a JSON object. Nothing was changed.".into();
+                return refuse(StatusCode::BAD_REQUEST, message).await;
+            }
+            let updated = state
+                .db
+                .run(move |c| admin_clients::update(c, &master, &id, metadata.as_bytes(), &by, now))
+                .await;
+            (updated, "changed")
+        }
+        "rotate-secret" => {
+            let rotated = state
+                .db
+                .run(move |c| admin_clients::rotate_secret(c, &master, &id, &by, now))
+                .await;
+            (rotated, "given a new secret")
+        }
+        _ => {
+            let message = "The console cannot do that to a client. Nothing was changed.".into();
+            return refuse(StatusCode::NOT_FOUND, message).await;
+        }
+    };
+    let response = match changed {
+        Ok(response) => response,
+        Err(e) => {
+            return match refused_because(e, what) {
+                Ok((status, message)) => refuse(status, message).await,
+                Err(response) => response,
+            }
+        }
+    };
+    let (described, secret) = without_secret(response);
+    let mut chrome = admin.chrome("clients", &req, &state);
+    chrome.notice = Some(match (action.as_str(), &secret) {
+        ("rotate-secret", Some(_)) => {
+            "The client has a new secret. Copy it now: it is shown only this once. The old \
+             secret no longer works."
+        }
+        _ => "The client's metadata was saved.",
+    });
+    client_page(chrome, &described, secret)
 }

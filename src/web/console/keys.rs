@@ -9,9 +9,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::{change, done, page, viewer, Admin, Chrome};
+use crate::admin::keys::{self as admin_keys, AlgorithmSchedule};
 use crate::clock::rfc3339;
 use crate::crypto::keys::SigningAlg;
 use crate::crypto::rotation::{self, KeyError, Lifecycle};
+use crate::crypto::schedule::Schedule;
 use crate::state::AppState;
 use crate::storage::signing_keys::{self, KeyRow};
 use crate::storage::StorageError;
@@ -28,7 +30,7 @@ struct KeyView {
 }
 
 struct AlgView {
-    alg: &'static str,
+    alg: String,
     keys: Vec<KeyView>,
     /// When the next key has been published long enough to sign.
     next_ready: String,
@@ -76,11 +78,12 @@ async fn render(
         Ok(rows) => rows,
         Err(e) => return failed(e),
     };
-    let lifecycle = Lifecycle::from_settings(&state.settings);
-    let period = state.settings.keys.rotation_period.as_secs() as i64;
-    let algs = SigningAlg::ALL
-        .iter()
-        .map(|alg| alg_view(alg.as_str(), &rows, lifecycle.min_publication, period))
+    let schedule = Schedule::from_settings(&state.settings);
+    let overview = admin_keys::overview(&rows, &schedule, state.clock.now());
+    let algs = overview
+        .algorithms
+        .into_iter()
+        .map(|timing| alg_view(timing, &rows))
         .collect();
     let view = KeysPage {
         chrome,
@@ -93,7 +96,7 @@ async fn render(
     page(status, &view)
 }
 
-fn alg_view(alg: &'static str, rows: &[KeyRow], min_publication: i64, period: i64) -> AlgView {
+fn alg_view(timing: AlgorithmSchedule, rows: &[KeyRow]) -> AlgView {
     let order = |s: &str| match s {
         "next" => 0,
         "active" => 1,
@@ -101,22 +104,12 @@ fn alg_view(alg: &'static str, rows: &[KeyRow], min_publication: i64, period: i6
     };
     let mut mine: Vec<&KeyRow> = rows
         .iter()
-        .filter(|r| r.alg == alg && r.state != "retired")
+        .filter(|r| r.alg == timing.alg && r.state != "retired")
         .collect();
     mine.sort_by_key(|r| (order(&r.state), r.created_at));
     let when = |t: Option<i64>| t.map(rfc3339).unwrap_or_else(|| "—".into());
-    let next_ready = when(
-        mine.iter()
-            .find(|r| r.state == "next")
-            .map(|r| r.created_at + min_publication),
-    );
-    let rotation_due = when(
-        mine.iter()
-            .find(|r| r.state == "active")
-            .map(|r| r.activated_at.unwrap_or(r.created_at) + period),
-    );
+    let or_dash = |t: Option<String>| t.unwrap_or_else(|| "—".into());
     AlgView {
-        alg,
         keys: mine
             .into_iter()
             .map(|r| KeyView {
@@ -127,8 +120,9 @@ fn alg_view(alg: &'static str, rows: &[KeyRow], min_publication: i64, period: i6
                 retire_after: when(r.retire_after),
             })
             .collect(),
-        next_ready,
-        rotation_due,
+        next_ready: or_dash(timing.next_may_sign_at),
+        rotation_due: or_dash(timing.rotation_due_at),
+        alg: timing.alg,
     }
 }
 
@@ -165,7 +159,7 @@ pub async fn rotate(
         web::block(move || rotation::rotate(&db, &master, lifecycle, &algs, force, now, &by)).await;
     match rotated {
         Ok(Ok(_)) => {
-            reload(&state).await;
+            admin_keys::reload(&state).await;
             done(&state, PATH, "keys-rotated")
         }
         Ok(Err(KeyError::TooEarly {
@@ -205,7 +199,7 @@ pub async fn retire(
     let now = state.clock.now();
     match web::block(move || rotation::retire(&db, &master, &kid, now, &by)).await {
         Ok(Ok(_)) => {
-            reload(&state).await;
+            admin_keys::reload(&state).await;
             done(&state, PATH, "key-retired")
         }
         Ok(Err(e)) => refused(&req, &state, &admin, e).await,
@@ -224,14 +218,4 @@ async fn refused(req: &HttpRequest, state: &AppState, admin: &Admin, e: KeyError
     };
     let chrome = admin.chrome("keys", req, state).with_error(message);
     render(state, chrome, status, None, String::new()).await
-}
-
-/// This node serves the new JWKS at once; the others within `keys.refresh_interval`.
-async fn reload(state: &AppState) {
-    let (db, master) = (state.db.clone(), state.master.clone());
-    match web::block(move || crate::startup::load_snapshot(&db, &master)).await {
-        Ok(Ok(snapshot)) => state.keyring.replace(snapshot),
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not reload keys after a console change"),
-        Err(_) => tracing::warn!("could not reload keys after a console change"),
-    }
 }

@@ -16,10 +16,12 @@
 
 mod audit_log;
 mod clients;
+mod groups;
 mod keys;
 mod overview;
 mod resources;
-
+mod sessions;
+mod users;
 use actix_web::http::header::{HeaderValue, CACHE_CONTROL};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -55,6 +57,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(paths::ADMIN, web::get().to(overview::show))
         .route("/admin", web::get().to(to_home))
         .route(paths::ADMIN_CALLBACK, web::get().to(callback))
+        .route("/admin/users", web::get().to(users::list))
+        .route("/admin/users", web::post().to(users::create))
+        .route("/admin/users/view", web::get().to(users::show))
+        .route("/admin/users/{action}", web::post().to(users::act))
+        .route("/admin/groups", web::get().to(groups::list))
+        .route("/admin/groups", web::post().to(groups::create))
+        .route("/admin/groups/view", web::get().to(groups::show))
+        .route("/admin/groups/{action}", web::post().to(groups::act))
+        .route("/admin/sessions", web::get().to(sessions::show))
+        .route("/admin/sessions/end", web::post().to(sessions::end))
         .route("/admin/clients", web::get().to(clients::list))
         .route("/admin/clients", web::post().to(clients::create))
         .route("/admin/clients/view", web::get().to(clients::show))
@@ -131,6 +143,8 @@ impl Chrome {
         [
             (paths::ADMIN, "Overview", "overview"),
             ("/admin/users", "Users", "users"),
+            ("/admin/groups", "Groups", "groups"),
+            ("/admin/sessions", "Sessions", "sessions"),
             ("/admin/clients", "Clients", "clients"),
             ("/admin/resources", "Resource servers", "resources"),
             ("/admin/keys", "Signing keys", "keys"),
@@ -258,7 +272,8 @@ fn notice(done: &str) -> Option<&'static str> {
             "You signed in again. Changes need a sign-in within the last 15 minutes, so \
              nothing was changed: make your change once more."
         }
-        "user-created" => "The user was created.",
+        "user-updated" => "The user's profile was saved.",
+        "session-ended" => "The session was ended; the apps it signed in to were told.",
         "user-disabled" => {
             "The user was disabled: their sessions and tokens stopped working, and they cannot \
              sign in until enabled."
@@ -270,6 +285,13 @@ fn notice(done: &str) -> Option<&'static str> {
         }
         "user-factors-reset" => "The user's authenticator app and recovery codes were removed.",
         "user-removed" => "The user was removed.",
+        "session-gone" => "That session had already ended.",
+        "group-added" => "The group was created.",
+        "group-renamed" => "The group was renamed.",
+        "group-removed" => "The group was removed; its members keep their accounts.",
+        "member-added" => "The user was added to the group.",
+        "member-already" => "The user was already in the group: nothing changed.",
+        "member-removed" => "The user was taken out of the group.",
         "client-removed" => "The client was removed.",
         "resource-added" => "The resource server was registered.",
         "resource-removed" => "The resource server was removed.",

@@ -9,9 +9,7 @@ use serde_json::{json, Value};
 
 use super::{change, done, page, refusal, viewer, Admin, Chrome};
 use crate::admin::resources::{self as admin_resources, ResourceError, ResourceRecord};
-use crate::audit::EventType;
 use crate::state::AppState;
-use crate::storage::atomically;
 use crate::web::first_party::failed;
 
 const PATH: &str = "/admin/resources";
@@ -94,16 +92,7 @@ pub async fn create(
     let (by, now) = (admin.by.clone(), state.clock.now());
     let registered = state
         .db
-        .run(move |c| {
-            atomically(c, |c| {
-                let record = admin_resources::register(c, json.as_bytes(), now)?;
-                by.event(EventType::ResourceAdded)
-                    .target(record.metadata.resource.as_str())
-                    .details(json!({ "scope": record.metadata.scope }))
-                    .record(c, now)?;
-                Ok::<_, ResourceError>(record)
-            })
-        })
+        .run(move |c| admin_resources::create(c, json.as_bytes(), &by, now))
         .await;
     let (status, message) = match registered {
         Ok(_) => return done(&state, PATH, "resource-added"),
@@ -133,18 +122,10 @@ pub async fn remove(
         Err(response) => return response,
     };
     let resource = params.get("resource").unwrap_or("").to_string();
-    let (event, now) = (
-        admin.event(EventType::ResourceRemoved, &resource),
-        state.clock.now(),
-    );
+    let (by, now) = (admin.by.clone(), state.clock.now());
     let removed = state
         .db
-        .run(move |c| {
-            atomically(c, |c| {
-                admin_resources::remove(c, &resource)?;
-                event.record(c, now)
-            })
-        })
+        .run(move |c| admin_resources::remove(c, &resource, &by, now))
         .await;
     match removed {
         Ok(()) => done(&state, PATH, "resource-removed"),
