@@ -13,6 +13,7 @@ use crate::helpers::{spawn_app, Backend, TestApp};
 use crate::second_factors::{path_of, post_otp, second_step_url, totp_at};
 
 mod changes;
+mod people;
 
 both_backends!(
     not_signed_in_redirects_to_authorize_and_an_admin_signs_in_with_password_and_totp,
@@ -257,6 +258,7 @@ async fn a_stale_authentication_reprompts_and_changes_nothing_until_resubmitted(
         "{html}"
     );
     assert!(resources(&app).await.is_empty(), "still nothing");
+    let html = page(&app, &b, "/admin/resources").await;
     let r = post(&app, &b, "/admin/resources", &html, &form).await;
     assert_done(&r, "/admin/resources", "resource-added");
     assert_eq!(resources(&app).await, ["https://api.example/"]);
@@ -266,7 +268,8 @@ async fn a_change_without_the_csrf_token_or_from_another_origin_is_refused_and_c
     backend: Backend,
 ) {
     let (app, totp) = setup(backend).await;
-    let (b, html) = signed_in(&app, &totp).await;
+    let (b, _) = signed_in(&app, &totp).await;
+    let html = page(&app, &b, "/admin/resources").await;
     let form = [
         ("resource", "https://api.example/"),
         ("scope", "orders:read"),
@@ -278,8 +281,8 @@ async fn a_change_without_the_csrf_token_or_from_another_origin_is_refused_and_c
     let r = b.post_form(&app.url("/admin/resources"), &wrong).await;
     assert_eq!(r.status(), 403, "a wrong CSRF token");
     // Another browser's genuine token is not this browser's.
-    let (other, other_html) = signed_in_again(&app, &totp).await;
-    drop(other);
+    let (other, _) = signed_in_again(&app, &totp).await;
+    let other_html = page(&app, &other, "/admin/resources").await;
     assert_ne!(
         hidden(&other_html, "csrf_token"),
         hidden(&html, "csrf_token")
@@ -323,6 +326,11 @@ async fn every_page_renders_with_the_nav_and_a_heading(backend: Backend) {
     let (b, _) = signed_in(&app, &totp).await;
     for (path, heading) in [
         ("/admin/", "Overview"),
+        ("/admin/users", "Users"),
+        ("/admin/users?q=ro", "Users"),
+        ("/admin/users/view?username=root", "User"),
+        ("/admin/groups", "Groups"),
+        ("/admin/sessions", "Sessions"),
         ("/admin/clients", "Clients"),
         ("/admin/clients/view?client_id=sigil-account", "Client"),
         ("/admin/resources", "Resource servers"),
