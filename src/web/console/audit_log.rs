@@ -32,7 +32,8 @@ pub struct EventView {
 pub fn rows(rows: &[EventRow]) -> Vec<EventView> {
     rows.iter()
         .map(|r| EventView {
-            time: rfc3339(r.time),
+            // UTC, as the table's caption says: "2026-11-28 10:00:00".
+            time: rfc3339(r.time).replace('T', " ").replace('Z', ""),
             actor: match &r.actor_name {
                 Some(name) => name.clone(),
                 None => r.actor.clone(),

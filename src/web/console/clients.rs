@@ -13,7 +13,7 @@ use super::{change, done, page, query, refusal, viewer, Admin, Chrome};
 use crate::admin::clients::{self as admin_clients, ClientError};
 use crate::oauth::form::Params;
 use crate::state::AppState;
-use crate::storage::clients;
+use crate::storage::{clients, StorageError};
 use crate::web::first_party::failed;
 
 const PATH: &str = "/admin/clients";
@@ -196,7 +196,7 @@ pub async fn create(
         Err(e) => {
             let (status, message) = match refused_because(e, "registered") {
                 Ok(refused) => refused,
-                Err(response) => return response,
+                Err(e) => return failed(e),
             };
             return list_error(&req, &state, &admin, status, message, form).await;
         }
@@ -212,10 +212,10 @@ pub async fn create(
     client_page(chrome, &described, secret)
 }
 
-/// Why a change to a client was refused, in words (`Err`: Sigil's own failure, answered).
-fn refused_because(e: ClientError, what: &str) -> Result<(StatusCode, String), HttpResponse> {
+/// Why a change to a client was refused, in words (`Err`: Sigil's own failure).
+fn refused_because(e: ClientError, what: &str) -> Result<(StatusCode, String), StorageError> {
     match e {
-        ClientError::Storage(e) => refusal(&e).ok_or_else(|| failed(e)),
+        ClientError::Storage(e) => refusal(&e).ok_or(e),
         ClientError::Metadata(e) => Ok((
             StatusCode::BAD_REQUEST,
             format!(
@@ -359,7 +359,7 @@ pub async fn act(
         Err(e) => {
             return match refused_because(e, what) {
                 Ok((status, message)) => refuse(status, message).await,
-                Err(response) => response,
+                Err(e) => failed(e),
             }
         }
     };

@@ -11,6 +11,7 @@ use crate::admin::groups::{self as admin_groups, Added, GroupError};
 use crate::clock::rfc3339;
 use crate::state::AppState;
 use crate::storage::groups::{GroupListing, MemberRow};
+use crate::storage::StorageError;
 use crate::web::first_party::failed;
 
 const PATH: &str = "/admin/groups";
@@ -127,7 +128,7 @@ pub async fn create(
         Err(e) => {
             let (status, message) = match words(e) {
                 Ok(refused) => refused,
-                Err(response) => return response,
+                Err(e) => return failed(e),
             };
             let chrome = admin.chrome("groups", &req, &state).with_error(message);
             render_list(&state, chrome, status, name).await
@@ -211,17 +212,17 @@ async fn refused(
 ) -> HttpResponse {
     let (status, message) = match words(e) {
         Ok(refused) => refused,
-        Err(response) => return response,
+        Err(e) => return failed(e),
     };
     let chrome = admin.chrome("groups", req, state).with_error(message);
     render_group(state, chrome, status, name).await
 }
 
-/// A refusal in words, or Sigil's failure answered.
-fn words(e: GroupError) -> Result<(StatusCode, String), HttpResponse> {
+/// A refusal in words, or Sigil's failure.
+fn words(e: GroupError) -> Result<(StatusCode, String), StorageError> {
     match e {
         GroupError::Invalid(why) => Ok((StatusCode::BAD_REQUEST, sentence(&why))),
-        GroupError::Storage(e) => refusal(&e).ok_or_else(|| failed(e)),
+        GroupError::Storage(e) => refusal(&e).ok_or(e),
     }
 }
 

@@ -183,7 +183,7 @@ pub async fn viewer(req: &HttpRequest, state: &AppState) -> Result<Admin, HttpRe
         Ok(None) => return Err(SITE.sign_in(state, Back::Page, None)),
         Err(e) => return Err(failed(e)),
     };
-    admitted(req, state, account)
+    admitted(req, state, account).await
 }
 
 /// For a change (POST): [`Site::guard`]'s checks and the admin flag; the form's fields and the
@@ -194,10 +194,15 @@ pub async fn change(
     body: &[u8],
 ) -> Result<(Params, Admin), HttpResponse> {
     let (params, account) = SITE.guard(req, state, body).await?;
-    Ok((params, admitted(req, state, account)?))
+    Ok((params, admitted(req, state, account).await?))
 }
 
-fn admitted(req: &HttpRequest, state: &AppState, account: Account) -> Result<Admin, HttpResponse> {
+// `async` like the guard it follows: its refusal is an answer as large as theirs.
+async fn admitted(
+    req: &HttpRequest,
+    state: &AppState,
+    account: Account,
+) -> Result<Admin, HttpResponse> {
     if !account.session.user.is_admin {
         return Err(not_an_admin(&account.session.user.username));
     }
