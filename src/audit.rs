@@ -64,6 +64,8 @@ event_types! {
     AccountSessionEnded => "account.session_ended",
     AccountOtherSessionsEnded => "account.other_sessions_ended",
     AccountReauthenticationRequired => "account.reauthentication_required",
+    ConsoleSignedIn => "console.signed_in",
+    ConsoleReauthenticationRequired => "console.reauthentication_required",
     ConsentGiven => "consent.given",
     ConsentWithdrawn => "consent.withdrawn",
     TokenReplayDetected => "token.replay_detected",

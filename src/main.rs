@@ -43,9 +43,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let core = cli::open(settings)?;
             let now = sigil::clock::Clock::system().now();
             let created = rotation::ensure_keys(&core.db, &core.master, now)?;
-            core.db.with_conn(|c| {
-                sigil::web::account::ensure_client(c, &core.master, settings, now)
-            })?;
+            for site in [&sigil::web::account::SITE, &sigil::web::console::SITE] {
+                core.db
+                    .with_conn(|c| site.ensure_client(c, &core.master, settings, now))?;
+            }
             eprintln!(
                 "database is up to date; {} signing keys created",
                 created.len()

@@ -58,14 +58,13 @@ impl Application {
         if !created.is_empty() {
             tracing::info!(keys = ?created, "created signing keys");
         }
-        let registered = core.db.with_conn(|c| {
-            crate::web::account::ensure_client(c, &core.master, &settings, clock.now())
-        })?;
-        if registered {
-            tracing::info!(
-                client_id = crate::web::account::session::CLIENT_ID,
-                "registered Sigil's own account client"
-            );
+        for site in [&crate::web::account::SITE, &crate::web::console::SITE] {
+            let registered = core
+                .db
+                .with_conn(|c| site.ensure_client(c, &core.master, &settings, clock.now()))?;
+            if registered {
+                tracing::info!(client_id = site.client_id, "registered Sigil's own client");
+            }
         }
         let snapshot = load_snapshot(&core.db, &core.master)?;
         let keyring = Arc::new(Keyring::new(snapshot));
@@ -297,6 +296,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(crate::web::password_set::show))
             .route(web::post().to(crate::web::password_set::submit)),
     )
+    .configure(crate::web::console::routes)
     .service(web::resource(paths::ACCOUNT).route(web::get().to(account::show)))
     .service(web::resource(paths::ACCOUNT_CALLBACK).route(web::get().to(account::callback)))
     .service(web::resource(paths::ACCOUNT_PASSWORD).route(web::post().to(account::change_password)))

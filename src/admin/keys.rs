@@ -80,3 +80,14 @@ pub fn overview(rows: &[KeyRow], schedule: &Schedule, now: i64) -> KeysOverview 
         algorithms,
     }
 }
+
+/// Loads the keys again on this node after a rotation or retirement, so that it serves the new
+/// JWKS at once; the other nodes follow within `keys.refresh_interval`.
+pub async fn reload(state: &crate::state::AppState) {
+    let (db, master) = (state.db.clone(), state.master.clone());
+    match actix_web::web::block(move || crate::startup::load_snapshot(&db, &master)).await {
+        Ok(Ok(snapshot)) => state.keyring.replace(snapshot),
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not reload keys after an admin change"),
+        Err(_) => tracing::warn!("could not reload keys after an admin change"),
+    }
+}

@@ -51,6 +51,9 @@ pub mod paths {
     pub const END_SESSION: &str = "/logout";
     pub const REVOCATION: &str = "/revoke";
     pub const ADMIN_API: &str = "/admin/api";
+    /// The admin console (`web::console`) and its sign-in's redirect URI.
+    pub const ADMIN: &str = "/admin/";
+    pub const ADMIN_CALLBACK: &str = "/admin/callback";
     pub const ACCOUNT: &str = "/account";
     pub const ACCOUNT_CALLBACK: &str = "/account/callback";
     pub const ACCOUNT_PASSWORD: &str = "/account/password";

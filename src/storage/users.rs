@@ -84,6 +84,11 @@ pub fn by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<UserRow>, Stor
     Ok(dsl::users.filter(dsl::id.eq(id)).first(conn).optional()?)
 }
 
+/// How many users there are.
+pub fn count(conn: &mut AnyConnection) -> Result<i64, StorageError> {
+    Ok(dsl::users.count().get_result(conn)?)
+}
+
 pub fn all(conn: &mut AnyConnection) -> Result<Vec<UserRow>, StorageError> {
     Ok(dsl::users.order(dsl::username.asc()).load(conn)?)
 }

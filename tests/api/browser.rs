@@ -21,6 +21,8 @@ use sigil::demo::{Demo, DemoConfig, Site};
 
 use crate::second_factors::totp_at;
 
+mod console;
+
 /// The W3C WebDriver element reference key.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const WAIT: Duration = Duration::from_secs(20);

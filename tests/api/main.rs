@@ -9,6 +9,7 @@ mod server_process;
 
 mod account;
 mod admin_api;
+mod admin_console;
 mod audit;
 mod authorization_code;
 mod authorize;

@@ -91,7 +91,7 @@ pub async fn rotate(
         web::block(move || rotation::rotate(&db, &master, lifecycle, &algs, ask.force, now, &by))
             .await
             .map_err(|_| StorageError::Canceled)??;
-    reload(&state).await;
+    admin::reload(&state).await;
     Ok(ok(json!(done)))
 }
 
@@ -113,16 +113,6 @@ pub async fn retire(
     let row = web::block(move || rotation::retire(&db, &master, &kid, now, &by))
         .await
         .map_err(|_| StorageError::Canceled)??;
-    reload(&state).await;
+    admin::reload(&state).await;
     Ok(ok(admin::describe(&row)))
-}
-
-/// This node serves the new JWKS at once; the others within `keys.refresh_interval`.
-async fn reload(state: &AppState) {
-    let (db, master) = (state.db.clone(), state.master.clone());
-    match web::block(move || crate::startup::load_snapshot(&db, &master)).await {
-        Ok(Ok(snapshot)) => state.keyring.replace(snapshot),
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not reload keys after an admin change"),
-        Err(_) => tracing::warn!("could not reload keys after an admin change"),
-    }
 }

@@ -12,7 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::session::{self, Account, Back};
+use super::SITE;
 use super::{address, failed, guard, page, to_page};
 use crate::audit::EventType;
 use crate::clock::rfc3339;
@@ -20,6 +20,7 @@ use crate::endpoints::pages::{csp_with_form_target, CSP};
 use crate::state::AppState;
 use crate::storage::users::UserRow;
 use crate::storage::StorageError;
+use crate::web::first_party::{Account, Back};
 use crate::web::forms;
 use crate::web::passkeys::{self, PasskeyError};
 
@@ -104,7 +105,7 @@ fn storage_error(e: StorageError) -> HttpResponse {
 /// 401 `{"error": "reauthenticate", "location"}`: where the page's script sends the browser to
 /// sign in again (the redirect `session::sign_in` answers, with its cookie).
 fn reauthenticate(state: &AppState, max_age: Option<i64>) -> HttpResponse {
-    let redirect = session::sign_in(state, Back::Reauth, max_age);
+    let redirect = SITE.sign_in(state, Back::Reauth, max_age);
     let location = redirect
         .headers()
         .get(LOCATION)
@@ -134,18 +135,18 @@ async fn json_guard<T: for<'de> Deserialize<'de>>(
     if !forms::same_origin(req, state) {
         return Err(error(StatusCode::FORBIDDEN, "forbidden"));
     }
-    let account = match session::current(req, state).await {
+    let account = match SITE.current(req, state).await {
         Ok(Some(account)) => account,
         Ok(None) => return Err(reauthenticate(state, None)),
         Err(e) => return Err(storage_error(e)),
     };
-    if !session::csrf_matches(state, &account, token(&body)) {
+    if !SITE.csrf_matches(state, &account, token(&body)) {
         return Err(error(StatusCode::FORBIDDEN, "forbidden"));
     }
-    if !account.is_fresh(state.clock.now()) {
-        let kind = EventType::AccountReauthenticationRequired;
+    if !account.is_fresh(&SITE, state.clock.now()) {
+        let kind = SITE.reauthentication_required;
         super::audit(state, super::event(req, state, &account.session.user, kind)).await;
-        return Err(reauthenticate(state, Some(session::FRESH)));
+        return Err(reauthenticate(state, Some(SITE.fresh)));
     }
     Ok((body, account))
 }

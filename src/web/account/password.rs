@@ -9,13 +9,14 @@ use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::session::{self, Account};
+use super::SITE;
 use super::{address, audit, broken, event, failed, guard, page, to_page};
 use crate::admin::users::{check_password, UserError};
 use crate::audit::EventType;
 use crate::crypto::password::{Busy, Lane};
 use crate::state::AppState;
 use crate::storage::{users, StorageError};
+use crate::web::first_party::{self as session, Account};
 use crate::web::login::{verify_reserved, Verified, BUSY_RETRY_AFTER};
 use crate::web::{cookies, logout, session as idp, throttle};
 
@@ -226,7 +227,7 @@ async fn changed(
     let mut response = to_page(state, Some("password"));
     for c in [
         cookies::build(&state.settings, cookies::SESSION, cookie),
-        session::cookie(state, &claims),
+        SITE.cookie(state, &claims),
     ] {
         if let Err(e) = response.add_cookie(&c) {
             return broken(e);
