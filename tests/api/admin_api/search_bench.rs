@@ -2,8 +2,8 @@
 //! through the admin API over HTTP as the console's page would ask it: the first page, a
 //! username prefix, an email substring that matches a third of them, a name substring, a term
 //! that matches nobody, and a later page. Ignored by default: it seeds 100,000 users.
-//! Measured here (2 cores shared with builds): p99 over all searches 36 ms on SQLite, 19 ms on
-//! PostgreSQL.
+//! Measured here (2 cores shared with builds, load 4–5): p99 over all searches 23 ms on SQLite;
+//! 104 ms on PostgreSQL, whose common-term probes (a third of the users) are the slow ones.
 //!
 //! `cargo test --test api -- --ignored users_search_at_100k --nocapture`
 
