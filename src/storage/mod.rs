@@ -243,6 +243,11 @@ impl Database {
         busy_timeout: Duration,
         acquire_timeout: Duration,
     ) -> Result<Self, StorageError> {
+        // OpenSSL is set up here first, the way the `openssl` crate does it: without an atexit
+        // cleanup. Left to libpq, the first TLS connection to PostgreSQL would register that
+        // cleanup, which then frees OpenSSL's state at process exit while pool threads may
+        // still be using it (a test run ended in SIGSEGV after its last test).
+        openssl::init();
         let manager = Manager {
             url: url.clone(),
             busy_timeout,

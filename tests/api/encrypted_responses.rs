@@ -274,9 +274,14 @@ async fn encryption_metadata_is_checked_at_registration(backend: Backend) {
     }
     let out = app.sigil(&["client", "list", "--json"], None);
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    // Only Sigil's own account client, registered at start.
-    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
-    assert_eq!(listed[0]["client_id"], "sigil-account");
+    // Only Sigil's own clients (account page, admin console), registered at start.
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["client_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["sigil-account", "sigil-admin"], "{listed}");
     // Discovery lists exactly what is supported.
     let doc = app.discovery().await;
     for name in [

@@ -74,6 +74,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/resources", web::get().to(resources::list))
         .route("/admin/resources", web::post().to(resources::create))
         .route("/admin/resources/remove", web::post().to(resources::remove))
+        .route("/admin/resources/update", web::post().to(resources::update))
         .route("/admin/keys", web::get().to(keys::show))
         .route("/admin/keys/rotate", web::post().to(keys::rotate))
         .route("/admin/keys/retire", web::post().to(keys::retire))
@@ -300,6 +301,7 @@ fn notice(done: &str) -> Option<&'static str> {
         "client-removed" => "The client was removed.",
         "resource-added" => "The resource server was registered.",
         "resource-removed" => "The resource server was removed.",
+        "resource-updated" => "The resource server was changed.",
         "keys-rotated" => {
             "The keys were rotated: each next key now signs, the keys that signed before are \
              retiring, and new next keys are published."

@@ -1,6 +1,6 @@
 //! The console's resource servers (RFC 8707): the list, registration from a form (URI and
-//! scopes) or pasted metadata JSON (`admin::resources::register`, as `sigil resource add`
-//! does), removal.
+//! scopes) or pasted metadata JSON (`admin::resources::create`, as `sigil resource add`
+//! does), editing the metadata JSON (`admin::resources::update`, the admin API's PUT), removal.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -18,7 +18,7 @@ const PATH: &str = "/admin/resources";
 #[template(path = "admin/resources.html")]
 struct ResourcesPage {
     chrome: Chrome,
-    resources: Vec<ResourceRecord>,
+    resources: Vec<Listed>,
     resource: String,
     scope: String,
     metadata: String,
@@ -34,6 +34,12 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     render(&state, chrome, StatusCode::OK, Default::default()).await
 }
 
+/// A registered resource server and its metadata as the edit form shows it.
+struct Listed {
+    record: ResourceRecord,
+    json: String,
+}
+
 async fn render(
     state: &AppState,
     chrome: Chrome,
@@ -44,6 +50,13 @@ async fn render(
         Ok(resources) => resources,
         Err(e) => return failed(e),
     };
+    let resources = resources
+        .into_iter()
+        .map(|record| Listed {
+            json: serde_json::to_string_pretty(&record.metadata).unwrap_or_default(),
+            record,
+        })
+        .collect();
     let view = ResourcesPage {
         chrome,
         resources,
@@ -94,8 +107,62 @@ pub async fn create(
         .db
         .run(move |c| admin_resources::create(c, json.as_bytes(), &by, now))
         .await;
-    let (status, message) = match registered {
-        Ok(_) => return done(&state, PATH, "resource-added"),
+    answer(
+        &req,
+        &state,
+        &admin,
+        registered,
+        "resource-added",
+        "registered",
+        form,
+    )
+    .await
+}
+
+/// POST /admin/resources/update, fields `resource` and `metadata` (the full metadata JSON, its
+/// `resource` unchanged).
+pub async fn update(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let (params, admin) = match change(&req, &state, &body).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
+    };
+    let resource = params.get("resource").unwrap_or("").to_string();
+    let metadata = params.get("metadata").unwrap_or("").trim().to_string();
+    let (by, now) = (admin.by.clone(), state.clock.now());
+    let json = metadata.clone();
+    let updated = state
+        .db
+        .run(move |c| admin_resources::update(c, &resource, json.as_bytes(), &by, now))
+        .await;
+    let form = (String::new(), String::new(), String::new());
+    answer(
+        &req,
+        &state,
+        &admin,
+        updated,
+        "resource-updated",
+        "changed",
+        form,
+    )
+    .await
+}
+
+/// A change's outcome: 303 with `notice`, or the page with the refusal in plain words.
+async fn answer(
+    req: &HttpRequest,
+    state: &AppState,
+    admin: &Admin,
+    outcome: Result<ResourceRecord, ResourceError>,
+    notice: &str,
+    verb: &str,
+    form: (String, String, String),
+) -> HttpResponse {
+    let (status, message) = match outcome {
+        Ok(_) => return done(state, PATH, notice),
         Err(ResourceError::Storage(e)) => match refusal(&e) {
             Some(refused) => refused,
             None => return failed(e),
@@ -103,12 +170,12 @@ pub async fn create(
         Err(ResourceError::Metadata(e)) => (
             StatusCode::BAD_REQUEST,
             format!(
-                "The resource server was not registered: {}. Nothing was changed.",
+                "The resource server was not {verb}: {}. Nothing was changed.",
                 e.description.as_deref().unwrap_or(e.code.as_str())
             ),
         ),
     };
-    refused(&req, &state, &admin, status, message, form).await
+    refused(req, state, admin, status, message, form).await
 }
 
 /// POST /admin/resources/remove, field `resource`.

@@ -13,7 +13,7 @@ use sigil::storage::audit::EventRow;
 both_backends!(
     clients_are_registered_from_the_form_or_json_with_the_secret_shown_once_and_removed,
     keys_rotation_is_refused_while_too_early_then_forced_deliberately_and_retiring_works,
-    resource_servers_are_registered_refused_when_taken_and_removed,
+    resource_servers_are_registered_refused_when_taken_edited_and_removed,
     the_audit_log_filters_by_type_actor_and_time_and_says_what_is_wrong_with_a_filter,
 );
 
@@ -273,7 +273,7 @@ async fn keys_rotation_is_refused_while_too_early_then_forced_deliberately_and_r
     assert_eq!(r.status(), 409);
 }
 
-async fn resource_servers_are_registered_refused_when_taken_and_removed(backend: Backend) {
+async fn resource_servers_are_registered_refused_when_taken_edited_and_removed(backend: Backend) {
     let (app, totp) = setup(backend).await;
     let (b, _) = signed_in(&app, &totp).await;
     let html = page(&app, &b, "/admin/resources").await;
@@ -285,7 +285,7 @@ async fn resource_servers_are_registered_refused_when_taken_and_removed(backend:
     assert_done(&r, "/admin/resources", "resource-added");
     let shown = page(&app, &b, "/admin/resources?done=resource-added").await;
     assert!(shown.contains("The resource server was registered."));
-    assert!(shown.contains("orders:read orders:write"));
+    assert!(shown.contains("</code></td><td>orders:read orders:write</td>"));
     let r = post(&app, &b, "/admin/resources", &html, &form).await;
     assert_eq!(r.status(), 409, "already registered");
     let r = post(
@@ -303,6 +303,41 @@ async fn resource_servers_are_registered_refused_when_taken_and_removed(backend:
     let added = find(&all, "resource.added");
     by_admin(added);
     assert_eq!(added.target.as_deref(), Some("https://api.example/"));
+
+    // Edited as JSON: the scope changes; a new URI or bad JSON is refused and changes nothing.
+    let edit =
+        |metadata: &'static str| [("resource", "https://api.example/"), ("metadata", metadata)];
+    for (metadata, why) in [
+        (
+            r#"{"resource": "https://other.example/", "scope": "x"}"#,
+            "another URI",
+        ),
+        ("not json", "not JSON"),
+    ] {
+        let r = post(&app, &b, "/admin/resources/update", &shown, &edit(metadata)).await;
+        assert_eq!(r.status(), 400, "{why}");
+        assert!(r.text().await.unwrap().contains("was not changed"), "{why}");
+    }
+    let r = post(
+        &app,
+        &b,
+        "/admin/resources/update",
+        &shown,
+        &edit(r#"{"resource": "https://api.example/", "scope": "orders:read", "access_token_ttl": "10m"}"#),
+    )
+    .await;
+    assert_done(&r, "/admin/resources", "resource-updated");
+    let shown = page(&app, &b, "/admin/resources?done=resource-updated").await;
+    assert!(shown.contains("The resource server was changed."));
+    assert!(
+        shown.contains("</code></td><td>orders:read</td>"),
+        "the new scope shows: {shown}"
+    );
+    let out = app.sigil(&["resource", "list", "--json"], None);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["scope"], "orders:read");
+    by_admin(find(&events(&app).await, "resource.updated"));
+
     let r = post(
         &app,
         &b,
@@ -328,7 +363,7 @@ async fn the_audit_log_filters_by_type_actor_and_time_and_says_what_is_wrong_wit
         "{html}"
     );
     let only = page(&app, &b, "/admin/audit?type=user.created").await;
-    assert!(only.contains("<td>alice</td>"), "{only}");
+    assert!(only.contains(r#"<td class="target">alice</td>"#), "{only}");
     assert!(!only.contains("<code>console.signed_in</code>"), "{only}");
     let by_root = page(&app, &b, &format!("/admin/audit?actor={ADMIN}")).await;
     assert!(by_root.contains("<code>console.signed_in</code>"));
