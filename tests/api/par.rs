@@ -11,12 +11,12 @@ use crate::flow::{location, query, Browser, CHALLENGE, REDIRECT, VERIFIER};
 use crate::helpers::{jwt_parts, spawn_app, spawn_app_with, Backend, TestApp};
 
 both_backends!(
-    par_a_pushed_request_is_the_request_and_signs_in,
-    par_a_request_uri_is_used_once_for_its_own_client_within_60_seconds,
-    par_refuses_unauthenticated_clients_and_bad_requests_and_stores_nothing,
-    par_required_by_the_client_or_globally,
-    par_thirty_concurrent_uses_of_one_request_uri_start_one_sign_in,
-    par_requests_pushed_for_a_public_client_are_capped_per_address,
+    rfc9126_4_a_pushed_request_is_the_request_and_signs_in,
+    rfc9126_2_2_a_request_uri_is_used_once_for_its_own_client_within_60_seconds,
+    rfc9126_2_3_refuses_unauthenticated_clients_and_bad_requests_and_stores_nothing,
+    rfc9126_5_6_required_by_the_client_or_globally,
+    rfc9126_4_thirty_concurrent_uses_of_one_request_uri_start_one_sign_in,
+    rfc9126_2_requests_pushed_for_a_public_client_are_capped_per_address,
 );
 
 /// The usual code-flow parameters, with `extra` overriding or (empty value) removing.
@@ -96,7 +96,7 @@ async fn page_error(r: Response) -> String {
         .to_string()
 }
 
-async fn par_a_pushed_request_is_the_request_and_signs_in(backend: Backend) {
+async fn rfc9126_4_a_pushed_request_is_the_request_and_signs_in(backend: Backend) {
     let app = spawn_app(backend).await;
     let (id, secret) = app.web_client("rp", json!({}));
     app.add_user("alice");
@@ -152,7 +152,9 @@ async fn par_a_pushed_request_is_the_request_and_signs_in(backend: Backend) {
     );
 }
 
-async fn par_a_request_uri_is_used_once_for_its_own_client_within_60_seconds(backend: Backend) {
+async fn rfc9126_2_2_a_request_uri_is_used_once_for_its_own_client_within_60_seconds(
+    backend: Backend,
+) {
     let app = spawn_app(backend).await;
     let (id, secret) = app.web_client("rp", json!({}));
     app.web_client("other", json!({}));
@@ -204,7 +206,9 @@ async fn par_a_request_uri_is_used_once_for_its_own_client_within_60_seconds(bac
     assert_eq!(page_error(r).await, "invalid_request_uri", "expired");
 }
 
-async fn par_refuses_unauthenticated_clients_and_bad_requests_and_stores_nothing(backend: Backend) {
+async fn rfc9126_2_3_refuses_unauthenticated_clients_and_bad_requests_and_stores_nothing(
+    backend: Backend,
+) {
     let app = spawn_app(backend).await;
     let (id, secret) = app.web_client("rp", json!({}));
     app.web_client("other", json!({}));
@@ -260,7 +264,7 @@ async fn par_refuses_unauthenticated_clients_and_bad_requests_and_stores_nothing
     assert_eq!(rows(&app), 0, "nothing stored");
 }
 
-async fn par_required_by_the_client_or_globally(backend: Backend) {
+async fn rfc9126_5_6_required_by_the_client_or_globally(backend: Backend) {
     let app = spawn_app(backend).await;
     let (id, secret) = app.web_client(
         "strict",
@@ -306,7 +310,7 @@ async fn par_required_by_the_client_or_globally(backend: Backend) {
     assert!(location(&r).contains("/login?"), "{}", location(&r));
 }
 
-async fn par_thirty_concurrent_uses_of_one_request_uri_start_one_sign_in(backend: Backend) {
+async fn rfc9126_4_thirty_concurrent_uses_of_one_request_uri_start_one_sign_in(backend: Backend) {
     let app = spawn_app(backend).await;
     let (id, secret) = app.web_client("rp", json!({}));
     let uri = pushed(&app, &id, &secret, &[]).await;
@@ -341,7 +345,7 @@ async fn par_thirty_concurrent_uses_of_one_request_uri_start_one_sign_in(backend
     );
 }
 
-async fn par_requests_pushed_for_a_public_client_are_capped_per_address(backend: Backend) {
+async fn rfc9126_2_requests_pushed_for_a_public_client_are_capped_per_address(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.login.max_parked_per_address = 3).await;
     app.register_client(
         "spa",

@@ -10,9 +10,9 @@ use crate::helpers::{jwt_parts, spawn_app, Backend, TestApp};
 use crate::par::pushed;
 
 both_backends!(
-    request_object_by_value_is_the_request,
-    request_object_inside_a_pushed_request,
-    request_object_refused_unless_signed_by_the_clients_key_and_algorithm,
+    rfc9101_6_3_request_object_by_value_is_the_request,
+    rfc9126_3_request_object_inside_a_pushed_request,
+    rfc9101_6_2_request_object_refused_unless_signed_by_the_clients_key_and_algorithm,
 );
 
 /// A client `id` with `key` registered (and `request_object_signing_alg` when `pin`).
@@ -43,7 +43,7 @@ async fn sign_in(app: &TestApp, params: &[(&str, &str)]) -> String {
     location(&r)
 }
 
-async fn request_object_by_value_is_the_request(backend: Backend) {
+async fn rfc9101_6_3_request_object_by_value_is_the_request(backend: Backend) {
     let app = spawn_app(backend).await;
     app.add_user("alice");
     let d = app.discovery().await;
@@ -85,7 +85,7 @@ async fn request_object_by_value_is_the_request(backend: Backend) {
     }
 }
 
-async fn request_object_inside_a_pushed_request(backend: Backend) {
+async fn rfc9126_3_request_object_inside_a_pushed_request(backend: Backend) {
     let app = spawn_app(backend).await;
     app.add_user("alice");
     let key = ClientKey::generate("EdDSA");
@@ -126,7 +126,9 @@ async fn request_object_inside_a_pushed_request(backend: Backend) {
     pushed(&app, "rp", &secret, &[]).await;
 }
 
-async fn request_object_refused_unless_signed_by_the_clients_key_and_algorithm(backend: Backend) {
+async fn rfc9101_6_2_request_object_refused_unless_signed_by_the_clients_key_and_algorithm(
+    backend: Backend,
+) {
     let app = spawn_app(backend).await;
     app.add_user("alice");
     let key = ClientKey::generate("PS256");

@@ -7,9 +7,9 @@ use crate::both_backends;
 use crate::helpers::{jwt_parts, spawn_app, Backend, TestApp};
 
 both_backends!(
-    token_exchange_gives_the_users_token_for_the_next_api_with_act,
-    token_exchange_ends_with_the_users_grant,
-    token_exchange_refuses_what_it_must,
+    rfc8693_2_1_4_1_gives_the_users_token_for_the_next_api_with_act,
+    rfc8693_2_2_2_ends_with_the_users_grant,
+    rfc8693_2_2_2_refuses_what_it_must,
 );
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -28,7 +28,7 @@ async fn exchange(app: &TestApp, id: &str, secret: &str, form: &[(&str, &str)]) 
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
-async fn token_exchange_gives_the_users_token_for_the_next_api_with_act(backend: Backend) {
+async fn rfc8693_2_1_4_1_gives_the_users_token_for_the_next_api_with_act(backend: Backend) {
     let app = spawn_app(backend).await;
     app.add_user("alice");
     let d = app.discovery().await;
@@ -123,7 +123,7 @@ async fn token_exchange_gives_the_users_token_for_the_next_api_with_act(backend:
     assert_eq!(c["act"], json!({"sub": "next", "act": {"sub": "actor"}}));
 }
 
-async fn token_exchange_ends_with_the_users_grant(backend: Backend) {
+async fn rfc8693_2_2_2_ends_with_the_users_grant(backend: Backend) {
     let app = spawn_app(backend).await;
     app.add_user("alice");
     let (_, _, tokens) = app.user_tokens("rp").await;
@@ -142,7 +142,7 @@ async fn token_exchange_ends_with_the_users_grant(backend: Backend) {
     assert_eq!(body["error"], "invalid_grant");
 }
 
-async fn token_exchange_refuses_what_it_must(backend: Backend) {
+async fn rfc8693_2_2_2_refuses_what_it_must(backend: Backend) {
     let app = spawn_app(backend).await;
     app.add_user("alice");
     let (id, rp_secret, tokens) = app.user_tokens("rp").await;

@@ -91,6 +91,17 @@ pub async fn grant(
     }
     claims.act = Some(act);
     let token = target.seal(access_token::mint(key, &claims).map_err(OAuthError::server_error)?)?;
+    // Every exchange is logged with whose token, for whom and for where (never the tokens).
+    tracing::info!(
+        target: "audit",
+        event = "token.exchanged",
+        subject = sub,
+        client_id = %client.client_id,
+        actor = acting,
+        audience = target.aud,
+        scope = %target.scope,
+        "token exchanged"
+    );
     let mut body = json!({
         "access_token": token,
         "issued_token_type": ACCESS_TOKEN_TYPE,

@@ -2,8 +2,9 @@
 //! through the admin API over HTTP as the console's page would ask it: the first page, a
 //! username prefix, an email substring that matches a third of them, a name substring, a term
 //! that matches nobody, and a later page. Ignored by default: it seeds 100,000 users.
-//! Measured here (2 cores shared with builds, load 4–5): p99 over all searches 23 ms on SQLite;
-//! 104 ms on PostgreSQL, whose common-term probes (a third of the users) are the slow ones.
+//! Measured here (debug build, 2 cores, load ~1.5): p99 over all searches 10 ms on SQLite, 17 ms
+//! on PostgreSQL (before the search read a window in username order first, a term matching a
+//! third of the users took PostgreSQL's p99 to 104 ms).
 //!
 //! `cargo test --test api -- --ignored users_search_at_100k --nocapture`
 
