@@ -337,15 +337,3 @@ pub fn usernames(
         .into_iter()
         .collect())
 }
-
-/// Takes the user's row for the rest of the current transaction by writing it first (no value
-/// changes): a change that reads and then writes — like starting a TOTP set-up — then waits
-/// for a concurrent one instead of failing. On SQLite a transaction that read first cannot
-/// take the write lock once another writer has committed ("database is locked" at once); on
-/// PostgreSQL the row lock orders them.
-pub fn claim(conn: &mut AnyConnection, id: &str) -> Result<(), StorageError> {
-    diesel::update(dsl::users.filter(dsl::id.eq(id)))
-        .set(dsl::updated_at.eq(dsl::updated_at))
-        .execute(conn)?;
-    Ok(())
-}

@@ -80,8 +80,6 @@ pub async fn start(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
         .db
         .run(move |c| {
             atomically(c, |c| -> Result<bool, StorageError> {
-                // Concurrent set-ups wait for each other rather than fail.
-                crate::storage::users::claim(c, &id)?;
                 if crate::storage::factors::totp(c, &id)?.is_some_and(|t| t.confirmed_at.is_some())
                 {
                     return Ok(false);
