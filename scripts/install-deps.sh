@@ -5,14 +5,28 @@
 # server (the outage test runs a private cluster with its initdb and pg_ctl),
 # Chromium with its WebDriver (the browser test), and Debian's Python JOSE library (jwcrypto,
 # for /usr/bin/python3): the JWE tests decrypt Sigil's tokens with an implementation of its own.
+# Client-library tests: Authlib (Debian's python3-authlib) and openid-client from npm, pinned
+# by tests/node/package-lock.json, with the machine's Node.js (Debian's when it has none).
 set -euo pipefail
+cd "$(dirname "$0")/.."
+install_node_modules() {
+  if [ ! -d tests/node/node_modules/openid-client ]; then
+    echo "== npm ci (tests/node: openid-client)"
+    npm ci --prefix tests/node --no-audit --no-fund
+  fi
+}
 need=()
-for pkg in pkg-config libssl-dev postgresql-client postgresql chromium chromium-driver python3-jwcrypto; do
+for pkg in pkg-config libssl-dev postgresql-client postgresql chromium chromium-driver python3-jwcrypto python3-authlib python3-requests; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
-[ ${#need[@]} -eq 0 ] && exit 0
+command -v node >/dev/null || need+=(nodejs npm)
+if [ ${#need[@]} -eq 0 ]; then
+  install_node_modules
+  exit 0
+fi
 echo "== installing ${need[*]}"
 sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 $sudo apt-get update -q
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
+install_node_modules

@@ -18,6 +18,7 @@ mod browser;
 mod brute_force;
 mod cli;
 mod client_assertion;
+mod client_libraries;
 mod crash;
 mod discovery;
 mod encrypted_responses;
