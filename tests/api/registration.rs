@@ -26,6 +26,8 @@ both_backends!(
     rfc7591_3_2_1_the_registered_client_signs_in_with_the_code_flow,
     rfc7592_2_read_update_with_full_replacement_and_delete,
     rfc7592_2_every_failure_to_authenticate_is_the_same_401,
+    rfc7592_2_3_of_30_concurrent_deletes_one_removes_the_client,
+    rfc7591_3_tokens_are_single_purpose,
     rfc7591_3_cli_initial_token_prints_the_token_and_its_expiry,
 );
 
@@ -783,4 +785,63 @@ async fn rfc7591_3_cli_initial_token_prints_the_token_and_its_expiry(backend: Ba
     let r = post(&app, Some(token), &web_metadata()).await;
     assert_eq!(r.status(), 201);
     assert_invalid_token(post(&app, Some(token), &web_metadata()).await, "used").await;
+}
+
+async fn rfc7592_2_3_of_30_concurrent_deletes_one_removes_the_client(backend: Backend) {
+    let app = spawn_app_with(backend, open_mode).await;
+    let host = app.address.trim_start_matches("http://").to_string();
+    for round in 0..2 {
+        let reg = register_one(&app, &web_metadata()).await;
+        let id = reg["client_id"].as_str().unwrap();
+        let auth = format!(
+            "Bearer {}",
+            reg["registration_access_token"].as_str().unwrap()
+        );
+        let url = app.url(&format!("/register/{id}"));
+        let requests = (0..30)
+            .map(|_| instant::request("DELETE", &url, &[("Authorization", &auth)], ""))
+            .collect();
+        let answers = instant::fire(&host, requests).await;
+        let statuses = by_status(&answers);
+        assert_eq!(statuses.get(&204), Some(&1), "round {round}: {statuses:?}");
+        assert_eq!(statuses.get(&401), Some(&29), "round {round}: {statuses:?}");
+        assert_eq!(count(&app, "clients", &format!("client_id = '{id}'")), 0);
+        let removed = events(&app)
+            .await
+            .into_iter()
+            .filter(|e| e.event_type == "client.removed" && e.target.as_deref() == Some(id))
+            .count();
+        assert_eq!(removed, 1, "one removal, one event");
+    }
+}
+
+async fn rfc7591_3_tokens_are_single_purpose(backend: Backend) {
+    let app = spawn_app_with(backend, token_mode).await;
+    let initial = initial_token(&app, 600);
+    // An initial access token is no access token anywhere else, and manages no client.
+    let (admin_made, _) = app.web_client("admin-made", json!({}));
+    assert_eq!(app.userinfo(&initial).await.status(), 401);
+    let r = app
+        .http
+        .get(app.url("/admin/api/clients"))
+        .bearer_auth(&initial)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = manage(&app, reqwest::Method::GET, &admin_made, &initial, None).await;
+    assert_invalid_token(r, "an initial token at the configuration endpoint").await;
+
+    // A registration access token registers nothing and is no access token either.
+    let r = post(&app, Some(&initial), &web_metadata()).await;
+    assert_eq!(r.status(), 201);
+    let reg: Value = r.json().await.unwrap();
+    let rat = reg["registration_access_token"].as_str().unwrap();
+    assert_invalid_token(
+        post(&app, Some(rat), &web_metadata()).await,
+        "a RAT at /register",
+    )
+    .await;
+    assert_eq!(app.userinfo(rat).await.status(), 401);
+    assert_eq!(client_count(&app), 2);
 }
