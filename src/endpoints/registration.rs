@@ -233,12 +233,18 @@ fn configuration(state: &AppState, id: &str, token: &str, mut response: Value) -
     no_store(HttpResponse::Ok()).json(response)
 }
 
-/// `registration_client_uri`: the issuer's `/register/{client_id}` (client ids are URL-safe).
+/// `registration_client_uri`: the issuer's `/register/{client_id}`.
 pub fn client_uri(state: &AppState, client_id: &str) -> String {
-    format!(
-        "{}/{client_id}",
-        state.settings.endpoint_url(paths::REGISTRATION)
-    )
+    let endpoint = state.settings.endpoint_url(paths::REGISTRATION);
+    match url::Url::parse(&endpoint) {
+        Ok(mut url) => {
+            if let Ok(mut segments) = url.path_segments_mut() {
+                segments.push(client_id);
+            }
+            url.to_string()
+        }
+        Err(_) => endpoint,
+    }
 }
 
 /// The bearer token of `Authorization` (RFC 6750 §2.1), if any.

@@ -17,6 +17,10 @@ use sigil::audit::By;
 use sigil::config::{RegistrationMode, Settings};
 use sigil::storage::StorageError;
 
+mod management;
+
+use management::manage;
+
 both_backends!(
     rfc7591_3_registration_is_off_by_default_and_then_404_and_not_in_discovery,
     rfc7591_3_token_mode_refuses_missing_wrong_expired_and_used_initial_tokens,
@@ -24,24 +28,21 @@ both_backends!(
     rfc7591_3_open_mode_caps_each_address_per_hour_and_the_total,
     rfc7591_3_2_2_metadata_errors_register_nothing,
     rfc7591_3_2_1_the_registered_client_signs_in_with_the_code_flow,
-    rfc7592_2_read_update_with_full_replacement_and_delete,
-    rfc7592_2_every_failure_to_authenticate_is_the_same_401,
-    rfc7592_2_3_of_30_concurrent_deletes_one_removes_the_client,
-    rfc7591_3_tokens_are_single_purpose,
     rfc7591_3_cli_initial_token_prints_the_token_and_its_expiry,
+    rfc7591_3_tokens_are_single_purpose,
 );
 
-fn token_mode(s: &mut Settings) {
+pub(crate) fn token_mode(s: &mut Settings) {
     s.registration.mode = RegistrationMode::Token;
 }
 
-fn open_mode(s: &mut Settings) {
+pub(crate) fn open_mode(s: &mut Settings) {
     s.registration.mode = RegistrationMode::Open;
     s.registration.max_per_address_per_hour = 1000;
 }
 
 /// A new initial access token good for `ttl` seconds, as the CLI makes it.
-fn initial_token(app: &TestApp, ttl: u64) -> String {
+pub(crate) fn initial_token(app: &TestApp, ttl: u64) -> String {
     let now = app.state.clock.now();
     let issued = app
         .state
@@ -51,7 +52,7 @@ fn initial_token(app: &TestApp, ttl: u64) -> String {
     issued["initial_access_token"].as_str().unwrap().to_string()
 }
 
-fn web_metadata() -> Value {
+pub(crate) fn web_metadata() -> Value {
     json!({
         "redirect_uris": [REDIRECT],
         "grant_types": ["authorization_code", "refresh_token"],
@@ -61,7 +62,7 @@ fn web_metadata() -> Value {
 }
 
 /// POST /register (found through discovery) with an optional bearer token.
-async fn post(app: &TestApp, token: Option<&str>, body: &Value) -> reqwest::Response {
+pub(crate) async fn post(app: &TestApp, token: Option<&str>, body: &Value) -> reqwest::Response {
     let url = app.endpoint("registration_endpoint").await;
     let mut request = app.http.post(url).json(body);
     if let Some(token) = token {
@@ -70,14 +71,14 @@ async fn post(app: &TestApp, token: Option<&str>, body: &Value) -> reqwest::Resp
     request.send().await.unwrap()
 }
 
-async fn error_of(r: reqwest::Response) -> (StatusCode, String) {
+pub(crate) async fn error_of(r: reqwest::Response) -> (StatusCode, String) {
     let status = r.status();
     let body: Value = r.json().await.unwrap();
     (status, body["error"].as_str().unwrap_or("").to_string())
 }
 
 /// Asserts the one 401 of RFC 6750 §3.1.
-async fn assert_invalid_token(r: reqwest::Response, what: &str) -> String {
+pub(crate) async fn assert_invalid_token(r: reqwest::Response, what: &str) -> String {
     assert_eq!(r.status(), 401, "{what}");
     assert_eq!(
         r.headers()["www-authenticate"],
@@ -91,7 +92,7 @@ async fn assert_invalid_token(r: reqwest::Response, what: &str) -> String {
 }
 
 /// `SELECT COUNT(*) FROM table WHERE filter`.
-fn count(app: &TestApp, table: &str, filter: &str) -> i64 {
+pub(crate) fn count(app: &TestApp, table: &str, filter: &str) -> i64 {
     #[derive(diesel::QueryableByName)]
     struct Count {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -111,7 +112,7 @@ fn count(app: &TestApp, table: &str, filter: &str) -> i64 {
 }
 
 /// Clients other than Sigil's own.
-fn client_count(app: &TestApp) -> i64 {
+pub(crate) fn client_count(app: &TestApp) -> i64 {
     count(app, "clients", "client_id NOT LIKE 'sigil-%'")
 }
 
@@ -498,227 +499,6 @@ async fn rfc7591_3_2_1_the_registered_client_signs_in_with_the_code_flow(backend
     assert_eq!(issued.actor_kind, "cli");
 }
 
-async fn register_one(app: &TestApp, metadata: &Value) -> Value {
-    let r = post(app, None, metadata).await;
-    assert_eq!(r.status(), 201);
-    r.json().await.unwrap()
-}
-
-async fn manage(
-    app: &TestApp,
-    method: reqwest::Method,
-    client_id: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> reqwest::Response {
-    let mut request = app
-        .http
-        .request(method, app.url(&format!("/register/{client_id}")))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    request.send().await.unwrap()
-}
-
-async fn rfc7592_2_read_update_with_full_replacement_and_delete(backend: Backend) {
-    use reqwest::Method;
-    let app = spawn_app_with(backend, open_mode).await;
-    app.add_user("alice");
-    let reg = register_one(&app, &web_metadata()).await;
-    let id = reg["client_id"].as_str().unwrap();
-    let secret = reg["client_secret"].as_str().unwrap();
-    let rat = reg["registration_access_token"].as_str().unwrap();
-    let uri = reg["registration_client_uri"].as_str().unwrap();
-    assert_eq!(uri, format!("{}/register/{id}", app.issuer()));
-
-    // §2.1 read: the metadata, the configuration URI and the token; never the secret.
-    let r = manage(&app, Method::GET, id, rat, None).await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["cache-control"], "no-store");
-    let read: Value = r.json().await.unwrap();
-    assert_eq!(read["client_id"], id);
-    assert_eq!(read["client_name"], "Registered App");
-    let mut scope: Vec<&str> = read["scope"].as_str().unwrap().split(' ').collect();
-    scope.sort();
-    assert_eq!(scope, ["email", "offline_access", "openid"]);
-    assert_eq!(read["registration_client_uri"], uri);
-    assert_eq!(read["registration_access_token"], rat);
-    assert!(read.get("client_secret").is_none());
-
-    // §2.2 update, refused: no client_id, another client_id, a chosen secret, an
-    // administrator's field; nothing changes.
-    let new_redirect = "https://rp.example/other";
-    let refusals = [
-        json!({"redirect_uris": [new_redirect]}),
-        json!({"client_id": "someone-else", "redirect_uris": [new_redirect]}),
-        json!({"client_id": id, "client_secret": "my-own-secret", "redirect_uris": [new_redirect]}),
-        json!({"client_id": id, "redirect_uris": [new_redirect], "skip_consent": true}),
-        json!({"client_id": id, "redirect_uris": ["http://rp.example/cb"]}),
-    ];
-    for body in &refusals {
-        let r = manage(&app, Method::PUT, id, rat, Some(body)).await;
-        assert_eq!(r.status(), 400, "{body}");
-    }
-    let unchanged: Value = manage(&app, Method::GET, id, rat, None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(unchanged, read);
-
-    // Accepted: the full metadata replaces the registration — client_name and scope, omitted,
-    // are gone or back to their defaults; the server's members and the current secret are
-    // taken as they are.
-    let body = json!({
-        "client_id": id,
-        "client_secret": secret,
-        "client_id_issued_at": 1,
-        "registration_access_token": "ignored",
-        "registration_client_uri": "https://elsewhere.example/",
-        "client_secret_expires_at": 0,
-        "redirect_uris": [new_redirect],
-        "grant_types": ["authorization_code"],
-    });
-    let r = manage(&app, Method::PUT, id, rat, Some(&body)).await;
-    assert_eq!(r.status(), 200);
-    let updated: Value = r.json().await.unwrap();
-    assert_eq!(updated["redirect_uris"], json!([new_redirect]));
-    assert_eq!(updated["grant_types"], json!(["authorization_code"]));
-    assert_eq!(updated["scope"], "openid");
-    assert!(updated.get("client_name").is_none(), "{updated}");
-    assert_eq!(updated["client_id_issued_at"], read["client_id_issued_at"]);
-    assert_eq!(
-        updated["registration_access_token"], rat,
-        "the token does not rotate"
-    );
-    assert!(
-        updated.get("client_secret").is_none(),
-        "the secret stays as it was"
-    );
-    let r = manage(&app, Method::GET, id, rat, None).await;
-    let again: Value = r.json().await.unwrap();
-    assert_eq!(again, updated);
-    let all = events(&app).await;
-    let e = find(&all, "client.updated");
-    assert_eq!(
-        (e.actor_kind.as_str(), e.target.as_deref()),
-        ("registration", Some(id))
-    );
-
-    // The updated client signs in at its new redirect URI with its unchanged secret.
-    let browser = Browser::new();
-    let r = app
-        .start(
-            &browser,
-            id,
-            &[("redirect_uri", new_redirect), ("scope", "openid")],
-        )
-        .await;
-    let r = app.drive(&browser, r, "alice").await;
-    let callback = crate::flow::location(&r);
-    assert!(callback.starts_with(new_redirect), "{callback}");
-    let code = crate::flow::query(&callback)["code"].clone();
-    let r = app
-        .token_basic(
-            id,
-            secret,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", new_redirect),
-                ("code_verifier", VERIFIER),
-            ],
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    let tokens: Value = r.json().await.unwrap();
-    let access = tokens["access_token"].as_str().unwrap();
-    assert_eq!(app.userinfo(access).await.status(), 200);
-
-    // §2.3 delete: 204, then the client, its configuration endpoint and its tokens are gone.
-    let r = manage(&app, Method::DELETE, id, rat, None).await;
-    assert_eq!(r.status(), 204);
-    assert_invalid_token(manage(&app, Method::GET, id, rat, None).await, "deleted").await;
-    assert_eq!(count(&app, "clients", &format!("client_id = '{id}'")), 0);
-    assert_eq!(count(&app, "registered_clients", "1 = 1"), 0);
-    assert_eq!(app.userinfo(access).await.status(), 401);
-    let r = app
-        .token_basic(
-            id,
-            secret,
-            &[("grant_type", "refresh_token"), ("refresh_token", "x")],
-        )
-        .await;
-    assert_eq!(r.status(), 401);
-    let all = events(&app).await;
-    assert_eq!(find(&all, "client.removed").actor_kind, "registration");
-}
-
-async fn rfc7592_2_every_failure_to_authenticate_is_the_same_401(backend: Backend) {
-    use reqwest::Method;
-    let app = spawn_app_with(backend, open_mode).await;
-    let a = register_one(&app, &web_metadata()).await;
-    let b = register_one(&app, &web_metadata()).await;
-    let (a_id, a_rat) = (
-        a["client_id"].as_str().unwrap(),
-        a["registration_access_token"].as_str().unwrap(),
-    );
-    let b_rat = b["registration_access_token"].as_str().unwrap();
-    let (admin_made, _) = app.web_client("admin-made", json!({}));
-    let put = json!({"client_id": a_id, "redirect_uris": ["https://evil.example/cb"]});
-
-    let mut bodies = Vec::new();
-    for (method, id, token, what) in [
-        (Method::GET, a_id, b_rat, "another client's token"),
-        (Method::PUT, a_id, b_rat, "another client's token (PUT)"),
-        (
-            Method::DELETE,
-            a_id,
-            b_rat,
-            "another client's token (DELETE)",
-        ),
-        (Method::GET, a_id, "garbage", "a wrong token"),
-        (Method::GET, a_id, &a_rat[..42], "a truncated token"),
-        (Method::GET, "no-such-client", a_rat, "an unknown client"),
-        (
-            Method::GET,
-            admin_made.as_str(),
-            a_rat,
-            "a client an administrator registered",
-        ),
-        (
-            Method::DELETE,
-            admin_made.as_str(),
-            a_rat,
-            "… and deleting it",
-        ),
-        (Method::GET, "sigil-account", a_rat, "Sigil's own client"),
-    ] {
-        let body = (method == Method::PUT).then_some(&put);
-        bodies.push(assert_invalid_token(manage(&app, method, id, token, body).await, what).await);
-    }
-    let r = app
-        .http
-        .get(app.url(&format!("/register/{a_id}")))
-        .send()
-        .await
-        .unwrap();
-    bodies.push(assert_invalid_token(r, "no token").await);
-    bodies.dedup();
-    assert_eq!(bodies.len(), 1, "one body for every cause: {bodies:?}");
-
-    // Nothing changed.
-    let r = manage(&app, Method::GET, a_id, a_rat, None).await;
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["redirect_uris"], json!([REDIRECT]));
-    assert_eq!(
-        count(&app, "clients", &format!("client_id = '{admin_made}'")),
-        1
-    );
-}
-
 async fn rfc7591_3_cli_initial_token_prints_the_token_and_its_expiry(backend: Backend) {
     let app = spawn_app_with(backend, token_mode).await;
     let before = app.state.clock.now();
@@ -785,34 +565,6 @@ async fn rfc7591_3_cli_initial_token_prints_the_token_and_its_expiry(backend: Ba
     let r = post(&app, Some(token), &web_metadata()).await;
     assert_eq!(r.status(), 201);
     assert_invalid_token(post(&app, Some(token), &web_metadata()).await, "used").await;
-}
-
-async fn rfc7592_2_3_of_30_concurrent_deletes_one_removes_the_client(backend: Backend) {
-    let app = spawn_app_with(backend, open_mode).await;
-    let host = app.address.trim_start_matches("http://").to_string();
-    for round in 0..2 {
-        let reg = register_one(&app, &web_metadata()).await;
-        let id = reg["client_id"].as_str().unwrap();
-        let auth = format!(
-            "Bearer {}",
-            reg["registration_access_token"].as_str().unwrap()
-        );
-        let url = app.url(&format!("/register/{id}"));
-        let requests = (0..30)
-            .map(|_| instant::request("DELETE", &url, &[("Authorization", &auth)], ""))
-            .collect();
-        let answers = instant::fire(&host, requests).await;
-        let statuses = by_status(&answers);
-        assert_eq!(statuses.get(&204), Some(&1), "round {round}: {statuses:?}");
-        assert_eq!(statuses.get(&401), Some(&29), "round {round}: {statuses:?}");
-        assert_eq!(count(&app, "clients", &format!("client_id = '{id}'")), 0);
-        let removed = events(&app)
-            .await
-            .into_iter()
-            .filter(|e| e.event_type == "client.removed" && e.target.as_deref() == Some(id))
-            .count();
-        assert_eq!(removed, 1, "one removal, one event");
-    }
 }
 
 async fn rfc7591_3_tokens_are_single_purpose(backend: Backend) {
