@@ -73,34 +73,12 @@ pub async fn register(
         Err(e) => return refused(e),
     };
     let address = client_address::of(&req, &state.settings.http.trusted_proxies);
-    // RFC 7591 §5 leaves open registration's abuse to the server: a fixed number a client
-    // address may register in an hour, counted in the sign-in counters' table (one atomic
-    // upsert, so concurrent requests cannot outrun it), whatever becomes of the clients.
-    let slot = if matches!(admission, Admission::Open) {
-        let key = format!("register:{}", address.throttle_bucket());
-        let limits = Limits {
-            max_failures: i32::try_from(state.settings.registration.max_per_address_per_hour)
-                .unwrap_or(i32::MAX),
-            window: HOUR,
-            max_lockout: HOUR,
-        };
-        match state
-            .db
-            .run(move |c| login_failures::reserve(c, &[key], now, limits))
-            .await
-        {
-            Ok(Reserved::All(slots)) => slots,
-            Ok(Reserved::Refused(wait)) => {
-                return unavailable(
-                    429,
-                    wait,
-                    "this address has registered as many clients as it may for now",
-                )
-            }
-            Err(e) => return oauth(OAuthError::from(e)),
-        }
-    } else {
-        Vec::new()
+    let slots = match admission {
+        Admission::Open => match address_slot(&state, &address, now).await {
+            Ok(slots) => slots,
+            Err(answer) => return answer,
+        },
+        Admission::InitialToken(_) => Vec::new(),
     };
     let (master, max) = (
         state.master.clone(),
@@ -119,7 +97,8 @@ pub async fn register(
         }
         Err(e) => {
             // What was refused did not register: the address keeps its slot for another try.
-            for slot in slot {
+            // (A slot that cannot be given back stays taken: the cautious side.)
+            for slot in slots {
                 let _ = state
                     .db
                     .run(move |c| login_failures::release(c, &slot))
@@ -127,6 +106,38 @@ pub async fn register(
             }
             refused(e)
         }
+    }
+}
+
+/// A registration slot of the client address in open mode, or the 429 to answer. RFC 7591 §5
+/// leaves open registration's abuse to the server: a fixed number a client address may
+/// register in an hour, counted in the sign-in counters' table (one atomic upsert, so
+/// concurrent requests cannot outrun it; purged after its window), whatever becomes of the
+/// clients.
+async fn address_slot(
+    state: &AppState,
+    address: &client_address::ClientAddress,
+    now: i64,
+) -> Result<Vec<login_failures::Slot>, HttpResponse> {
+    let key = format!("register:{}", address.throttle_bucket());
+    let limits = Limits {
+        max_failures: i32::try_from(state.settings.registration.max_per_address_per_hour)
+            .unwrap_or(i32::MAX),
+        window: HOUR,
+        max_lockout: HOUR,
+    };
+    match state
+        .db
+        .run(move |c| login_failures::reserve(c, &[key], now, limits))
+        .await
+    {
+        Ok(Reserved::All(slots)) => Ok(slots),
+        Ok(Reserved::Refused(wait)) => Err(unavailable(
+            429,
+            wait,
+            "this address has registered as many clients as it may for now",
+        )),
+        Err(e) => Err(oauth(OAuthError::from(e))),
     }
 }
 
