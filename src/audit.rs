@@ -73,6 +73,7 @@ event_types! {
     ClientRemoved => "client.removed",
     ClientUpdated => "client.updated",
     ClientSecretRotated => "client.secret_rotated",
+    ClientInitialTokenIssued => "client.initial_token_issued",
     ResourceAdded => "resource.added",
     ResourceRemoved => "resource.removed",
     ResourceUpdated => "resource.updated",
@@ -123,6 +124,9 @@ pub enum Actor {
     Scheduler,
     /// Someone not known: a sign-in attempt under a name that is no user.
     Anonymous,
+    /// Dynamic client registration (RFC 7591 / RFC 7592): a client registering or managing
+    /// itself at `/register`.
+    Registration,
 }
 
 impl Actor {
@@ -140,6 +144,7 @@ impl Actor {
             Self::Cli => "cli",
             Self::Scheduler => "scheduler",
             Self::Anonymous => "anonymous",
+            Self::Registration => "registration",
         }
     }
 
@@ -182,6 +187,14 @@ impl By {
         Self {
             actor: Actor::Scheduler,
             address: None,
+        }
+    }
+
+    /// A client registering or managing itself at `/register`, from `address`.
+    pub fn registration(address: impl ToString) -> Self {
+        Self {
+            actor: Actor::Registration,
+            address: Some(address.to_string()),
         }
     }
 

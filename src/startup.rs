@@ -253,6 +253,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(web::resource(paths::JWKS).route(web::get().to(jwks::jwks)))
     .service(web::resource(paths::TOKEN).route(web::post().to(token::token)))
     .service(web::resource(paths::PAR).route(web::post().to(par::push)))
+    .configure(crate::endpoints::registration::routes)
     .service(web::resource(paths::INTROSPECTION).route(web::post().to(introspection::introspect)))
     .service(
         web::resource(paths::END_SESSION)

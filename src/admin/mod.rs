@@ -8,6 +8,7 @@ pub mod cache;
 pub mod clients;
 pub mod groups;
 pub mod keys;
+pub mod registration;
 pub mod resources;
 pub mod sessions;
 pub mod users;

@@ -10,7 +10,7 @@ use super::{open, print_json, read_input, UsageError};
 use crate::admin::clients::{self as admin, ClientError};
 use crate::audit::By;
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{DurationSetting, RegistrationMode, Settings};
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -47,6 +47,13 @@ pub enum ClientCommand {
     RotateSecret {
         #[arg(allow_hyphen_values = true)]
         client_id: String,
+    },
+    /// Issue an initial access token for one dynamic registration at /register (RFC 7591 §3,
+    /// `registration.mode = token`); prints {"initial_access_token", "expires_at"}.
+    InitialToken {
+        /// How long the token may be used (1s to 30d).
+        #[arg(long, default_value = "1h")]
+        ttl: DurationSetting,
     },
     /// Delete a client.
     Remove {
@@ -118,6 +125,34 @@ pub fn run(cmd: ClientCommand, settings: &Settings) -> anyhow::Result<()> {
                 .map_err(storage_error)?
                 .ok_or_else(|| UsageError(format!("no client {client_id:?}")))?;
             print_json(&shown);
+        }
+        ClientCommand::InitialToken { ttl } => {
+            let range = crate::admin::registration::INITIAL_TOKEN_TTL;
+            if !range.contains(&ttl.as_secs()) || ttl.0.subsec_nanos() != 0 {
+                return Err(UsageError(format!(
+                    "--ttl must be whole seconds between 1s and 30d, not {ttl}"
+                ))
+                .into());
+            }
+            if settings.registration.mode != RegistrationMode::Token {
+                eprintln!(
+                    "note: registration.mode is not \"token\" in this configuration; /register \
+                     takes initial access tokens only in that mode"
+                );
+            }
+            let now = Clock::system().now();
+            let issued = core
+                .db
+                .with_conn(|c| {
+                    crate::admin::registration::issue_initial_token(
+                        c,
+                        ttl.as_secs(),
+                        &By::cli(),
+                        now,
+                    )
+                })
+                .map_err(storage_error)?;
+            print_json(&issued);
         }
         ClientCommand::Remove { client_id } => {
             let now = Clock::system().now();

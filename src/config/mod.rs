@@ -62,6 +62,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     #[serde(default)]
     pub par: ParSettings,
+    #[serde(default)]
+    pub registration: RegistrationSettings,
 }
 
 impl Default for Settings {
@@ -85,6 +87,7 @@ impl Default for Settings {
             maintenance: MaintenanceSettings::default(),
             audit: AuditSettings::default(),
             par: ParSettings::default(),
+            registration: RegistrationSettings::default(),
         }
     }
 }
@@ -241,6 +244,13 @@ impl Settings {
         }
         if self.tokens.refresh_grace.as_secs() > 300 {
             return invalid("tokens.refresh_grace must be at most 5m".into());
+        }
+        if self.registration.max_per_address_per_hour == 0 || self.registration.max_clients == 0 {
+            return invalid(
+                "registration.max_per_address_per_hour and registration.max_clients must be \
+                 at least 1"
+                    .into(),
+            );
         }
         if self.database.acquire_timeout.0.is_zero() {
             return invalid("database.acquire_timeout must be above zero".into());

@@ -127,6 +127,39 @@ pub struct ParSettings {
     pub required: bool,
 }
 
+/// Dynamic client registration (RFC 7591) and its management (RFC 7592).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    /// No `/register`: it answers 404 and discovery does not name it.
+    #[default]
+    Off,
+    /// `/register` needs an initial access token from `sigil client initial-token`.
+    Token,
+    /// Anyone may register, within `max_per_address_per_hour` and `max_clients`.
+    Open,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationSettings {
+    pub mode: RegistrationMode,
+    /// Registrations one client address may make per hour in `open` mode; beyond it 429.
+    pub max_per_address_per_hour: u32,
+    /// Dynamically registered clients there may be at once; beyond it 503.
+    pub max_clients: u32,
+}
+
+impl Default for RegistrationSettings {
+    fn default() -> Self {
+        Self {
+            mode: RegistrationMode::Off,
+            max_per_address_per_hour: 10,
+            max_clients: 10_000,
+        }
+    }
+}
+
 /// The stored audit log.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

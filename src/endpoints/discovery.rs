@@ -19,7 +19,7 @@ pub fn document(settings: &Settings) -> Value {
     let url = |path: &str| settings.endpoint_url(path);
     let token_auth: Vec<&str> = AuthMethod::SUPPORTED.to_vec();
     let id_token_algs = CLIENT_SIGNING_ALGS;
-    json!({
+    let mut doc = json!({
         "issuer": settings.issuer_str(),
         "authorization_endpoint": url(paths::AUTHORIZE),
         "token_endpoint": url(paths::TOKEN),
@@ -67,7 +67,12 @@ pub fn document(settings: &Settings) -> Value {
         "request_uri_parameter_supported": false,
         "pushed_authorization_request_endpoint": url(paths::PAR),
         "require_pushed_authorization_requests": settings.par.required,
-    })
+    });
+    // RFC 8414 §2: only when `/register` answers.
+    if settings.registration.mode != crate::config::RegistrationMode::Off {
+        doc["registration_endpoint"] = url(paths::REGISTRATION).into();
+    }
+    doc
 }
 
 pub async fn openid_configuration(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {

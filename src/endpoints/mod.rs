@@ -9,6 +9,7 @@ pub mod introspection;
 pub mod jwks;
 pub mod pages;
 pub mod par;
+pub mod registration;
 pub mod revocation;
 pub mod token;
 pub mod userinfo;
@@ -27,6 +28,9 @@ pub mod paths {
     pub const TOKEN: &str = "/token";
     /// Pushed authorization requests (RFC 9126).
     pub const PAR: &str = "/par";
+    /// Dynamic client registration (RFC 7591); `/register/{client_id}` is the client
+    /// configuration endpoint (RFC 7592).
+    pub const REGISTRATION: &str = "/register";
     pub const AUTHORIZE: &str = "/authorize";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";

@@ -555,5 +555,7 @@ fn check_jwks(jwks: &Value) -> Result<(), OAuthError> {
     super::jwk_set::check_public(jwks).map_err(bad)
 }
 
+pub mod self_registered;
+
 #[cfg(test)]
 mod tests;

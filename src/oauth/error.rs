@@ -25,6 +25,8 @@ pub enum ErrorCode {
     InvalidTarget,
     InvalidRedirectUri,
     InvalidClientMetadata,
+    /// RFC 7591 §3.2.2: Sigil approves no software statement.
+    UnapprovedSoftwareStatement,
     LoginRequired,
     ConsentRequired,
     InteractionRequired,
@@ -56,6 +58,7 @@ impl ErrorCode {
             Self::InvalidTarget => "invalid_target",
             Self::InvalidRedirectUri => "invalid_redirect_uri",
             Self::InvalidClientMetadata => "invalid_client_metadata",
+            Self::UnapprovedSoftwareStatement => "unapproved_software_statement",
             Self::LoginRequired => "login_required",
             Self::ConsentRequired => "consent_required",
             Self::InteractionRequired => "interaction_required",

@@ -39,7 +39,7 @@ enum Cutoff {
 /// Every purge, in the order a run makes them: first what unauthenticated requests create, then
 /// what sign-ins leave. Grants come before codes and refresh tokens, which their deletion
 /// cascades to (indexes `authorization_codes_grant`, `refresh_tokens_grant`).
-pub const PURGES: [Purge; 14] = [
+pub const PURGES: [Purge; 15] = [
     // Parked authorization requests nobody finished: what unauthenticated requests create most.
     Purge {
         table: "auth_requests",
@@ -122,6 +122,13 @@ pub const PURGES: [Purge; 14] = [
     // expired link is refused whatever its row says.
     Purge {
         table: "password_links",
+        expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+    // Initial access tokens for dynamic registration (RFC 7591 §3) past their expiry, unused
+    // (index `initial_access_tokens_expiry`): an expired one is refused whatever its row says.
+    Purge {
+        table: "initial_access_tokens",
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },

@@ -15,6 +15,7 @@ pub mod maintenance;
 pub mod passkeys;
 pub mod password_links;
 pub mod pushed_requests;
+pub mod registrations;
 pub mod resources;
 pub mod revisions;
 pub mod revoked_tokens;

@@ -280,3 +280,20 @@ diesel::table! {
         expires_at -> BigInt,
     }
 }
+
+diesel::table! {
+    initial_access_tokens (token_hash) {
+        token_hash -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    registered_clients (client_id) {
+        client_id -> Text,
+        access_token_hash -> Text,
+        client_address -> Text,
+        created_at -> BigInt,
+    }
+}

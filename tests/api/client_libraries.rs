@@ -6,4 +6,5 @@
 
 mod node;
 mod par_and_request_objects;
+mod registration;
 mod token_exchange;

@@ -42,6 +42,7 @@ mod passkeys;
 mod properties;
 mod races;
 mod refresh_and_userinfo;
+mod registration;
 mod request_objects;
 mod resources;
 mod revocation;

@@ -36,9 +36,10 @@ both_backends!(
 );
 
 /// Every table with expiring rows.
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
     "auth_requests",
     "pushed_requests",
+    "initial_access_tokens",
     "client_assertions",
     "revoked_tokens",
     "login_failures",
@@ -219,6 +220,18 @@ async fn assertion(app: &TestApp, key: &ClientKey) {
     assert_eq!(status, 200, "{body}");
 }
 
+/// An initial access token for dynamic registration (RFC 7591), as `sigil client
+/// initial-token` issues it, good for `ttl` seconds.
+fn initial_token(app: &TestApp, ttl: u64) {
+    let now = app.state.clock.now();
+    app.state
+        .db
+        .with_conn(|c| {
+            sigil::admin::registration::issue_initial_token(c, ttl, &sigil::audit::By::cli(), now)
+        })
+        .unwrap();
+}
+
 /// A trusted browser for `user_id` until `expires_at`. Written directly: on this branch no
 /// endpoint creates them yet (the device cookie does, with the brute-force work).
 fn device(app: &TestApp, user_id: &str, expires_at: i64) {
@@ -263,6 +276,7 @@ async fn attack27_expired_rows_are_purged_from_every_table_and_live_ones_stay(ba
     pushed(&app, &live.0, &live.1, &[]).await;
     assertion(&app, &key).await;
     device(&app, &alice, app.state.clock.now() + 10);
+    initial_token(&app, 10);
 
     // At t0 + 1000 s the first browser is used again (its idle time starts over) for a second
     // grant, whose refresh token rotates 900 s later; another browser signs in and logs out.
@@ -322,6 +336,7 @@ async fn attack27_expired_rows_are_purged_from_every_table_and_live_ones_stay(ba
     assertion(&app, &key).await;
     revoke(&app, &live, &fresh["access_token"]).await;
     device(&app, &alice, now + 1_000_000);
+    initial_token(&app, 3600);
     let before = counts(&app);
     for (table, n) in &before {
         assert!(*n > 0, "a live row in {table}");

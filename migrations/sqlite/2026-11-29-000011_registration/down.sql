@@ -1,0 +1,3 @@
+DELETE FROM locks WHERE name = 'registrations';
+DROP TABLE registered_clients;
+DROP TABLE initial_access_tokens;
