@@ -62,6 +62,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     #[serde(default)]
     pub par: ParSettings,
+    #[serde(default)]
+    pub dpop: DpopSettings,
 }
 
 impl Default for Settings {
@@ -85,6 +87,7 @@ impl Default for Settings {
             maintenance: MaintenanceSettings::default(),
             audit: AuditSettings::default(),
             par: ParSettings::default(),
+            dpop: DpopSettings::default(),
         }
     }
 }

@@ -140,6 +140,7 @@ diesel::table! {
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
         successor_sealed -> Nullable<Binary>,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 
@@ -277,6 +278,13 @@ diesel::table! {
         user_id -> Text,
         token_hash -> Text,
         created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    dpop_jtis (jti_hash) {
+        jti_hash -> Text,
         expires_at -> BigInt,
     }
 }
