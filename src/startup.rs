@@ -85,6 +85,7 @@ impl Application {
         );
         // Passkeys (WebAuthn): the relying party is the issuer.
         let webauthn = crate::web::passkeys::relying_party(&settings.issuer);
+        let max_jtis = settings.dpop.max_jtis;
         let state = web::Data::new(AppState {
             outbound,
             verdicts: verdicts.clone(),
@@ -104,6 +105,10 @@ impl Application {
             passwords,
             tarpit: Default::default(),
             webauthn,
+            dpop: crate::oauth::dpop::Dpop::new(
+                core.master.derive(b"sigil dpop nonce v1"),
+                max_jtis,
+            ),
         });
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone())?;

@@ -40,6 +40,8 @@ pub struct AppState {
     /// The WebAuthn relying party for passkeys (`web::passkeys`); `None` when the issuer's host
     /// is not a domain name.
     pub webauthn: Option<webauthn_rs::Webauthn>,
+    /// DPoP (RFC 9449): the nonce key and this node's store of proof ids.
+    pub dpop: crate::oauth::dpop::Dpop,
 }
 
 impl AppState {

@@ -64,6 +64,7 @@ pub struct Settings {
     pub par: ParSettings,
     #[serde(default)]
     pub registration: RegistrationSettings,
+    pub dpop: DpopSettings,
 }
 
 impl Default for Settings {
@@ -88,6 +89,7 @@ impl Default for Settings {
             audit: AuditSettings::default(),
             par: ParSettings::default(),
             registration: RegistrationSettings::default(),
+            dpop: DpopSettings::default(),
         }
     }
 }

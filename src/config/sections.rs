@@ -442,3 +442,21 @@ mod tests {
         }
     }
 }
+
+/// DPoP (RFC 9449).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DpopSettings {
+    /// Proof ids (`jti`) one node remembers at once, each for the two minutes its proof could
+    /// be accepted (about 40 bytes each); beyond it proofs are refused with 503 rather than
+    /// accepted without the replay check.
+    pub max_jtis: usize,
+}
+
+impl Default for DpopSettings {
+    fn default() -> Self {
+        Self {
+            max_jtis: 1_000_000,
+        }
+    }
+}

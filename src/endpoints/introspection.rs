@@ -110,9 +110,14 @@ async fn access_token(state: &AppState, token: &str) -> Result<Option<Value>, OA
     if !is_live(state, &token).await? {
         return Ok(None);
     }
+    // RFC 9449 §6.2: a bound token is a DPoP one, and its `cnf` names the key.
+    let token_type = match crate::oauth::dpop::bound_jkt(&token.claims) {
+        Some(_) => crate::oauth::dpop::TOKEN_TYPE,
+        None => "Bearer",
+    };
     let mut answer = json!({
         "active": true,
-        "token_type": "Bearer",
+        "token_type": token_type,
         "iss": issuer,
         "client_id": client_id,
         "exp": token.exp,
@@ -129,6 +134,7 @@ async fn access_token(state: &AppState, token: &str) -> Result<Option<Value>, OA
         "amr",
         "groups",
         "act",
+        "cnf",
     ] {
         if let Some(v) = token.claims.get(name) {
             answer[name] = v.clone();

@@ -4,6 +4,7 @@
 pub mod authorize;
 pub mod client_form;
 pub mod discovery;
+pub mod dpop;
 pub mod health;
 pub mod introspection;
 pub mod jwks;

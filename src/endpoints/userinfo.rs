@@ -11,7 +11,10 @@ use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 use serde_json::{Map, Value};
 
+use super::dpop::{self, Scheme};
+use super::paths;
 use crate::oauth::client_metadata::Client;
+use crate::oauth::dpop::Refusal;
 use crate::tokens::{claims, id_token, jwe, validate};
 
 fn invalid_token(why: &'static str) -> OAuthError {
@@ -19,8 +22,14 @@ fn invalid_token(why: &'static str) -> OAuthError {
 }
 
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
-    let token = bearer(&req)?.ok_or_else(no_token)?;
-    userinfo(&state, token).await
+    let presented = authorization(&req);
+    let scheme = scheme_of(&presented);
+    let answer = match presented {
+        Ok(Some((scheme, token))) => userinfo(&req, &state, scheme, token).await,
+        Ok(None) => Err(no_token()),
+        Err(e) => Err(e),
+    };
+    Ok(finish(&state, answer, scheme))
 }
 
 pub async fn post(
@@ -28,32 +37,88 @@ pub async fn post(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let from_header = bearer(&req)?;
+    let presented = authorization(&req);
+    let scheme = scheme_of(&presented);
+    let answer = match presented {
+        Ok(from_header) => from_post(&req, &body, &state, from_header).await,
+        Err(e) => Err(e),
+    };
+    Ok(finish(&state, answer, scheme))
+}
+
+/// The scheme the Authorization header used, for the challenge of an error.
+fn scheme_of(presented: &Result<Option<(Scheme, String)>, OAuthError>) -> Option<Scheme> {
+    presented.as_ref().ok()?.as_ref().map(|(s, _)| *s)
+}
+
+/// RFC 9449 §7.1 and RFC 6750 §3: the answer, with `DPoP-Nonce` and the challenges.
+fn finish(
+    state: &AppState,
+    answer: Result<HttpResponse, OAuthError>,
+    scheme: Option<Scheme>,
+) -> HttpResponse {
+    match answer {
+        Ok(r) => dpop::resource_ok(state, r, scheme.unwrap_or(Scheme::Bearer)),
+        Err(e) => dpop::resource_error(state, e, scheme),
+    }
+}
+
+async fn from_post(
+    req: &HttpRequest,
+    body: &web::Bytes,
+    state: &AppState,
+    from_header: Option<(Scheme, String)>,
+) -> Result<HttpResponse, OAuthError> {
     let from_body = if req
         .content_type()
         .eq_ignore_ascii_case("application/x-www-form-urlencoded")
     {
-        Params::parse(&body, state.settings.http.max_param_bytes)?
+        Params::parse(body, state.settings.http.max_param_bytes)?
             .get("access_token")
             .map(str::to_string)
     } else {
         None
     };
-    let token = match (from_header, from_body) {
+    // RFC 6750 §2.2: a token in the body is a bearer token.
+    let (scheme, token) = match (from_header, from_body) {
         (Some(_), Some(_)) => {
             return Err(OAuthError::invalid_request(
                 "send the token in one place only",
             ))
         }
-        (Some(t), None) | (None, Some(t)) => t,
+        (Some(t), None) => t,
+        (None, Some(t)) => (Scheme::Bearer, t),
         (None, None) => return Err(no_token()),
     };
-    userinfo(&state, token).await
+    userinfo(req, state, scheme, token).await
 }
 
 /// RFC 6750 §3.1: without credentials, a bare challenge.
 fn no_token() -> OAuthError {
     invalid_token("an access token is required")
+}
+
+/// RFC 6750 §2.1, RFC 9449 §7.1: the token of an `Authorization: Bearer` or `Authorization:
+/// DPoP` header, and which it was, if there is one.
+fn authorization(req: &HttpRequest) -> Result<Option<(Scheme, String)>, OAuthError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| invalid_token("malformed Authorization header"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .map(|(s, t)| (s, t.trim()))
+        .filter(|(_, t)| !t.is_empty())
+        .ok_or_else(|| invalid_token("use the Bearer or DPoP scheme"))?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Ok(Some((Scheme::Bearer, token.to_string())))
+    } else if scheme.eq_ignore_ascii_case(crate::oauth::dpop::SCHEME) {
+        Ok(Some((Scheme::Dpop, token.to_string())))
+    } else {
+        Err(invalid_token("use the Bearer or DPoP scheme"))
+    }
 }
 
 /// RFC 6750 §2.1: the token of an `Authorization: Bearer` header, if there is one.
@@ -74,17 +139,52 @@ pub(crate) fn bearer(req: &HttpRequest) -> Result<Option<String>, OAuthError> {
     }
 }
 
-async fn userinfo(state: &AppState, token: String) -> Result<HttpResponse, OAuthError> {
+async fn userinfo(
+    req: &HttpRequest,
+    state: &AppState,
+    scheme: Scheme,
+    presented: String,
+) -> Result<HttpResponse, OAuthError> {
+    // RFC 9449 §7.1: a DPoP token comes with a proof for this request and this token.
+    let proof = match scheme {
+        Scheme::Dpop => Some(
+            dpop::proof(req, state, paths::USERINFO, Some(&presented))?.ok_or_else(|| {
+                dpop::refused(Refusal::Invalid("a DPoP token needs a DPoP proof"))
+            })?,
+        ),
+        Scheme::Bearer => None,
+    };
     let keys = state.keyring.current();
     let issuer = state.settings.issuer_str();
     let token = validate::check(
         &keys,
-        &token,
+        &presented,
         issuer,
         validate::Audience::Only(issuer),
         state.clock.now(),
     )
     .map_err(invalid_token)?;
+    // RFC 9449 §7.1, §7.2 (SECURITY.md 33): a bound token only with a proof of its key, never
+    // as a bearer token; an unbound one never in the DPoP scheme.
+    match (crate::oauth::dpop::bound_jkt(&token.claims), &proof) {
+        (Some(jkt), Some(proof)) if proof.jkt == jkt => dpop::spend(state, proof).await?,
+        (Some(_), Some(_)) => {
+            return Err(invalid_token(
+                "the DPoP proof is not made with the token's key",
+            ))
+        }
+        (Some(_), None) => {
+            return Err(invalid_token(
+                "the token is DPoP-bound: present it in the DPoP scheme with a proof",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid_token(
+                "the token is not DPoP-bound: present it in the Bearer scheme",
+            ))
+        }
+        (None, None) => {}
+    }
     if token.grant_id.is_none() {
         return Err(invalid_token("the token was not issued to a user"));
     }

@@ -149,6 +149,7 @@ struct Submitted {
     groups_filter: Option<String>,
     require_pushed_authorization_requests: Option<bool>,
     request_object_signing_alg: Option<String>,
+    dpop_bound_access_tokens: Option<bool>,
 }
 
 /// Checked metadata, with defaults filled in; this is what is stored and shown.
@@ -199,6 +200,9 @@ pub struct ClientMetadata {
     /// RFC 9101 / OIDC Registration §2: the one algorithm of this client's request objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_object_signing_alg: Option<String>,
+    /// RFC 9449 §5.2: every token request of this client carries a DPoP proof.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl ClientMetadata {
@@ -440,6 +444,7 @@ impl ClientMetadata {
                 .require_pushed_authorization_requests
                 .unwrap_or(false),
             request_object_signing_alg: s.request_object_signing_alg,
+            dpop_bound_access_tokens: s.dpop_bound_access_tokens.unwrap_or(false),
         })
     }
 }

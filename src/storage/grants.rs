@@ -50,6 +50,9 @@ pub struct RefreshRow {
     /// The response of the refresh that used this token, sealed, while `tokens.refresh_grace`
     /// lets a retry have it again.
     pub successor_sealed: Option<Vec<u8>>,
+    /// RFC 9449 §5: the thumbprint of the key a public client's token is bound to; refreshing
+    /// it takes a DPoP proof with that key.
+    pub dpop_jkt: Option<String>,
 }
 
 /// A new grant and its code, together.

@@ -39,7 +39,7 @@ enum Cutoff {
 /// Every purge, in the order a run makes them: first what unauthenticated requests create, then
 /// what sign-ins leave. Grants come before codes and refresh tokens, which their deletion
 /// cascades to (indexes `authorization_codes_grant`, `refresh_tokens_grant`).
-pub const PURGES: [Purge; 15] = [
+pub const PURGES: [Purge; 16] = [
     // Parked authorization requests nobody finished: what unauthenticated requests create most.
     Purge {
         table: "auth_requests",
@@ -62,6 +62,13 @@ pub const PURGES: [Purge; 15] = [
     // RFC 7523 §3 assertion ids, kept until the assertion's `exp` plus the clock skew.
     Purge {
         table: "client_assertions",
+        expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+    // RFC 9449 §11.1 DPoP proof ids (PostgreSQL), kept while their proof could be accepted
+    // (index `dpop_jtis_expiry`): any client can send proofs.
+    Purge {
+        table: "dpop_jtis",
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },

@@ -7,6 +7,7 @@ pub mod client_assertions;
 pub mod clients;
 pub mod consents;
 pub mod devices;
+pub mod dpop_jtis;
 pub mod factors;
 pub mod grants;
 pub mod groups;

@@ -140,6 +140,7 @@ diesel::table! {
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
         successor_sealed -> Nullable<Binary>,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 
@@ -295,5 +296,12 @@ diesel::table! {
         access_token_hash -> Text,
         client_address -> Text,
         created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    dpop_jtis (jti_hash) {
+        jti_hash -> Text,
+        expires_at -> BigInt,
     }
 }

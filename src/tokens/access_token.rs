@@ -36,6 +36,9 @@ pub struct AccessTokenClaims<'a> {
     /// RFC 8693 §4.1: who acts on the subject's behalf (a token exchange's delegation).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub act: Option<serde_json::Value>,
+    /// RFC 9449 §6.1: the DPoP key the token is bound to (`{"jkt": …}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<serde_json::Value>,
 }
 
 impl<'a> AccessTokenClaims<'a> {
@@ -62,6 +65,7 @@ impl<'a> AccessTokenClaims<'a> {
             gid: None,
             groups: None,
             act: None,
+            cnf: None,
         }
     }
 }

@@ -21,6 +21,7 @@ mod client_assertion;
 mod client_libraries;
 mod crash;
 mod discovery;
+mod dpop;
 mod encrypted_responses;
 mod groups;
 mod health;

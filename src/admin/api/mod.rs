@@ -188,6 +188,12 @@ pub(crate) async fn caller(req: &HttpRequest, state: &AppState) -> Result<String
         state.clock.now(),
     )
     .map_err(ApiError::invalid_token)?;
+    // RFC 9449 §7.2 (SECURITY.md 33): a DPoP-bound token is no bearer token.
+    if crate::oauth::dpop::bound_jkt(&token.claims).is_some() {
+        return Err(ApiError::invalid_token(
+            "the admin API takes bearer tokens, not DPoP-bound ones",
+        ));
+    }
     // Only a client acting for itself (client_credentials), never a user's token.
     if token.grant_id.is_some() {
         return Err(ApiError::invalid_token(

@@ -49,6 +49,8 @@ pub struct Presented {
     pub verifier: Option<String>,
     pub resource: Option<String>,
     pub address: Option<String>,
+    /// The thumbprint of the DPoP proof's key (RFC 9449 §5), when one came.
+    pub dpop_jkt: Option<String>,
 }
 
 /// Redeems a code Sigil redeems for itself (the account page), with no client address.
@@ -66,6 +68,7 @@ pub async fn redeem(
         verifier,
         resource,
         address: None,
+        dpop_jkt: None,
     };
     redeem_presented(state, client, presented).await
 }
@@ -81,6 +84,7 @@ pub async fn redeem_presented(
         verifier,
         resource,
         address,
+        dpop_jkt,
     } = presented;
     let replay = || Replay::new(client, address.as_deref(), "authorization_code");
     let requested = issue::requested_resource(state, client, resource).await?;
@@ -142,21 +146,19 @@ pub async fn redeem_presented(
     let refresh_ttl = state.settings.tokens.refresh_ttl.as_secs() as i64;
     let (refresh_token, refresh_row) = match issue::wants_refresh(client, &grant.scope) {
         true => {
-            let (token, row) = issue::new_refresh(&grant.id, now, refresh_ttl);
+            let bound = issue::refresh_binding(client, dpop_jkt.as_deref());
+            let (token, row) = issue::new_refresh(&grant.id, now, refresh_ttl, bound);
             (Some(token), Some(row))
         }
         false => (None, None),
     };
-    let body = issue::response(
-        state,
-        client,
-        &grant,
-        &subject,
-        &grant.scope,
-        resource.as_ref(),
-        refresh_token,
-    )
-    .await?;
+    let to = issue::Issue {
+        subject: &subject,
+        scope: &grant.scope,
+        resource: resource.as_ref(),
+        dpop_jkt: dpop_jkt.as_deref(),
+    };
+    let body = issue::response(state, client, &grant, to, refresh_token).await?;
 
     // Commit: the code is spent together with the new refresh token, or not at all.
     let until = grant_until(state, now, refresh_row.as_ref());

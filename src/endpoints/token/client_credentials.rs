@@ -17,6 +17,7 @@ pub async fn grant(
     client: &Client,
     requested: Option<Scope>,
     resource: Option<String>,
+    dpop_jkt: Option<&str>,
 ) -> Result<HttpResponse, OAuthError> {
     let resource = issue::requested_resource(state, client, resource).await?;
     let registered = client.registered_scope();
@@ -51,10 +52,12 @@ pub async fn grant(
         ttl,
     );
     claims.scope = (!scope_text.is_empty()).then_some(scope_text.as_str());
+    // RFC 9449 §6.1: bound to the proof's key.
+    claims.cnf = dpop_jkt.map(crate::oauth::dpop::cnf);
     let token = target.seal(access_token::mint(key, &claims).map_err(OAuthError::server_error)?)?;
     let mut body = json!({
         "access_token": token,
-        "token_type": "Bearer",
+        "token_type": issue::token_type(dpop_jkt),
         "expires_in": ttl,
     });
     if !scope_text.is_empty() {

@@ -26,8 +26,31 @@ pub fn wants_refresh(client: &Client, scope: &str) -> bool {
         && (scope.split(' ').any(|s| s == "offline_access") || client.metadata.skip_consent)
 }
 
-/// A new refresh token for `grant_id` and its row, stored only when the response commits.
-pub fn new_refresh(grant_id: &str, now: i64, ttl: i64) -> (String, RefreshRow) {
+/// RFC 9449 §5: the key a new refresh token is bound to — the proof's, for a public client.
+/// A confidential client's refresh tokens stay unbound: it authenticates to use them.
+pub fn refresh_binding(client: &Client, jkt: Option<&str>) -> Option<String> {
+    if client.metadata.token_endpoint_auth_method.is_confidential() {
+        return None;
+    }
+    jkt.map(str::to_string)
+}
+
+/// The `token_type` of an access token bound to `jkt` or not (RFC 9449 §5, RFC 6750).
+pub fn token_type(jkt: Option<&str>) -> &'static str {
+    match jkt {
+        Some(_) => crate::oauth::dpop::TOKEN_TYPE,
+        None => "Bearer",
+    }
+}
+
+/// A new refresh token for `grant_id` and its row (bound to `dpop_jkt` when given), stored
+/// only when the response commits.
+pub fn new_refresh(
+    grant_id: &str,
+    now: i64,
+    ttl: i64,
+    dpop_jkt: Option<String>,
+) -> (String, RefreshRow) {
     let token = random::secret_256();
     let row = RefreshRow {
         token_hash: hash(&token),
@@ -36,6 +59,7 @@ pub fn new_refresh(grant_id: &str, now: i64, ttl: i64) -> (String, RefreshRow) {
         expires_at: now + ttl,
         used_at: None,
         successor_sealed: None,
+        dpop_jkt,
     };
     (token, row)
 }
@@ -161,17 +185,29 @@ pub fn live_subject(
     Ok(Some(Subject { user, groups }))
 }
 
-/// The token response body for `grant` with `scope` (the grant's, or a narrower one), for
-/// `resource` when one was named.
+/// What a token response is for: the grant's user, the scope (the grant's, or a narrower one),
+/// the resource when one was named, and the DPoP key the access token is bound to.
+pub struct Issue<'a> {
+    pub subject: &'a Subject,
+    pub scope: &'a str,
+    pub resource: Option<&'a ResourceMetadata>,
+    pub dpop_jkt: Option<&'a str>,
+}
+
+/// The token response body for `grant`.
 pub async fn response(
     state: &AppState,
     client: &Client,
     grant: &GrantRow,
-    subject: &Subject,
-    scope: &str,
-    resource: Option<&ResourceMetadata>,
+    issue: Issue<'_>,
     refresh_token: Option<String>,
 ) -> Result<Value, OAuthError> {
+    let Issue {
+        subject,
+        scope,
+        resource,
+        dpop_jkt,
+    } = issue;
     let settings = &state.settings;
     let keys = state.keyring.current();
     let now = state.clock.now();
@@ -200,13 +236,15 @@ pub async fn response(
         .groups
         .as_deref()
         .filter(|_| groups::in_scope(&target.scope));
+    // RFC 9449 §6.1: bound to the proof's key.
+    at.cnf = dpop_jkt.map(crate::oauth::dpop::cnf);
     let access_token =
         target.seal(access_token::mint(key, &at).map_err(OAuthError::server_error)?)?;
 
     // RFC 6749 §5.1: `scope` is the access token's; the ID token keeps the grant's claims.
     let mut body = json!({
         "access_token": access_token,
-        "token_type": "Bearer",
+        "token_type": token_type(dpop_jkt),
         "expires_in": target.ttl,
         "scope": target.scope,
     });

@@ -12,7 +12,7 @@ mod token_exchange;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::client_form;
+use super::{client_form, dpop, paths};
 use crate::audit;
 use crate::oauth::client_metadata::Client;
 use crate::oauth::token_request::TokenRequest;
@@ -29,9 +29,21 @@ pub async fn token(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let params = client_form::read(&req, body, &state).await?;
+    let sent = dpop::sent(&req);
+    let answer = answer(&req, body, &state).await;
+    dpop::token_answer(&state, answer, sent)
+}
+
+async fn answer(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, OAuthError> {
+    let params = client_form::read(req, body, state).await?;
     let request = TokenRequest::parse(&params)?;
-    let client = client_form::authenticate(&req, &params, &state).await?;
+    // RFC 9449 §5: a DPoP proof, checked before the client is (nothing is written for it yet).
+    let proof = dpop::proof(req, state, paths::TOKEN, None)?;
+    let client = client_form::authenticate(req, &params, state).await?;
     // RFC 6749 §5.2: a client may use only the grants it registered.
     let grant = request.grant_type();
     if !client.allows_grant(grant) {
@@ -46,10 +58,12 @@ pub async fn token(
     // RFC 6749 §4.1.2, RFC 9700 §4.14.2: a replay revokes its grant; the cached introspection
     // answers are dropped where that revocation happens (`replayed`), never because a request
     // failed (SECURITY.md 29).
-    let address = client_address::of(&req, &state.settings.http.trusted_proxies).to_string();
+    // RFC 9449 §5.2, §11.1: a client that registered for DPoP sends a proof; its id is spent.
+    let jkt = dpop::token_binding(state, &client, proof).await?;
+    let address = client_address::of(req, &state.settings.http.trusted_proxies).to_string();
     match request {
         TokenRequest::ClientCredentials { scope, resource } => {
-            client_credentials::grant(&state, &client, scope, resource).await
+            client_credentials::grant(state, &client, scope, resource, jkt.as_deref()).await
         }
         TokenRequest::AuthorizationCode {
             code,
@@ -63,8 +77,9 @@ pub async fn token(
                 verifier: code_verifier,
                 resource,
                 address: Some(address),
+                dpop_jkt: jkt,
             };
-            authorization_code::redeem_presented(&state, &client, code)
+            authorization_code::redeem_presented(state, &client, code)
                 .await
                 .map(|redeemed| respond(redeemed.body))
         }
@@ -72,7 +87,15 @@ pub async fn token(
             refresh_token,
             scope,
             resource,
-        } => refresh_token::grant(&state, &client, refresh_token, scope, resource, &address).await,
+        } => {
+            let presented = refresh_token::Presented {
+                token: refresh_token,
+                scope,
+                resource,
+                dpop_jkt: jkt,
+            };
+            refresh_token::grant(state, &client, presented, &address).await
+        }
         TokenRequest::TokenExchange {
             subject_token,
             actor_token,
@@ -84,8 +107,9 @@ pub async fn token(
                 actor_token,
                 scope,
                 resource,
+                dpop_jkt: jkt,
             };
-            token_exchange::grant(&state, &client, exchange).await
+            token_exchange::grant(state, &client, exchange).await
         }
     }
 }

@@ -43,14 +43,27 @@ struct Used {
     user_live: bool,
 }
 
+/// A refresh request as the token endpoint got it.
+pub struct Presented {
+    pub token: String,
+    pub scope: Option<Scope>,
+    pub resource: Option<String>,
+    /// The thumbprint of the DPoP proof's key (RFC 9449 §5), when one came.
+    pub dpop_jkt: Option<String>,
+}
+
 pub async fn grant(
     state: &AppState,
     client: &Client,
-    token: String,
-    requested: Option<Scope>,
-    resource: Option<String>,
+    presented: Presented,
     address: &str,
 ) -> Result<HttpResponse, OAuthError> {
+    let Presented {
+        token,
+        scope: requested,
+        resource,
+        dpop_jkt,
+    } = presented;
     let replay = Replay::new(client, Some(address), "refresh_token");
     let asked = Asked {
         scope: requested.as_ref().map(Scope::to_string),
@@ -60,10 +73,21 @@ pub async fn grant(
     let now = state.clock.now();
     let token_hash = hash(&token);
     let (owned_hash, owned_client) = (token_hash.clone(), client.clone());
+    let presented_jkt = dpop_jkt.clone();
     let checked = state
         .db
         .run(move |conn| {
             let (row, grant) = found(conn, &owned_hash, &owned_client)?;
+            // RFC 9449 §5: a bound token is refreshed only with a proof of its key. Judged
+            // before anything else, used or not: without the key, nothing is spent, revoked or
+            // answered.
+            if let Some(bound) = &row.dpop_jkt {
+                if presented_jkt.as_deref() != Some(bound.as_str()) {
+                    return Err(invalid_grant(
+                        "the refresh token is bound to a DPoP key; send a proof with that key",
+                    ));
+                }
+            }
             if row.used_at.is_some() {
                 return Ok(Checked::Used(Box::new(used(conn, row, grant)?)));
             }
@@ -106,17 +130,15 @@ pub async fn grant(
 
     // Build: the complete response, the successor's value included, before anything is written.
     let refresh_ttl = state.settings.tokens.refresh_ttl.as_secs() as i64;
-    let (successor, successor_row) = issue::new_refresh(&grant.id, now, refresh_ttl);
-    let body = issue::response(
-        state,
-        client,
-        &grant,
-        &subject,
-        &scope,
-        resource.as_ref(),
-        Some(successor),
-    )
-    .await?;
+    let bound = issue::refresh_binding(client, dpop_jkt.as_deref());
+    let (successor, successor_row) = issue::new_refresh(&grant.id, now, refresh_ttl, bound);
+    let to = issue::Issue {
+        subject: &subject,
+        scope: &scope,
+        resource: resource.as_ref(),
+        dpop_jkt: dpop_jkt.as_deref(),
+    };
+    let body = issue::response(state, client, &grant, to, Some(successor)).await?;
     let successor_sealed = match state.settings.tokens.refresh_grace.as_secs() {
         0 => None,
         _ => Some(grace::seal(&state.master, &token_hash, &asked, &body)?),

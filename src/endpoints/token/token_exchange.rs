@@ -13,6 +13,7 @@ use super::issue::{self, Target};
 use super::respond;
 use crate::endpoints::introspection;
 use crate::oauth::client_metadata::Client;
+use crate::oauth::dpop;
 use crate::oauth::scope::Scope;
 use crate::oauth::token_request::ACCESS_TOKEN_TYPE;
 use crate::oauth::{ErrorCode, OAuthError};
@@ -26,6 +27,8 @@ pub struct Exchange {
     pub actor_token: Option<String>,
     pub scope: Option<Scope>,
     pub resource: Option<String>,
+    /// The thumbprint of the DPoP proof's key (RFC 9449 §5), when one came.
+    pub dpop_jkt: Option<String>,
 }
 
 pub async fn grant(
@@ -38,6 +41,22 @@ pub async fn grant(
         Some(token) => Some(live_token(state, token, "actor_token").await?),
         None => None,
     };
+    // RFC 9449 §6: a DPoP-bound token is only usable with its key, here as anywhere: one
+    // exchanged without a proof of that key would be a Bearer copy of it.
+    let jkt = exchange.dpop_jkt.as_deref();
+    for (token, name) in [
+        (Some(&subject), "subject_token"),
+        (actor.as_ref(), "actor_token"),
+    ] {
+        if let Some(bound) = token.and_then(|t| dpop::bound_jkt(&t.claims)) {
+            if jkt != Some(bound) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidGrant,
+                    format!("the {name} is bound to a DPoP key; send a proof with that key"),
+                ));
+            }
+        }
+    }
     let held = Scope::parse(subject.claim("scope").unwrap_or("")).unwrap_or_default();
     let allowed = held.intersection(&client.registered_scope());
     let scope = match exchange.scope {
@@ -90,6 +109,7 @@ pub async fn grant(
         act["act"] = earlier.clone();
     }
     claims.act = Some(act);
+    claims.cnf = jkt.map(dpop::cnf);
     let token = target.seal(access_token::mint(key, &claims).map_err(OAuthError::server_error)?)?;
     // Every exchange is logged with whose token, for whom and for where (never the tokens).
     tracing::info!(
@@ -105,7 +125,7 @@ pub async fn grant(
     let mut body = json!({
         "access_token": token,
         "issued_token_type": ACCESS_TOKEN_TYPE,
-        "token_type": "Bearer",
+        "token_type": issue::token_type(jkt),
         "expires_in": ttl,
     });
     if !target.scope.is_empty() {
