@@ -253,6 +253,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(web::resource(paths::JWKS).route(web::get().to(jwks::jwks)))
     .service(web::resource(paths::TOKEN).route(web::post().to(token::token)))
     .service(web::resource(paths::PAR).route(web::post().to(par::push)))
+    .service(
+        web::resource(paths::DEVICE_AUTHORIZATION)
+            .route(web::post().to(crate::endpoints::device_authorization::authorize)),
+    )
+    .service(
+        web::resource(paths::DEVICE)
+            .route(web::get().to(crate::web::device::show))
+            .route(web::post().to(crate::web::device::submit)),
+    )
     .service(web::resource(paths::INTROSPECTION).route(web::post().to(introspection::introspect)))
     .service(
         web::resource(paths::END_SESSION)

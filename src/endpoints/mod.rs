@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod client_form;
+pub mod device_authorization;
 pub mod discovery;
 pub mod health;
 pub mod introspection;
@@ -27,6 +28,10 @@ pub mod paths {
     pub const TOKEN: &str = "/token";
     /// Pushed authorization requests (RFC 9126).
     pub const PAR: &str = "/par";
+    /// The device authorization endpoint (RFC 8628 §3.1).
+    pub const DEVICE_AUTHORIZATION: &str = "/device_authorization";
+    /// Where the user types the device's user code (RFC 8628 §3.3, field `user_code`).
+    pub const DEVICE: &str = "/device";
     pub const AUTHORIZE: &str = "/authorize";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";

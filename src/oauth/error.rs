@@ -37,6 +37,12 @@ pub enum ErrorCode {
     InvalidRequestUri,
     /// RFC 9101 §7: a request object that does not verify or whose claims are wrong.
     InvalidRequestObject,
+    /// RFC 8628 §3.5: the user has not decided yet; poll again after the interval.
+    AuthorizationPending,
+    /// RFC 8628 §3.5: polled faster than the interval, which grows by 5 seconds.
+    SlowDown,
+    /// RFC 8628 §3.5: the device code expired before it was redeemed.
+    ExpiredToken,
 }
 
 impl ErrorCode {
@@ -64,6 +70,9 @@ impl ErrorCode {
             Self::RequestUriNotSupported => "request_uri_not_supported",
             Self::InvalidRequestUri => "invalid_request_uri",
             Self::InvalidRequestObject => "invalid_request_object",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::SlowDown => "slow_down",
+            Self::ExpiredToken => "expired_token",
         }
     }
 
