@@ -27,6 +27,8 @@ both_backends!(
     rfc8628_5_1_wrong_user_codes_are_throttled_like_passwords,
     rfc8628_3_5_concurrent_polls_of_an_approved_code_give_one_token_response,
     rfc8628_5_2_pending_authorizations_are_capped,
+    rfc8628_5_1_concurrent_guesses_check_at_most_max_failures_codes,
+    rfc8628_3_3_a_device_is_decided_once,
 );
 
 pub const GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -658,4 +660,75 @@ async fn rfc8628_5_2_pending_authorizations_are_capped(backend: Backend) {
     assert_eq!(error(&gone), (400, "invalid_grant"));
     let kept = poll(&app, &radio, first["device_code"].as_str().unwrap()).await;
     assert_eq!(error(&kept), (400, "authorization_pending"));
+}
+
+async fn rfc8628_5_1_concurrent_guesses_check_at_most_max_failures_codes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tv = device_client(&app, "tv", json!({}));
+    started(&app, &tv).await;
+    // One browser's CSRF cookie and token, then 30 guesses released at the same instant.
+    let page = app.http.get(app.url("/device")).send().await.unwrap();
+    let set_cookie = page.headers()["set-cookie"].to_str().unwrap().to_string();
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    assert!(cookie.starts_with("sigil_csrf="), "{cookie}");
+    let csrf = hidden(&page.text().await.unwrap(), "csrf_token");
+    let url = app.url("/device");
+    let guesses: Vec<String> = (0..30)
+        .map(|i| {
+            let letters = b"BCDFGHJKLMNPQRSTVWXZ";
+            let (a, b) = (letters[i % 20] as char, letters[i / 20] as char);
+            format!("{a}{b}{a}{b}-{b}{a}{b}{a}")
+        })
+        .collect();
+    let requests = guesses
+        .iter()
+        .map(|g| {
+            instant::form_post(
+                &url,
+                Some(&cookie),
+                &[("user_code", g.as_str()), ("csrf_token", csrf.as_str())],
+                &[],
+            )
+        })
+        .collect();
+    let answers = instant::fire(app.address.strip_prefix("http://").unwrap(), requests).await;
+    let by_status = instant::by_status(&answers);
+    let max = app.settings.login.max_failures as usize;
+    assert_eq!(
+        by_status,
+        std::collections::BTreeMap::from([(400, max), (429, 30 - max)]),
+        "at most login.max_failures codes were looked up"
+    );
+}
+
+async fn rfc8628_3_3_a_device_is_decided_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.add_user("alice");
+    let tv = device_client(&app, "tv", json!({}));
+    let d = started(&app, &tv).await;
+    let code = d["user_code"].as_str().unwrap();
+    // Two browsers enter the same code; each signs in and reaches the consent page.
+    let (first, second) = (Browser::new(), Browser::new());
+    let mut at_consent = Vec::new();
+    for browser in [&first, &second] {
+        let mut r = enter_code(&app, browser, code).await;
+        while !location(&r).contains("/consent?") {
+            let to = location(&r);
+            r = if to.contains("/login?") {
+                app.submit_login(browser, &to, "alice", PASSWORD).await
+            } else {
+                browser.get(&to).await
+            };
+        }
+        at_consent.push(r);
+    }
+    let second_r = at_consent.pop().unwrap();
+    let first_r = at_consent.pop().unwrap();
+    let r = sign_in_and_decide(&app, &first, first_r, code, "allow").await;
+    assert_eq!(r.status(), 200);
+    // The other browser's answer comes too late, allow or deny: it changes nothing.
+    let r = sign_in_and_decide(&app, &second, second_r, code, "deny").await;
+    assert_eq!(r.status(), 400);
+    let (status, tokens) = poll_later(&app, &tv, &d).await;
+    assert_eq!(status, 200, "{tokens}");
 }
