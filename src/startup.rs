@@ -259,6 +259,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(web::resource(paths::TOKEN).route(web::post().to(token::token)))
     .service(web::resource(paths::PAR).route(web::post().to(par::push)))
     .configure(crate::endpoints::registration::routes)
+    .service(
+        web::resource(paths::DEVICE_AUTHORIZATION)
+            .route(web::post().to(crate::endpoints::device_authorization::authorize)),
+    )
+    .service(
+        web::resource(paths::DEVICE)
+            .route(web::get().to(crate::web::device::show))
+            .route(web::post().to(crate::web::device::submit)),
+    )
     .service(web::resource(paths::INTROSPECTION).route(web::post().to(introspection::introspect)))
     .service(
         web::resource(paths::END_SESSION)

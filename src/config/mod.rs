@@ -65,6 +65,7 @@ pub struct Settings {
     #[serde(default)]
     pub registration: RegistrationSettings,
     pub dpop: DpopSettings,
+    pub device: DeviceSettings,
 }
 
 impl Default for Settings {
@@ -90,6 +91,7 @@ impl Default for Settings {
             par: ParSettings::default(),
             registration: RegistrationSettings::default(),
             dpop: DpopSettings::default(),
+            device: DeviceSettings::default(),
         }
     }
 }
@@ -256,6 +258,18 @@ impl Settings {
         }
         if self.database.acquire_timeout.0.is_zero() {
             return invalid("database.acquire_timeout must be above zero".into());
+        }
+        let device = &self.device;
+        if device.interval.as_secs() == 0 || device.lifetime.as_secs() < 60 {
+            return invalid(
+                "device.interval must be at least 1s and device.lifetime at least 1m".into(),
+            );
+        }
+        if device.max_pending_per_client == 0
+            || device.max_pending == 0
+            || device.max_pending_per_address == 0
+        {
+            return invalid("device.max_pending* must be at least 1".into());
         }
         crate::storage::DatabaseUrl::parse(self.database_url.expose())
             .map_err(ConfigError::Invalid)?;

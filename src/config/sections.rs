@@ -160,6 +160,35 @@ impl Default for RegistrationSettings {
     }
 }
 
+/// The device authorization grant (RFC 8628).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceSettings {
+    /// The polling `interval` a device is given (RFC 8628 §3.2); `slow_down` adds 5 s to it.
+    pub interval: DurationSetting,
+    /// How long a device code and its user code live (`expires_in`).
+    pub lifetime: DurationSetting,
+    /// Device authorizations one client may have live at once; beyond it 503.
+    pub max_pending_per_client: u32,
+    /// Device authorizations live at once, all clients together; beyond it 503.
+    pub max_pending: u32,
+    /// A public client's device authorizations one client address may have waiting (anyone
+    /// can start one for a public client); beyond it the oldest of that address's give way.
+    pub max_pending_per_address: u32,
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        Self {
+            interval: DurationSetting::from_secs(5),
+            lifetime: DurationSetting::from_secs(600),
+            max_pending_per_client: 100,
+            max_pending: 10_000,
+            max_pending_per_address: 10,
+        }
+    }
+}
+
 /// The stored audit log.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

@@ -71,6 +71,7 @@ async fn authorize(
         redirect_uri: redirect_uri.clone(),
         response_mode: ResponseMode::Query,
         state: params.get("state").map(str::to_string),
+        device: false,
     };
     if !pushed
         && (client.metadata.require_pushed_authorization_requests || state.settings.par.required)

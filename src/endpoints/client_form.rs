@@ -82,9 +82,13 @@ async fn by_assertion(
     let token_endpoint = state.settings.endpoint_url(super::paths::TOKEN);
     // RFC 9126 §2: at the PAR endpoint its own URL is an audience too.
     let par_endpoint = state.settings.endpoint_url(super::paths::PAR);
+    // RFC 8628 §3.1: so is the device authorization endpoint's.
+    let device_endpoint = state
+        .settings
+        .endpoint_url(super::paths::DEVICE_AUTHORIZATION);
     let expected = Expected {
         client_id: &client.client_id,
-        audiences: &[issuer, &token_endpoint, &par_endpoint],
+        audiences: &[issuer, &token_endpoint, &par_endpoint, &device_endpoint],
         now,
         clock_skew: state.settings.tokens.clock_skew.as_secs() as i64,
     };

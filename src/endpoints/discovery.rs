@@ -67,6 +67,8 @@ pub fn document(settings: &Settings) -> Value {
         "request_uri_parameter_supported": false,
         "pushed_authorization_request_endpoint": url(paths::PAR),
         "require_pushed_authorization_requests": settings.par.required,
+        // RFC 8628 §4.
+        "device_authorization_endpoint": url(paths::DEVICE_AUTHORIZATION),
         // RFC 9449 §5.1: DPoP proofs are accepted at /token and UserInfo.
         "dpop_signing_alg_values_supported": crate::oauth::dpop::ALGS,
     });

@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod client_form;
+pub mod device_authorization;
 pub mod discovery;
 pub mod dpop;
 pub mod health;
@@ -32,6 +33,10 @@ pub mod paths {
     /// Dynamic client registration (RFC 7591); `/register/{client_id}` is the client
     /// configuration endpoint (RFC 7592).
     pub const REGISTRATION: &str = "/register";
+    /// The device authorization endpoint (RFC 8628 §3.1).
+    pub const DEVICE_AUTHORIZATION: &str = "/device_authorization";
+    /// Where the user types the device's user code (RFC 8628 §3.3, field `user_code`).
+    pub const DEVICE: &str = "/device";
     pub const AUTHORIZE: &str = "/authorize";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";

@@ -54,6 +54,10 @@ pub struct AuthorizationRequest {
     /// must be one of these, or the request fails.
     #[serde(default)]
     pub essential_acr: Option<Vec<Acr>>,
+    /// Set when the request was made on the `/device` page for a device authorization
+    /// (RFC 8628 §3.3): the answer goes to the device, not to a redirect URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<super::device::DeviceLink>,
 }
 
 impl AuthorizationRequest {
@@ -66,6 +70,7 @@ impl AuthorizationRequest {
             redirect_uri: self.redirect_uri.clone(),
             response_mode: self.response_mode,
             state: self.state.clone(),
+            device: self.device.is_some(),
         }
     }
 }
@@ -76,6 +81,8 @@ pub struct ReplyTo {
     pub redirect_uri: String,
     pub response_mode: ResponseMode,
     pub state: Option<String>,
+    /// A device authorization's request (RFC 8628): answered on Sigil's own page.
+    pub device: bool,
 }
 
 /// RFC 6749 §3.1.2.3 / OIDC Core §3.1.2.1: redirect_uri is required and must be one of the
@@ -119,7 +126,7 @@ fn check_response_type(params: &Params, client: &Client) -> Result<(), OAuthErro
 }
 
 /// RFC 6749 §3.3: within the client's registered scopes; without a scope, the registered ones.
-fn check_scope(params: &Params, client: &Client) -> Result<Scope, OAuthError> {
+pub fn check_scope(params: &Params, client: &Client) -> Result<Scope, OAuthError> {
     let registered = client.registered_scope();
     match params.get("scope") {
         None => Ok(registered),
@@ -248,6 +255,7 @@ pub fn check(
         resource: resource.map(str::to_string),
         acr_values,
         essential_acr,
+        device: None,
     })
 }
 

@@ -24,6 +24,9 @@ pub enum GrantType {
     /// RFC 8693.
     #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
     TokenExchange,
+    /// RFC 8628.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
+    DeviceCode,
 }
 
 impl GrantType {
@@ -33,6 +36,7 @@ impl GrantType {
             Self::RefreshToken => "refresh_token",
             Self::ClientCredentials => "client_credentials",
             Self::TokenExchange => TOKEN_EXCHANGE,
+            Self::DeviceCode => super::device::GRANT_TYPE,
         }
     }
 
@@ -42,6 +46,7 @@ impl GrantType {
             "refresh_token" => Ok(Self::RefreshToken),
             "client_credentials" => Ok(Self::ClientCredentials),
             TOKEN_EXCHANGE => Ok(Self::TokenExchange),
+            super::device::GRANT_TYPE => Ok(Self::DeviceCode),
             // Implicit and password are deliberately absent (RFC 9700 §2.1.2, §2.4).
             other => Err(bad(format!("grant type {other:?} is not supported"))),
         }
@@ -299,8 +304,12 @@ impl ClientMetadata {
                 "response_types \"code\" goes with grant_types \"authorization_code\", and only with it",
             ));
         }
-        if grant_types.contains(&GrantType::RefreshToken) && !uses_code {
-            return Err(bad("refresh_token needs the authorization_code grant"));
+        // A user's grant is what a refresh token continues: the code's or the device's.
+        let uses_device = grant_types.contains(&GrantType::DeviceCode);
+        if grant_types.contains(&GrantType::RefreshToken) && !uses_code && !uses_device {
+            return Err(bad(
+                "refresh_token needs the authorization_code or the device_code grant",
+            ));
         }
         for (grant, name) in [
             (GrantType::ClientCredentials, "client_credentials"),
@@ -332,7 +341,7 @@ impl ClientMetadata {
 
         let scope = match &s.scope {
             Some(text) => Scope::parse(text).map_err(bad)?,
-            None if uses_code => Scope::parse("openid").expect("static scope"),
+            None if uses_code || uses_device => Scope::parse("openid").expect("static scope"),
             None => Scope::default(),
         };
 

@@ -8,6 +8,7 @@ pub mod client_key_cache;
 pub mod client_keys;
 pub mod client_metadata;
 pub mod dpop;
+pub mod device;
 pub mod error;
 pub mod form;
 pub mod groups;

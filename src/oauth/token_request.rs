@@ -30,17 +30,20 @@ pub enum TokenRequest {
         scope: Option<Scope>,
         resource: Option<String>,
     },
+    /// RFC 8628 §3.4.
+    DeviceCode { device_code: String },
 }
 
 /// RFC 8693 §3: the one token type Sigil exchanges and issues.
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// The grant types the token endpoint serves, as advertised in discovery.
-pub const GRANT_TYPES_SUPPORTED: [&str; 4] = [
+pub const GRANT_TYPES_SUPPORTED: [&str; 5] = [
     "authorization_code",
     "refresh_token",
     "client_credentials",
     super::client_metadata::TOKEN_EXCHANGE,
+    super::device::GRANT_TYPE,
 ];
 
 impl TokenRequest {
@@ -50,6 +53,7 @@ impl TokenRequest {
             Self::RefreshToken { .. } => GrantType::RefreshToken,
             Self::ClientCredentials { .. } => GrantType::ClientCredentials,
             Self::TokenExchange { .. } => GrantType::TokenExchange,
+            Self::DeviceCode { .. } => GrantType::DeviceCode,
         }
     }
 
@@ -74,6 +78,9 @@ impl TokenRequest {
                 resource: optional_resource(params)?,
             }),
             super::client_metadata::TOKEN_EXCHANGE => token_exchange(params),
+            super::device::GRANT_TYPE => Ok(Self::DeviceCode {
+                device_code: params.required("device_code")?.to_string(),
+            }),
             other => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!("grant_type {other:?} is not supported"),

@@ -39,7 +39,7 @@ enum Cutoff {
 /// Every purge, in the order a run makes them: first what unauthenticated requests create, then
 /// what sign-ins leave. Grants come before codes and refresh tokens, which their deletion
 /// cascades to (indexes `authorization_codes_grant`, `refresh_tokens_grant`).
-pub const PURGES: [Purge; 16] = [
+pub const PURGES: [Purge; 17] = [
     // Parked authorization requests nobody finished: what unauthenticated requests create most.
     Purge {
         table: "auth_requests",
@@ -49,6 +49,13 @@ pub const PURGES: [Purge; 16] = [
     // Pushed authorization requests (RFC 9126) nobody came for: they live 60 seconds.
     Purge {
         table: "pushed_requests",
+        expired: "expires_at <= $1",
+        cutoff: Cutoff::Now,
+    },
+    // Device authorizations (RFC 8628) past their lifetime, decided or not (index
+    // `device_codes_expiry`): anyone can start one for a public client.
+    Purge {
+        table: "device_codes",
         expired: "expires_at <= $1",
         cutoff: Cutoff::Now,
     },

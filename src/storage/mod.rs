@@ -6,6 +6,7 @@ pub mod auth_requests;
 pub mod client_assertions;
 pub mod clients;
 pub mod consents;
+pub mod device_codes;
 pub mod devices;
 pub mod dpop_jtis;
 pub mod factors;

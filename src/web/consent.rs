@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::{client_address, flow, forms, session};
+use super::{client_address, device, flow, forms, session};
 use crate::audit;
 use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::{csp_with_form_target, error_page, render_with_csp};
@@ -20,6 +20,8 @@ struct ConsentPage<'a> {
     client_name: &'a str,
     username: &'a str,
     scopes: Vec<String>,
+    /// A device authorization's user code, to compare with the device's (RFC 8628 §5.4).
+    user_code: Option<String>,
     request_id: &'a str,
     csrf_token: &'a str,
 }
@@ -53,6 +55,12 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         client_name: at.client.display_name(),
         username: &session.user.username,
         scopes: scopes.map(describe_scope).collect(),
+        user_code: at
+            .parked
+            .request
+            .device
+            .as_ref()
+            .and_then(|link| device::shown_code(&state, link)),
         request_id: &at.parked.id,
         csrf_token: &at.csrf,
     };
@@ -142,6 +150,9 @@ pub async fn submit(
         return flow::reply(&state, &reply_to, Err(flow::other_user()));
     }
     if !allow {
+        if let Some(link) = &request.device {
+            return device::deny(&state, link).await;
+        }
         let denied = OAuthError::new(ErrorCode::AccessDenied, "the user denied the request");
         return flow::reply(&state, &reply_to, Err(denied));
     }
@@ -170,8 +181,5 @@ pub async fn submit(
     {
         return flow::reply(&state, &reply_to, Err(e.into()));
     }
-    let result = flow::issue_code(&state, &request, &session)
-        .await
-        .map_err(OAuthError::from);
-    flow::reply(&state, &reply_to, result)
+    flow::allowed(&state, &request, &session).await
 }

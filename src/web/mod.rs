@@ -7,6 +7,7 @@ pub mod client_address;
 pub mod consent;
 pub mod console;
 pub mod cookies;
+pub mod device;
 pub mod first_party;
 pub mod flow;
 pub mod forms;

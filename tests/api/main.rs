@@ -20,6 +20,7 @@ mod cli;
 mod client_assertion;
 mod client_libraries;
 mod crash;
+mod device;
 mod discovery;
 mod dpop;
 mod encrypted_responses;

@@ -36,10 +36,11 @@ both_backends!(
 );
 
 /// Every table with expiring rows.
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
     "auth_requests",
     "pushed_requests",
     "initial_access_tokens",
+    "device_codes",
     "client_assertions",
     "revoked_tokens",
     "login_failures",
@@ -260,6 +261,7 @@ async fn attack27_expired_rows_are_purged_from_every_table_and_live_ones_stay(ba
     let [live, unredeemed, spent] =
         ["live", "unredeemed", "spent"].map(|c| app.web_client(c, json!({})));
     let key = jwt_client(&app);
+    let tv = crate::device::device_client(&app, "tv", json!({}));
 
     // At t0: a browser that stays signed in, with a grant and refresh token that will expire; a
     // sign-in whose code is never redeemed (its browser then idles); a sign-in whose access token
@@ -274,6 +276,7 @@ async fn attack27_expired_rows_are_purged_from_every_table_and_live_ones_stay(ba
     log_out(&app, &c).await;
     abandon(&app, &Browser::new()).await;
     pushed(&app, &live.0, &live.1, &[]).await;
+    crate::device::started(&app, &tv).await;
     assertion(&app, &key).await;
     device(&app, &alice, app.state.clock.now() + 10);
     initial_token(&app, 10);
@@ -333,6 +336,7 @@ async fn attack27_expired_rows_are_purged_from_every_table_and_live_ones_stay(ba
     // Live rows in every table, made now, outlast further runs.
     abandon(&app, &Browser::new()).await;
     pushed(&app, &live.0, &live.1, &[]).await;
+    crate::device::started(&app, &tv).await;
     assertion(&app, &key).await;
     revoke(&app, &live, &fresh["access_token"]).await;
     device(&app, &alice, now + 1_000_000);

@@ -4,6 +4,7 @@
 mod authorization_code;
 pub use authorization_code::{redeem as redeem_code, Redemption};
 mod client_credentials;
+mod device_code;
 mod grace;
 mod issue;
 mod refresh_token;
@@ -111,6 +112,9 @@ async fn answer(
             };
             token_exchange::grant(state, &client, exchange).await
         }
+        TokenRequest::DeviceCode { device_code } => {
+            device_code::grant(state, &client, device_code, &address, jkt.as_deref()).await
+        }
     }
 }
 
@@ -170,7 +174,7 @@ async fn replayed(
 pub struct Replay {
     client_id: String,
     address: Option<String>,
-    /// `authorization_code` or `refresh_token`.
+    /// `authorization_code`, `refresh_token` or `device_code`.
     token: &'static str,
 }
 

@@ -389,7 +389,8 @@ pub async fn proceed(
         session: session.as_ref(),
         signed_in_sid: parked.as_ref().and_then(|p| p.signed_in_sid.as_deref()),
         remembered_scope,
-        skip_consent: client.metadata.skip_consent,
+        // RFC 8628 §5.4: a device is only ever approved by the user, on the consent page.
+        skip_consent: client.metadata.skip_consent && request.device.is_none(),
         hint_sub,
         needed,
         now,
@@ -411,10 +412,7 @@ pub async fn proceed(
                 );
             };
             forget(state, parked.as_ref().map(|p| p.id.as_str())).await;
-            let result = issue_code(state, &request, &session)
-                .await
-                .map_err(OAuthError::from);
-            return reply(state, &request.reply_to(), result);
+            return allowed(state, &request, &session).await;
         }
         Next::Login => paths::LOGIN,
         Next::SecondFactor => paths::LOGIN_FACTOR,
@@ -524,6 +522,23 @@ pub fn grant_horizon(settings: &crate::config::Settings) -> i64 {
     (*crate::config::ACCESS_TTL_RANGE.end() + settings.tokens.clock_skew.as_secs()) as i64
 }
 
+/// The answer to a request the user allowed (or that needed no consent): a code for the
+/// client on its redirect_uri or — for a device authorization (RFC 8628) — the device's
+/// approval, and a page that sends the user back to their device.
+pub async fn allowed(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    session: &Session,
+) -> HttpResponse {
+    if let Some(link) = &request.device {
+        return super::device::approve(state, request, link, session).await;
+    }
+    let result = issue_code(state, request, session)
+        .await
+        .map_err(OAuthError::from);
+    reply(state, &request.reply_to(), result)
+}
+
 /// A grant and its one-time code (256-bit, stored hashed, 60 s).
 pub async fn issue_code(
     state: &AppState,
@@ -586,6 +601,11 @@ pub fn reply(
     if let Err(e) = &result {
         if e.code == ErrorCode::TemporarilyUnavailable {
             return crate::endpoints::pages::unavailable_page();
+        }
+        // A device authorization's request has no redirect_uri to go back to: its errors are
+        // shown on Sigil's page (the device learns of a denial through its polling).
+        if request.device {
+            return super::device::refused(e);
         }
     }
     let issuer = state.settings.issuer_str();

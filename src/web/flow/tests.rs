@@ -20,6 +20,7 @@ fn request(prompt: Prompt, max_age: Option<i64>) -> AuthorizationRequest {
         resource: None,
         acr_values: Vec::new(),
         essential_acr: None,
+        device: None,
     }
 }
 
