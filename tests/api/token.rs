@@ -294,7 +294,7 @@ async fn missing_or_unknown_grant_type(backend: Backend) {
     for grant in [
         "password",
         "implicit",
-        "urn:ietf:params:oauth:grant-type:device_code",
+        "urn:ietf:params:oauth:grant-type:saml2-bearer",
     ] {
         let r = app
             .token_basic(&id, &secret, &[("grant_type", grant)])

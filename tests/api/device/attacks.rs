@@ -224,6 +224,8 @@ async fn rfc8628_5_2_pending_authorizations_are_capped(backend: Backend) {
     // A public client: from one address, the oldest beyond two give way.
     let public = device_client(&app, "cli", json!({"token_endpoint_auth_method": "none"}));
     let oldest = started(&app, &public).await;
+    // Rows are ordered by their second of creation: the later two come a second after.
+    app.state.clock.advance(1);
     started(&app, &public).await;
     started(&app, &public).await;
     let gone = poll(&app, &public, oldest["device_code"].as_str().unwrap()).await;
