@@ -47,7 +47,7 @@ pub fn proof(
         access_token,
         now: state.clock.now(),
     };
-    dpop::verify(text, &expected, &state.dpop.nonces)
+    dpop::verify(text, &expected, &state.dpop)
         .map(Some)
         .map_err(refused)
 }

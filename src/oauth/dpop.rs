@@ -4,8 +4,8 @@
 //! (§8, §9) and remembers each proof's `jti` while the proof could still be accepted (§11.1).
 //! Nothing here knows of HTTP or storage: the endpoints hand in plain values.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use josekit::jwk::Jwk;
 use josekit::jws::{EdDSA, JwsVerifier, ES256, PS256, RS256};
@@ -71,7 +71,7 @@ pub struct Expected<'a> {
 
 /// RFC 9449 §4.3: every check of a proof but the `jti` replay check, in the RFC's order. The
 /// nonce is checked last, so that a client is asked for one only with an otherwise good proof.
-pub fn verify(proof: &str, expected: &Expected<'_>, nonces: &Nonces) -> Result<Proof, Refusal> {
+pub fn verify(proof: &str, expected: &Expected<'_>, dpop: &Dpop) -> Result<Proof, Refusal> {
     use Refusal::Invalid;
     // Point 1 (one header, checked by the caller) and the size every input is held to.
     if proof.len() > MAX_PROOF_BYTES {
@@ -105,7 +105,7 @@ pub fn verify(proof: &str, expected: &Expected<'_>, nonces: &Nonces) -> Result<P
         .get("jwk")
         .and_then(Value::as_object)
         .ok_or(Invalid("the DPoP proof has no jwk header"))?;
-    let verifier = verifier(alg, jwk)?;
+    let verifier = dpop.verifiers.get(alg, jwk)?;
     let signing_input = &proof[..h64.len() + 1 + p64.len()];
     if verifier
         .verify(signing_input.as_bytes(), &signature)
@@ -149,7 +149,7 @@ pub fn verify(proof: &str, expected: &Expected<'_>, nonces: &Nonces) -> Result<P
         ));
     }
     // Point 10 (§8, §9): a nonce Sigil issued, still current.
-    if !text("nonce").is_some_and(|n| nonces.accepts(n, expected.now)) {
+    if !text("nonce").is_some_and(|n| dpop.nonces.accepts(n, expected.now)) {
         return Err(Refusal::Nonce);
     }
     let jkt = keys::thumbprint(jwk);
@@ -218,14 +218,21 @@ fn same_uri(htu: &str, endpoint: &str) -> bool {
 
 /// Server nonces (RFC 9449 §8, §9), stateless: HMAC-SHA256 of the current minute under a key
 /// derived from the master key, so every node issues and accepts the same ones. A nonce is
-/// accepted in the minute it was issued and the next.
+/// accepted in the minute it was issued and the next. The two nonces of the current minute are
+/// computed once a minute and kept: an HMAC through OpenSSL 3 costs microseconds of key set-up,
+/// and every DPoP request needs up to three.
 pub struct Nonces {
     key: [u8; 32],
+    /// The bucket, its nonce and the previous bucket's.
+    minute: Mutex<Option<(i64, [String; 2])>>,
 }
 
 impl Nonces {
     pub fn new(key: [u8; 32]) -> Self {
-        Self { key }
+        Self {
+            key,
+            minute: Mutex::new(None),
+        }
     }
 
     fn of_bucket(&self, bucket: i64) -> String {
@@ -235,17 +242,33 @@ impl Nonces {
         ))
     }
 
+    /// Runs `f` on the nonces accepted at `now`: the current one first, then the previous one.
+    fn with_minute<T>(&self, now: i64, f: impl FnOnce(&[String; 2]) -> T) -> T {
+        let bucket = now.div_euclid(NONCE_BUCKET_SECS);
+        let mut minute = self.minute.lock().unwrap_or_else(|e| e.into_inner());
+        match &*minute {
+            Some((b, nonces)) if *b == bucket => f(nonces),
+            _ => {
+                let nonces = [self.of_bucket(bucket), self.of_bucket(bucket - 1)];
+                let answer = f(&nonces);
+                *minute = Some((bucket, nonces));
+                answer
+            }
+        }
+    }
+
     /// The nonce to send now (`DPoP-Nonce`).
     pub fn current(&self, now: i64) -> String {
-        self.of_bucket(now.div_euclid(NONCE_BUCKET_SECS))
+        self.with_minute(now, |nonces| nonces[0].clone())
     }
 
     pub fn accepts(&self, nonce: &str, now: i64) -> bool {
         use subtle::ConstantTimeEq;
-        let bucket = now.div_euclid(NONCE_BUCKET_SECS);
-        [bucket, bucket - 1]
-            .into_iter()
-            .any(|b| self.of_bucket(b).as_bytes().ct_eq(nonce.as_bytes()).into())
+        self.with_minute(now, |nonces| {
+            nonces
+                .iter()
+                .any(|n| n.as_bytes().ct_eq(nonce.as_bytes()).into())
+        })
     }
 }
 
@@ -326,10 +349,42 @@ impl Jtis {
     }
 }
 
-/// Everything DPoP needs at run time: the nonce key and this node's replay store.
+/// How many proof keys' verifiers a node keeps ready.
+const VERIFIERS: usize = 4096;
+
+/// Verifiers built for proof keys, by algorithm and key. Building one decodes the key, which
+/// under OpenSSL 3 costs several times the signature check itself (measured: DPoP token
+/// requests ran at a tenth of plain ones, most of the time in OpenSSL's decoder locks), while a
+/// client signs all its proofs with one key. Keyed by the whole `jwk` member, so a key with
+/// other `use`, `key_ops` or `alg` members is checked afresh; a full cache starts over, so a
+/// flood of new keys costs what it cost without the cache and no memory.
+#[derive(Default)]
+pub struct Verifiers {
+    ready: Mutex<HashMap<String, Arc<dyn JwsVerifier>>>,
+}
+
+impl Verifiers {
+    fn get(&self, alg: &str, jwk: &Map<String, Value>) -> Result<Arc<dyn JwsVerifier>, Refusal> {
+        let id = format!("{alg} {}", Value::Object(jwk.clone()));
+        if let Some(ready) = self.ready.lock().unwrap().get(&id) {
+            return Ok(ready.clone());
+        }
+        let built: Arc<dyn JwsVerifier> = verifier(alg, jwk)?.into();
+        let mut ready = self.ready.lock().unwrap();
+        if ready.len() >= VERIFIERS {
+            ready.clear();
+        }
+        ready.insert(id, built.clone());
+        Ok(built)
+    }
+}
+
+/// Everything DPoP needs at run time: the nonce key, this node's replay store and its ready
+/// verifiers.
 pub struct Dpop {
     pub nonces: Nonces,
     pub jtis: Jtis,
+    pub verifiers: Verifiers,
 }
 
 impl Dpop {
@@ -337,6 +392,7 @@ impl Dpop {
         Self {
             nonces: Nonces::new(nonce_key),
             jtis: Jtis::new(capacity),
+            verifiers: Verifiers::default(),
         }
     }
 }
@@ -373,6 +429,45 @@ mod tests {
         // At 101 the first has expired and gone; its place is free.
         assert_eq!(jtis.first_use(&proof(200, 3), 101), Seen::First);
         assert_eq!(jtis.len(), 2);
+    }
+
+    #[test]
+    fn a_ready_verifier_serves_only_the_same_jwk_and_alg() {
+        let pair = ES256.generate_key_pair().unwrap();
+        let jwk = pair.to_jwk_public_key();
+        let public: Map<String, Value> = jwk.as_ref().clone();
+        let verifiers = Verifiers::default();
+        assert!(verifiers.get("ES256", &public).is_ok());
+        assert!(verifiers.get("ES256", &public).is_ok());
+        assert_eq!(verifiers.ready.lock().unwrap().len(), 1);
+        // The same key under another algorithm, or naming another one, is checked afresh.
+        assert!(verifiers.get("RS256", &public).is_err());
+        let mut other_alg = public.clone();
+        other_alg.insert("alg".into(), "RS256".into());
+        assert!(verifiers.get("ES256", &other_alg).is_err());
+        // Nor does a private key ride on its public half's verifier.
+        let private: Map<String, Value> = pair.to_jwk_private_key().as_ref().clone();
+        assert!(verifiers.get("ES256", &private).is_err());
+    }
+
+    #[test]
+    fn nonces_are_the_same_after_the_minute_is_cached_and_change_with_it() {
+        let nonces = Nonces::new([7; 32]);
+        let first = nonces.current(600);
+        assert_eq!(nonces.current(659), first);
+        assert_eq!(
+            Nonces::new([7; 32]).current(659),
+            first,
+            "another node agrees"
+        );
+        let next = nonces.current(660);
+        assert_ne!(next, first);
+        assert!(nonces.accepts(&first, 660));
+        assert!(!nonces.accepts(&first, 720));
+        assert!(
+            !Nonces::new([8; 32]).accepts(&next, 660),
+            "another key's nonce"
+        );
     }
 
     #[test]
