@@ -5,7 +5,7 @@
 
 use diesel::prelude::*;
 
-use super::grants::{GrantRow, Redeemed, RefreshRow};
+use super::grants::GrantRow;
 use super::schema::device_codes::dsl;
 use super::schema::grants;
 use super::{AnyConnection, StorageError};
@@ -244,64 +244,21 @@ pub fn poll(
     Ok(false)
 }
 
-/// The only write of a device code's redemption, after the whole response was built (like
-/// `grants::redeem` for a code): in one transaction the approved, live, unspent row is spent
-/// (`UPDATE … WHERE consumed_at IS NULL`, exactly one row: of concurrent callers one wins), the
-/// grant, still live, is kept until at least `grant_until`, and the new refresh token stored.
-/// Anything but `Committed` leaves the database as it was.
-pub fn redeem(
+/// Spends an approved, live, unspent device code: the first write of its redemption, in
+/// `grants::redeem`'s transaction (`UPDATE … WHERE consumed_at IS NULL`: of concurrent callers
+/// exactly one gets 1). Everything else about the redemption is an authorization code's.
+pub fn spend(
     conn: &mut AnyConnection,
     device_code_hash: &str,
-    grant: &GrantRow,
-    grant_until: i64,
-    new_refresh: Option<&RefreshRow>,
     now: i64,
-) -> Result<Redeemed, StorageError> {
-    enum Abort {
-        Revoked,
-        Storage(StorageError),
-    }
-    impl From<diesel::result::Error> for Abort {
-        fn from(e: diesel::result::Error) -> Self {
-            Self::Storage(e.into())
-        }
-    }
-    let done = super::transaction::<_, Abort, _>(conn, |conn| {
-        let spent = diesel::update(
-            dsl::device_codes
-                .filter(dsl::device_code_hash.eq(device_code_hash))
-                .filter(dsl::status.eq(APPROVED))
-                .filter(dsl::consumed_at.is_null())
-                .filter(dsl::expires_at.gt(now)),
-        )
-        .set(dsl::consumed_at.eq(now))
-        .execute(conn)?;
-        if spent != 1 {
-            return Ok(false);
-        }
-        let live = diesel::update(
-            grants::table
-                .filter(grants::id.eq(&grant.id))
-                .filter(grants::revoked_at.is_null()),
-        )
-        .set(grants::expires_at.eq(grant.expires_at.max(grant_until)))
-        .execute(conn)?;
-        if live != 1 {
-            return Err(Abort::Revoked);
-        }
-        if let Some(row) = new_refresh {
-            super::grants::insert_refresh(conn, row).map_err(Abort::Storage)?;
-        }
-        Ok(true)
-    });
-    match done {
-        Ok(true) => Ok(Redeemed::Committed),
-        Err(Abort::Revoked) => Ok(Redeemed::GrantRevoked),
-        Err(Abort::Storage(e)) => Err(e),
-        // Not spent: by someone else first, or it expired. Read after the winner committed.
-        Ok(false) => Ok(match by_device_code(conn, device_code_hash)? {
-            Some(row) if row.consumed_at.is_some() => Redeemed::AlreadyUsed,
-            _ => Redeemed::Expired,
-        }),
-    }
+) -> Result<usize, diesel::result::Error> {
+    diesel::update(
+        dsl::device_codes
+            .filter(dsl::device_code_hash.eq(device_code_hash))
+            .filter(dsl::status.eq(APPROVED))
+            .filter(dsl::consumed_at.is_null())
+            .filter(dsl::expires_at.gt(now)),
+    )
+    .set(dsl::consumed_at.eq(now))
+    .execute(conn)
 }

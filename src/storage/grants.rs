@@ -167,6 +167,10 @@ pub enum Spend<'a> {
         token_hash: &'a str,
         successor_sealed: Option<Vec<u8>>,
     },
+    /// An approved device code (RFC 8628 §3.5).
+    Device {
+        device_code_hash: &'a str,
+    },
 }
 
 /// How a `redeem` ended.
@@ -231,6 +235,9 @@ pub fn redeem(
                 refresh::successor_sealed.eq(successor_sealed.as_deref()),
             ))
             .execute(conn)?,
+            Spend::Device { device_code_hash } => {
+                super::device_codes::spend(conn, device_code_hash, now)?
+            }
         };
         if spent != 1 {
             return Ok(false);
@@ -263,6 +270,10 @@ pub fn redeem(
                 Spend::Code { code_hash } => code(conn, code_hash)?.and_then(|c| c.consumed_at),
                 Spend::Refresh { token_hash, .. } => {
                     refresh_token(conn, token_hash)?.and_then(|r| r.used_at)
+                }
+                Spend::Device { device_code_hash } => {
+                    super::device_codes::by_device_code(conn, device_code_hash)?
+                        .and_then(|r| r.consumed_at)
                 }
             };
             Ok(match used {

@@ -13,7 +13,7 @@ use crate::oauth::device::SLOW_DOWN_STEP;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 use crate::storage::device_codes::{self, APPROVED, DENIED};
-use crate::storage::grants::{self, GrantRow, Redeemed};
+use crate::storage::grants::{self, GrantRow, Redeemed, Spend};
 use actix_web::HttpResponse;
 
 /// What the checks found.
@@ -119,7 +119,10 @@ pub async fn grant(
     let outcome = state
         .db
         .run(move |conn| {
-            device_codes::redeem(conn, &code_hash, &grant, until, refresh_row.as_ref(), now)
+            let spend = Spend::Device {
+                device_code_hash: &code_hash,
+            };
+            grants::redeem(conn, spend, &grant, until, refresh_row.as_ref(), now)
         })
         .await?;
     match outcome {
