@@ -563,11 +563,36 @@ impl Browser {
     }
 
     async fn text(&self, css: &str) -> String {
-        let e = self.find(css).await;
-        let v = self
-            .command("GET", &format!("/element/{e}/text"), None)
-            .await;
-        v.as_str().unwrap_or_default().to_string()
+        self.wait_for_text(css, |_| true).await
+    }
+
+    /// The text of `css` once it satisfies `pred`. An element of a page that a posted form is
+    /// replacing can go stale between being found and being read: it is then found again.
+    async fn wait_for_text(&self, css: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let e = self.find(css).await;
+            let (status, v) = self
+                .try_command("GET", &format!("/element/{e}/text"), None)
+                .await;
+            // Chromedriver calls an element of a replaced page stale, or no longer finds it.
+            let stale = matches!(
+                v["error"].as_str(),
+                Some("stale element reference" | "no such element")
+            );
+            assert!(
+                status < 300 || stale,
+                "WebDriver text of {css}: {status} {v}"
+            );
+            let text = v.as_str().unwrap_or_default();
+            if !stale && pred(text) {
+                return text.to_string();
+            }
+            if Instant::now() >= deadline {
+                panic!("{css} is {text:?} after {WAIT:?}:\n{}", self.source().await);
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     async fn screenshot(&self, path: &Path) {
