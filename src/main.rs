@@ -23,8 +23,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = match cli.settings() {
-        Ok(s) => s,
+    let (settings, ignored_env) = match cli.load_settings() {
+        Ok(loaded) => (loaded.settings, loaded.ignored_env),
         Err(e) => return Err(UsageError(format!("{e:#}")).into()),
     };
     let log = match cli.command {
@@ -36,11 +36,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         },
     };
     sigil::telemetry::init(&log);
+    if !ignored_env.is_empty() {
+        tracing::warn!(
+            variables = ?ignored_env,
+            "ignoring environment variables that name no setting"
+        );
+    }
     let settings = &settings;
     match cli.command {
         Command::Serve => serve(settings.clone()),
         Command::Migrate => {
-            let core = cli::open(settings)?;
+            let core = cli::open_to_migrate(settings)?;
             let now = sigil::clock::Clock::system().now();
             let created = rotation::ensure_keys(&core.db, &core.master, now)?;
             for site in [&sigil::web::account::SITE, &sigil::web::console::SITE] {
@@ -60,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => cli::keys::run(cmd, settings),
         Command::Audit(cmd) => cli::audit::run(cmd, settings),
         Command::Demo(args) => sigil::demo::main(settings.clone(), args),
+        Command::Config(cmd) => cli::config::run(cmd, settings),
     }
 }
 

@@ -208,6 +208,11 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Se
                 }
             })
             .configure(routes)
+            // Outermost: its span holds every line logged while the request is handled.
+            .wrap(actix_web::middleware::Condition::new(
+                state.settings.log.access,
+                crate::web::access_log::AccessLog::new(&state.settings.http.trusted_proxies),
+            ))
     })
     .shutdown_timeout(settings.http.shutdown_timeout.as_secs())
     // The request head (line and headers) within `http.header_timeout`, else 408 and closed;

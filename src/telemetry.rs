@@ -3,6 +3,9 @@
 //! Levels: ERROR means Sigil itself is wrong (a page that does not render, a key that does not
 //! load, a query that fails); WARN an operator should look (the database became unreachable,
 //! a replayed code); bad input from outside is INFO at most.
+//!
+//! Lines logged while a request is handled carry its id: in JSON as `span.request_id`, in the
+//! human format as a `request{request_id=…}:` prefix. The access log is target `sigil::access`.
 
 use std::fmt;
 
@@ -27,6 +30,8 @@ pub fn init(settings: &LogSettings) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
+            // The request's span (`span.request_id`, see `web::access_log`), not every parent.
+            .with_span_list(false)
             .finish()
             .with(MalformedRequests)
             .try_init(),

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod clients;
+pub mod config;
 pub mod groups;
 pub mod keys;
 pub mod resources;
@@ -19,7 +20,7 @@ use crate::config::Settings;
 #[derive(Debug, Parser)]
 #[command(
     name = "sigil",
-    version,
+    version = crate::VERSION_LINE,
     about = "Sigil, an OpenID Connect identity provider"
 )]
 pub struct Cli {
@@ -56,6 +57,9 @@ pub enum Command {
     Audit(audit::AuditCommand),
     /// Run Sigil with two demo relying parties on two origins and a demo user.
     Demo(crate::demo::DemoArgs),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 /// A failure the user can act on; printed without a backtrace, exit status 2.
@@ -65,17 +69,35 @@ pub struct UsageError(pub String);
 
 impl Cli {
     pub fn settings(&self) -> anyhow::Result<Settings> {
+        Ok(self.load_settings()?.settings)
+    }
+
+    /// The settings and the `SIGIL_*` variables they ignored.
+    pub fn load_settings(&self) -> anyhow::Result<crate::config::Loaded> {
         let file = self
             .config
             .clone()
             .or_else(|| std::env::var_os("SIGIL_CONFIG").map(PathBuf::from));
-        Ok(Settings::load(file.as_deref())?)
+        Ok(Settings::load_reporting(file.as_deref())?)
     }
 }
 
-/// Opens the database (migrating it) for a management command.
+/// Opens the database for a management command; a schema behind or ahead of this binary is
+/// refused (status 2) with what to do.
 pub fn open(settings: &Settings) -> anyhow::Result<Core> {
-    Core::open_for_command(settings)
+    Core::open_for_command(settings).map_err(usage_on_schema)
+}
+
+/// Opens the database for `sigil migrate`, migrating it.
+pub fn open_to_migrate(settings: &Settings) -> anyhow::Result<Core> {
+    Core::open_to_migrate(settings).map_err(usage_on_schema)
+}
+
+fn usage_on_schema(e: anyhow::Error) -> anyhow::Error {
+    match crate::bootstrap::schema_mismatch(&e) {
+        Some(m) => UsageError(m.to_string()).into(),
+        None => e,
+    }
 }
 
 /// Reads all of standard input and drops one trailing newline.

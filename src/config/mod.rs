@@ -106,9 +106,23 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Settings as loaded, with the environment variables that named no setting.
+pub struct Loaded {
+    pub settings: Settings,
+    /// `SIGIL_*` variables ignored because they name no setting (container platforms inject
+    /// `SIGIL_PORT`, `SIGIL_SERVICE_HOST`, ... for a service named `sigil`): names only.
+    pub ignored_env: Vec<String>,
+}
+
 impl Settings {
     /// Defaults, then the file (when given, or `sigil.toml` when present), then `SIGIL_*`.
     pub fn load(explicit_file: Option<&Path>) -> Result<Self, ConfigError> {
+        Ok(Self::load_reporting(explicit_file)?.settings)
+    }
+
+    /// [`Settings::load`], telling which `SIGIL_*` variables it ignored. Unknown keys in the
+    /// file stay an error; an unknown key that only the environment sets is dropped.
+    pub fn load_reporting(explicit_file: Option<&Path>) -> Result<Loaded, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         match explicit_file {
             Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.into())),
@@ -119,13 +133,55 @@ impl Settings {
             None => {}
         }
         // SIGIL_CONFIG names the file and SIGIL_TEST_* belong to the test suite: neither is a key.
-        let env = Env::prefixed("SIGIL_").split("__").filter(|key| {
-            key != "config" && !key.as_str().to_ascii_lowercase().starts_with("test_")
-        });
-        let settings: Settings = figment.merge(env).extract().map_err(Box::new)?;
+        let env = |ignored: Vec<String>| {
+            Env::prefixed("SIGIL_").split("__").filter(move |key| {
+                let key = key.as_str().to_ascii_lowercase();
+                key != "config" && !key.starts_with("test_") && !ignored.contains(&key)
+            })
+        };
+        let given: Vec<String> = env(Vec::new())
+            .iter()
+            .map(|(key, _)| key.as_str().to_ascii_lowercase())
+            .collect();
+        let mut ignored: Vec<String> = Vec::new();
+        // Each round drops the variables under the one unknown key serde reports, so this
+        // ends within one round per variable.
+        let settings: Settings = loop {
+            let error = match figment.clone().merge(env(ignored.clone())).extract() {
+                Ok(settings) => break settings,
+                Err(e) => e,
+            };
+            let figment::error::Kind::UnknownField(field, _) = &error.kind else {
+                return Err(Box::new(error).into());
+            };
+            // figment's path ends with the unknown field itself.
+            let mut path = error.path.clone();
+            if path.last() != Some(field) {
+                path.push(field.clone());
+            }
+            let unknown = path.join(".").to_ascii_lowercase();
+            let under: Vec<String> = given
+                .iter()
+                .filter(|k| **k == unknown || k.starts_with(&format!("{unknown}.")))
+                .filter(|k| !ignored.contains(k))
+                .cloned()
+                .collect();
+            if under.is_empty() {
+                // The file's own key (or nothing this loop can drop): the error it is.
+                return Err(Box::new(error).into());
+            }
+            ignored.extend(under);
+        };
         settings.validate()?;
         settings.validate_floors()?;
-        Ok(settings)
+        let ignored_env = ignored
+            .iter()
+            .map(|k| format!("SIGIL_{}", k.replace('.', "__").to_ascii_uppercase()))
+            .collect();
+        Ok(Loaded {
+            settings,
+            ignored_env,
+        })
     }
 
     /// Lower bounds that guard a configuration file or the environment against a slip (`30s`

@@ -325,6 +325,8 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// A `tracing` filter such as `info` or `sigil=debug,actix_web=info`; `RUST_LOG` wins.
     pub level: String,
+    /// One line per request (target `sigil::access`) and request ids; `false` leaves both out.
+    pub access: bool,
 }
 
 impl Default for LogSettings {
@@ -332,6 +334,7 @@ impl Default for LogSettings {
         Self {
             format: LogFormat::Human,
             level: "info".into(),
+            access: true,
         }
     }
 }

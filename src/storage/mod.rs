@@ -22,6 +22,7 @@ pub mod resources;
 pub mod revisions;
 pub mod revoked_tokens;
 pub mod schema;
+pub mod schema_version;
 pub mod sessions;
 pub mod signing_keys;
 pub mod users;
@@ -57,6 +58,8 @@ pub enum StorageError {
     Query(#[from] diesel::result::Error),
     #[error("migrations: {0}")]
     Migration(String),
+    #[error(transparent)]
+    Schema(#[from] schema_version::SchemaMismatch),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -345,24 +348,25 @@ impl Database {
         }
     }
 
-    /// Applies pending migrations; several nodes starting at once take turns.
+    /// Applies pending migrations; several nodes starting at once take turns. A schema newer
+    /// than this binary knows is refused and left as it is.
     pub fn migrate(&self) -> Result<Vec<String>, StorageError> {
         self.with_conn(|conn| -> Result<_, StorageError> {
-            let applied = match conn {
-                AnyConnection::Sqlite(c) => c
-                    .run_pending_migrations(SQLITE_MIGRATIONS)
-                    .map(|v| v.iter().map(|m| m.to_string()).collect()),
-                AnyConnection::Postgresql(c) => {
-                    c.batch_execute("SELECT pg_advisory_lock(7355608)")?;
-                    let result = c
-                        .run_pending_migrations(POSTGRES_MIGRATIONS)
-                        .map(|v| v.iter().map(|m| m.to_string()).collect());
-                    c.batch_execute("SELECT pg_advisory_unlock(7355608)")?;
-                    result
-                }
-            };
-            applied.map_err(|e| StorageError::Migration(e.to_string()))
+            let postgres = matches!(conn, AnyConnection::Postgresql(_));
+            if postgres {
+                conn.batch_execute("SELECT pg_advisory_lock(7355608)")?;
+            }
+            let result = run_migrations(conn);
+            if postgres {
+                conn.batch_execute("SELECT pg_advisory_unlock(7355608)")?;
+            }
+            result
         })
+    }
+
+    /// How the schema stands against this binary's migrations, changing nothing.
+    pub fn schema_state(&self) -> Result<schema_version::SchemaState, StorageError> {
+        self.with_conn(schema_version::state)
     }
 
     /// `SELECT 1` for `/readyz`, waiting at most `wait` for a connection.
@@ -372,6 +376,21 @@ impl Database {
         })
         .await
     }
+}
+
+fn run_migrations(conn: &mut AnyConnection) -> Result<Vec<String>, StorageError> {
+    if let schema_version::SchemaState::Newer(unknown) = schema_version::state(conn)? {
+        return Err(schema_version::SchemaMismatch::Newer(unknown).into());
+    }
+    let applied = match conn {
+        AnyConnection::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.iter().map(|m| m.to_string()).collect()),
+        AnyConnection::Postgresql(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.iter().map(|m| m.to_string()).collect()),
+    };
+    applied.map_err(|e| StorageError::Migration(e.to_string()))
 }
 
 /// A statement diesel's DSL cannot express on [`AnyConnection`] (an upsert with a condition),

@@ -1,6 +1,7 @@
 //! The browser side: session and CSRF cookies, the login, consent and logout pages,
 //! back-channel logout, and brute-force protection for sign-in.
 
+pub mod access_log;
 pub mod account;
 pub mod backchannel;
 pub mod client_address;

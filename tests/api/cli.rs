@@ -307,6 +307,7 @@ async fn serve_logs_no_secrets_and_stops_on_sigterm(backend: Backend) {
         s.issuer = url::Url::parse(&base).unwrap();
         sigil_command(&s, dir.path(), args, stdin)
     };
+    assert!(run(&["migrate"], None).status.success());
     let reg = run(
         &["client", "add", "--client-id", "svc", "--metadata", "-"],
         Some(r#"{"grant_types":["client_credentials"]}"#),
@@ -439,7 +440,7 @@ fn unknown_configuration_keys_and_bad_values_fail_at_start() {
             "HS256",
         ),
         (None, &[("SIGIL_TOKENS__ACCESS_TTL", "1h")], "access_ttl"),
-        (None, &[("SIGIL_NO_SUCH_KEY", "1")], "no_such_key"),
+        (Some("[tokens]\nno_such_key = 1\n"), &[], "no_such_key"),
         (None, &[("SIGIL_ISSUER", "http://id.example.com")], "https"),
     ];
     for (file, env, expected) in cases {
@@ -475,18 +476,20 @@ fn first_start_creates_a_private_master_key_beside_the_sqlite_file() {
             .output()
             .unwrap()
     };
-    let first = run(&["keys", "list", "--json"]);
+    let migrated = run(&["migrate"]);
     assert!(
-        first.status.success(),
+        migrated.status.success(),
         "{}",
-        String::from_utf8_lossy(&first.stderr)
+        String::from_utf8_lossy(&migrated.stderr)
     );
     let key_file = dir.path().join("data").join("sigil.master.key");
     let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    assert!(String::from_utf8_lossy(&first.stderr).contains("created a new master key"));
+    assert!(String::from_utf8_lossy(&migrated.stderr).contains("created a new master key"));
     let key = std::fs::read_to_string(&key_file).unwrap();
-    // A second run opens the same keys with the same master key.
+    // Later commands open the same keys with the same master key.
+    let first = run(&["keys", "list", "--json"]);
+    assert!(first.status.success());
     let second = run(&["keys", "list", "--json"]);
     assert!(second.status.success());
     assert_eq!(first.stdout, second.stdout);

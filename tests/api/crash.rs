@@ -16,7 +16,7 @@ use sigil::config::Settings;
 
 use crate::helpers::{test_settings, Backend};
 use crate::pg_cluster::free_port;
-use crate::server_process::{register_client, settings_on, ServerProcess};
+use crate::server_process::{migrate, register_client, settings_on, ServerProcess};
 
 const TOKENS: usize = 300;
 /// Revocations answered 200 before the kill.
@@ -122,6 +122,7 @@ async fn sqlite_kill_9_during_revocations_loses_nothing_committed() {
     let dir = tempfile::tempdir().unwrap();
     let (settings, _) = test_settings(Backend::Sqlite, dir.path());
     let settings = settings_on(settings, free_port());
+    migrate(&settings, dir.path());
     let registered = register_client(
         &settings,
         dir.path(),

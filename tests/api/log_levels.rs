@@ -14,7 +14,7 @@ use crate::both_backends;
 use crate::flow::REDIRECT;
 use crate::helpers::{form_encode, test_settings, Backend};
 use crate::pg_cluster::free_port;
-use crate::server_process::{register_client, settings_on, ServerProcess};
+use crate::server_process::{migrate, register_client, settings_on, ServerProcess};
 
 both_backends!(garbage_input_is_never_logged_at_warn_or_error);
 
@@ -60,6 +60,7 @@ async fn garbage_input_is_never_logged_at_warn_or_error(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let (settings, _pg) = test_settings(backend, dir.path());
     let settings = settings_on(settings, free_port());
+    migrate(&settings, dir.path());
     let register =
         |id: &str, metadata: Value| register_client(&settings, dir.path(), id, &metadata);
     let svc = register("svc", json!({"grant_types": ["client_credentials"]}));

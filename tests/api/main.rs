@@ -7,6 +7,7 @@ mod instant;
 mod pg_cluster;
 mod server_process;
 
+mod access_log;
 mod account;
 mod admin_api;
 mod admin_console;
@@ -57,3 +58,4 @@ mod step_up;
 mod token;
 mod token_exchange;
 mod two_nodes;
+mod upgrades;

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::helpers::{test_settings, Backend};
 use crate::pg_cluster::free_port;
-use crate::server_process::{register_client, settings_on, ServerProcess};
+use crate::server_process::{migrate, register_client, settings_on, ServerProcess};
 
 both_backends!(attack30_a_proxy_from_the_environment_never_carries_outbound_requests);
 
@@ -73,6 +73,7 @@ async fn attack30_a_proxy_from_the_environment_never_carries_outbound_requests(b
         ("plain", format!("http://localhost:{target_port}/jwks")),
         ("tls", format!("https://localhost:{target_port}/jwks")),
     ];
+    migrate(&settings, dir.path());
     for (id, jwks_uri) in &clients {
         let metadata = json!({"grant_types": ["client_credentials"],
             "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwks_uri});

@@ -25,6 +25,16 @@ pub fn settings_on(mut settings: Settings, port: u16) -> Settings {
     settings
 }
 
+/// `sigil migrate` on `settings`' database, as an operator runs it before the first command.
+pub fn migrate(settings: &Settings, dir: &Path) {
+    let out = sigil_command(settings, dir, &["migrate"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Registers a client with the CLI against `settings`' database; the RFC 7591 response.
 pub fn register_client(settings: &Settings, dir: &Path, id: &str, metadata: &Value) -> Value {
     let out = sigil_command(

@@ -1,0 +1,55 @@
+//! Records the commit Sigil is built from (`sigil --version`, `sigil::BUILD_COMMIT`):
+//! `SIGIL_COMMIT` from the environment when set (a build from a source tarball), else
+//! `git rev-parse --short HEAD`, else `unknown`. Rebuilt when HEAD or the branch it names moves.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+fn watch(path: PathBuf) {
+    // A path that does not exist would make cargo rerun this script on every build.
+    if path.exists() {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=SIGIL_COMMIT");
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let commit = match std::env::var("SIGIL_COMMIT") {
+        Ok(c) if !c.trim().is_empty() => c.trim().to_string(),
+        _ => {
+            let commit = git(&["rev-parse", "--short", "HEAD"]);
+            if commit.is_some() {
+                let under = |dir: String| {
+                    let dir = Path::new(&dir);
+                    if dir.is_absolute() {
+                        dir.to_path_buf()
+                    } else {
+                        root.join(dir)
+                    }
+                };
+                if let Some(dir) = git(&["rev-parse", "--git-dir"]).map(under) {
+                    watch(dir.join("HEAD"));
+                }
+                if let Some(common) = git(&["rev-parse", "--git-common-dir"]).map(under) {
+                    if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
+                        watch(common.join(head_ref));
+                    }
+                    watch(common.join("packed-refs"));
+                }
+            }
+            commit.unwrap_or_else(|| "unknown".into())
+        }
+    };
+    println!("cargo:rustc-env=SIGIL_COMMIT={commit}");
+}
