@@ -51,41 +51,46 @@ pub fn register_client(settings: &Settings, dir: &Path, id: &str, metadata: &Val
     serde_json::from_slice(&out.stdout).expect("client add prints JSON")
 }
 
+/// `sigil serve` on `settings.bind`, logging JSON at INFO, with `env` added (and no proxy or
+/// `RUST_LOG` from the test's own environment); not started yet.
+pub fn serve_command(settings: &Settings, dir: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(sigil_binary());
+    cmd.arg("serve")
+        .current_dir(dir)
+        .env("SIGIL_DATABASE_URL", settings.database_url.expose())
+        .env("SIGIL_ISSUER", settings.issuer.as_str())
+        .env("SIGIL_BIND", &settings.bind)
+        .env("SIGIL_HTTP__WORKERS", "2")
+        .env("SIGIL_LOG__FORMAT", "json")
+        .env("SIGIL_LOG__LEVEL", "info");
+    for name in [
+        "SIGIL_CONFIG",
+        "RUST_LOG",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+    ] {
+        cmd.env_remove(name);
+    }
+    if let Some(k) = &settings.master_key {
+        cmd.env("SIGIL_MASTER_KEY", k.expose());
+    }
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    cmd
+}
+
 impl ServerProcess {
-    /// Starts `sigil serve` on `settings.bind` with `env` added (and no proxy or `RUST_LOG`
-    /// from the test's own environment), then waits until `/healthz` answers.
+    /// Starts [`serve_command`], then waits until `/healthz` answers.
     pub async fn start(settings: &Settings, dir: &Path, env: &[(&str, &str)]) -> Self {
         let log = dir.join(format!("serve-{}.log", uuid::Uuid::new_v4().simple()));
-        let mut cmd = Command::new(sigil_binary());
-        cmd.arg("serve")
-            .current_dir(dir)
-            .env("SIGIL_DATABASE_URL", settings.database_url.expose())
-            .env("SIGIL_ISSUER", settings.issuer.as_str())
-            .env("SIGIL_BIND", &settings.bind)
-            .env("SIGIL_HTTP__WORKERS", "2")
-            .env("SIGIL_LOG__FORMAT", "json")
-            .env("SIGIL_LOG__LEVEL", "info");
-        for name in [
-            "SIGIL_CONFIG",
-            "RUST_LOG",
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-            "ALL_PROXY",
-            "NO_PROXY",
-            "http_proxy",
-            "https_proxy",
-            "all_proxy",
-            "no_proxy",
-        ] {
-            cmd.env_remove(name);
-        }
-        if let Some(k) = &settings.master_key {
-            cmd.env("SIGIL_MASTER_KEY", k.expose());
-        }
-        for (name, value) in env {
-            cmd.env(name, value);
-        }
-        let child = cmd
+        let child = serve_command(settings, dir, env)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))

@@ -16,7 +16,7 @@ use crate::both_backends;
 use crate::flow::PASSWORD;
 use crate::helpers::{sigil_binary, sigil_command, test_settings, Backend};
 use crate::pg_cluster::free_port;
-use crate::server_process::{migrate, settings_on};
+use crate::server_process::{migrate, serve_command, settings_on};
 
 both_backends!(commands_refuse_a_schema_behind_until_sigil_migrate);
 both_backends!(nothing_runs_on_a_schema_newer_than_the_binary);
@@ -172,22 +172,12 @@ async fn commands_refuse_a_schema_behind_until_sigil_migrate(backend: Backend) {
 /// `sigil serve` on `settings`' database: its output once it has exited (bounded wait).
 fn serve_until_exit(settings: &Settings, dir: &Path) -> Output {
     let settings = settings_on(settings.clone(), free_port());
-    let mut cmd = Command::new(sigil_binary());
-    cmd.arg("serve")
-        .current_dir(dir)
-        .env("SIGIL_DATABASE_URL", settings.database_url.expose())
-        .env("SIGIL_ISSUER", settings.issuer.as_str())
-        .env("SIGIL_BIND", &settings.bind)
-        .env(
-            "SIGIL_MASTER_KEY",
-            settings.master_key.as_ref().unwrap().expose(),
-        )
-        .env_remove("SIGIL_CONFIG")
-        .env_remove("RUST_LOG")
+    let mut child = serve_command(&settings, dir, &[])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     for _ in 0..300 {
         if child.try_wait().unwrap().is_some() {
             return child.wait_with_output().unwrap();
