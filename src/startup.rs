@@ -33,6 +33,8 @@ use crate::web::{account, consent, login, logout, second_factor};
 pub struct Application {
     port: u16,
     server: Server,
+    /// `/metrics` on its own listener (`metrics.bind`).
+    metrics_server: Option<Server>,
     state: web::Data<AppState>,
     refresher: KeyRefresher,
     watcher: RevisionWatcher,
@@ -48,11 +50,21 @@ impl Application {
     /// Builds on a listener bound by the caller (tests bind port 0 first, so that the issuer
     /// can name the real port) with the given clock.
     pub fn build_with(
-        settings: Settings,
+        mut settings: Settings,
         clock: Clock,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
+        // Bound first, like the public listener; the settings then name the real port.
+        let metrics_listener = match settings.metrics.bind {
+            Some(addr) => {
+                let bound = TcpListener::bind(addr)
+                    .map_err(|e| anyhow::anyhow!("metrics.bind {addr}: {e}"))?;
+                settings.metrics.bind = Some(bound.local_addr()?);
+                Some(bound)
+            }
+            None => None,
+        };
         let core = Core::open(&settings)?;
         let created = rotation::ensure_keys(&core.db, &core.master, clock.now())?;
         if !created.is_empty() {
@@ -112,6 +124,9 @@ impl Application {
         });
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone())?;
+        let metrics_server = metrics_listener
+            .map(|l| crate::metrics::server(l, state.clone()))
+            .transpose()?;
         let watcher = RevisionWatcher::start(
             core.db.clone(),
             verdicts,
@@ -130,12 +145,14 @@ impl Application {
             issuer = %state.settings.issuer_str(),
             bind = %state.settings.bind,
             port,
+            metrics = ?state.settings.metrics.bind,
             database = ?state.db.url(),
             "sigil is listening"
         );
         Ok(Self {
             port,
             server,
+            metrics_server,
             state,
             refresher,
             watcher,
@@ -157,7 +174,18 @@ impl Application {
         let _refresher = self.refresher;
         let _watcher = self.watcher;
         let _maintenance = self.maintenance;
-        self.server.await
+        let Some(metrics) = self.metrics_server else {
+            return self.server.await;
+        };
+        // The metrics listener takes no signals; it stops when the public server has.
+        let handle = metrics.handle();
+        let public = async {
+            let stopped = self.server.await;
+            handle.stop(true).await;
+            stopped
+        };
+        let (public, metrics) = tokio::join!(public, metrics);
+        public.and(metrics)
     }
 }
 
@@ -208,6 +236,14 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Se
                 }
             })
             .configure(routes)
+            .configure(|cfg| {
+                // DESIGN.md "Operations": with `metrics.bind`, not here (404).
+                if state.settings.metrics.bind.is_none() {
+                    cfg.service(
+                        web::resource(paths::METRICS).route(web::get().to(crate::metrics::metrics)),
+                    );
+                }
+            })
             // Outermost: its span holds every line logged while the request is handled.
             .wrap(actix_web::middleware::Condition::new(
                 state.settings.log.access,
@@ -287,7 +323,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource(paths::HEALTHZ).route(web::get().to(health::healthz)))
     .service(web::resource(paths::READYZ).route(web::get().to(health::readyz)))
-    .service(web::resource(paths::METRICS).route(web::get().to(crate::metrics::metrics)))
     .service(web::resource(paths::AUTHORIZE_RESUME).route(web::get().to(authorize::resume)))
     .service(
         web::resource(paths::LOGIN)

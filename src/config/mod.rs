@@ -66,6 +66,8 @@ pub struct Settings {
     pub registration: RegistrationSettings,
     pub dpop: DpopSettings,
     pub device: DeviceSettings,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
 }
 
 impl Default for Settings {
@@ -92,6 +94,7 @@ impl Default for Settings {
             registration: RegistrationSettings::default(),
             dpop: DpopSettings::default(),
             device: DeviceSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }

@@ -492,3 +492,14 @@ impl Default for DpopSettings {
         }
     }
 }
+
+/// Where `/metrics` is served (DESIGN.md "Operations").
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// An address of its own for `/metrics` (plain HTTP, e.g. `127.0.0.1:9464`; port 0 picks a
+    /// free one); the public listener then answers 404 there. Unset: `/metrics` is on the
+    /// public listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<std::net::SocketAddr>,
+}

@@ -18,6 +18,8 @@ pub struct ActiveKey {
     pub kid: String,
     pub alg: SigningAlg,
     pub signer: Box<dyn JwsSigner>,
+    /// When it began to sign (Unix seconds): the rotation schedule counts from here.
+    pub activated_at: i64,
 }
 
 /// A published key, for checking signatures Sigil made.
@@ -71,6 +73,7 @@ impl KeySnapshot {
                             kid: row.kid.clone(),
                             alg,
                             signer,
+                            activated_at: row.activated_at.unwrap_or(row.created_at),
                         },
                     )
                     .is_some()
@@ -108,6 +111,11 @@ impl KeySnapshot {
 
     pub fn active(&self, alg: SigningAlg) -> Option<&ActiveKey> {
         self.active.get(&alg)
+    }
+
+    /// The keys that sign now, one per algorithm.
+    pub fn active_keys(&self) -> impl Iterator<Item = &ActiveKey> {
+        self.active.values()
     }
 
     /// Every published key by kid.

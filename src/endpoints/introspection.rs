@@ -33,10 +33,11 @@ pub async fn introspect(
     // The same access token asked about again: this node's cached answer, while nothing that
     // could end a token has changed (src/tokens/verdicts.rs).
     if !refresh_first {
-        if let Some(body) = state
+        let cached = state
             .verdicts
-            .get(&Verdicts::key(&token), state.clock.now())
-        {
+            .get(&Verdicts::key(&token), state.clock.now());
+        state.metrics.events.introspection_cache(cached.is_some());
+        if let Some(body) = cached {
             return Ok(answer_response().body(body));
         }
     }

@@ -26,6 +26,9 @@ pub mod schema_version;
 pub mod sessions;
 pub mod signing_keys;
 pub mod users;
+mod waits;
+
+pub use waits::PoolReport;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -210,6 +213,8 @@ pub struct Database {
     /// it takes a blocking thread, so a flood holds as many threads as there are connections
     /// instead of one thread (a stack and a malloc arena) per waiting request.
     turns: Arc<tokio::sync::Semaphore>,
+    max_connections: u32,
+    waits: Arc<waits::Waits>,
 }
 
 /// Whether the last attempt to get a connection succeeded: an outage is logged once at WARN
@@ -270,11 +275,18 @@ impl Database {
             acquire_timeout,
             reachable: Arc::new(Reachable(AtomicBool::new(true))),
             turns: Arc::new(tokio::sync::Semaphore::new(max_connections as usize)),
+            max_connections,
+            waits: Default::default(),
         })
     }
 
     pub fn url(&self) -> &DatabaseUrl {
         &self.url
+    }
+
+    /// The connections open and idle now, and the waits for one since start (`/metrics`).
+    pub fn pool_report(&self) -> PoolReport {
+        PoolReport::new(self.pool.state(), self.max_connections, &self.waits)
     }
 
     /// False from a failed wait for a connection until the next connection is had: background
@@ -289,7 +301,8 @@ impl Database {
         &self,
         f: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.acquire(Instant::now() + self.acquire_timeout)?;
+        let called = Instant::now();
+        let mut conn = self.acquire(called, called + self.acquire_timeout, false)?;
         f(&mut conn)
     }
 
@@ -315,28 +328,54 @@ impl Database {
         E: From<StorageError> + Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
     {
-        let deadline = Instant::now() + wait;
+        let called = Instant::now();
+        let deadline = called + wait;
         // The semaphore is never closed; a turn free at once is taken even at the deadline.
-        let turn = tokio::time::timeout_at(deadline.into(), self.turns.clone().acquire_owned())
-            .await
-            .map_err(|_| E::from(StorageError::Busy))?
-            .map_err(|_| E::from(StorageError::Canceled))?;
+        let (turn, waited) = match self.turns.clone().try_acquire_owned() {
+            Ok(turn) => (turn, false),
+            Err(_) => {
+                let turn =
+                    tokio::time::timeout_at(deadline.into(), self.turns.clone().acquire_owned())
+                        .await;
+                let Ok(turn) = turn else {
+                    self.waits.record(called.elapsed(), true);
+                    return Err(E::from(StorageError::Busy));
+                };
+                (turn.map_err(|_| E::from(StorageError::Canceled))?, true)
+            }
+        };
         let db = self.clone();
         actix_web::web::block(move || {
             let _turn = turn;
-            let mut conn = db.acquire(deadline)?;
+            let mut conn = db.acquire(called, deadline, waited)?;
             f(&mut conn)
         })
         .await
         .map_err(|_| E::from(StorageError::Canceled))?
     }
 
-    fn acquire(&self, deadline: Instant) -> Result<r2d2::PooledConnection<Manager>, StorageError> {
+    /// A connection by `deadline` for a call made at `called`, which `waited` for its turn.
+    fn acquire(
+        &self,
+        called: Instant,
+        deadline: Instant,
+        waited: bool,
+    ) -> Result<r2d2::PooledConnection<Manager>, StorageError> {
+        // An idle connection at once: the common case, where no wait is counted.
+        let idle = self.pool.try_get();
+        if idle.is_some() && waited {
+            self.waits.record(called.elapsed(), false);
+        }
         // Even past the deadline an idle connection is taken (r2d2 tests it first).
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1));
-        match self.pool.get_timeout(wait) {
+        let got = idle.map(Ok).unwrap_or_else(|| {
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            let got = self.pool.get_timeout(wait);
+            self.waits.record(called.elapsed(), got.is_err());
+            got
+        });
+        match got {
             Ok(conn) => {
                 self.reachable.up();
                 Ok(conn)

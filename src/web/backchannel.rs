@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use actix_web::web;
 
+use crate::metrics::Delivery;
 use crate::outbound::OutboundError;
 use crate::state::AppState;
 use crate::tokens::logout_token;
@@ -41,8 +42,23 @@ pub fn notify(state: &web::Data<AppState>, sub: &str, sid: &str, client_ids: Vec
 }
 
 /// Delivers one logout token for session `sid` of user `sub` to `client_id` (§2.5), retrying
-/// failed attempts with a short, doubling pause.
+/// failed attempts with a short, doubling pause; counted by outcome
+/// (`sigil_backchannel_logout_deliveries_total`).
 pub async fn deliver(state: &AppState, client_id: &str, sub: &str, sid: &str) -> Outcome {
+    let outcome = send(state, client_id, sub, sid).await;
+    let counted = match outcome {
+        Outcome::NotRegistered => None,
+        Outcome::Delivered { .. } => Some(Delivery::Delivered),
+        Outcome::Refused(_) => Some(Delivery::Refused),
+        Outcome::Failed { .. } => Some(Delivery::Failed),
+    };
+    if let Some(counted) = counted {
+        state.metrics.events.delivery(counted);
+    }
+    outcome
+}
+
+async fn send(state: &AppState, client_id: &str, sub: &str, sid: &str) -> Outcome {
     let client = match state.client(client_id).await {
         Ok(Some(c)) => c,
         Ok(None) => return Outcome::NotRegistered,

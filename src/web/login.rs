@@ -17,6 +17,7 @@ use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::{csp_with_form_target, login_csp, render_with_csp};
 use crate::endpoints::paths;
 use crate::factors;
+use crate::metrics::SignIn;
 use crate::oauth::authorize_request::AuthorizationRequest;
 use crate::oauth::client_metadata::Client;
 use crate::oauth::OAuthError;
@@ -108,6 +109,20 @@ enum Outcome {
     Busy,
 }
 
+impl Outcome {
+    /// Its label in `sigil_sign_ins_total`.
+    fn counted(&self) -> SignIn {
+        match self {
+            Self::SignedIn(_) => SignIn::Ok,
+            Self::SecondStep { .. } => SignIn::SecondFactorNeeded,
+            Self::Unmet(_) => SignIn::Unmet,
+            Self::Failed => SignIn::WrongPassword,
+            Self::Locked(_) => SignIn::Locked,
+            Self::Busy => SignIn::Busy,
+        }
+    }
+}
+
 /// One sign-in attempt, as the form and the browser's cookies gave it.
 struct Attempt {
     username: String,
@@ -177,6 +192,9 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
         minimum_acr: client.metadata.minimum_acr,
     };
     let outcome = sign_in(state, attempt).await;
+    if let Ok(outcome) = &outcome {
+        state.metrics.events.sign_in(outcome.counted());
+    }
     let csrf = params.get("csrf_token").unwrap_or("");
     let refusal = |status, message: String, wait: i64| {
         let mut response = login_page(
@@ -410,6 +428,7 @@ async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageE
     };
     let phc = user.as_ref().map(|u| u.password_hash.clone());
     let webauthn_on = state.webauthn.is_some();
+    let events = state.metrics.events.clone();
     let (matches, reservation) =
         match verify_reserved(state, reservation, password, phc, lane, &address).await? {
             Verified::Checked(matches, reservation) => (matches, reservation),
@@ -459,6 +478,7 @@ async fn sign_in(state: &AppState, attempt: Attempt) -> Result<Outcome, StorageE
             }
             _ => storage::atomically(conn, |conn| {
                 let locked = throttle::failed(conn, &reservation, now, limits)?;
+                events.lockouts(locked.len());
                 for key in &locked {
                     tracing::info!(%key, "sign-ins locked out after repeated failures");
                 }

@@ -20,6 +20,7 @@ use crate::endpoints::authorize::{known_client, page};
 use crate::endpoints::pages::{csp_with_form_target, login_csp, render_with_csp};
 use crate::endpoints::paths;
 use crate::factors;
+use crate::metrics::SignIn;
 use crate::oauth::authorize_request::AuthorizationRequest;
 use crate::oauth::client_metadata::Client;
 use crate::oauth::OAuthError;
@@ -246,6 +247,18 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &web::Data<AppState>) -> 
         Ok(verified) => verified,
         Err(e) => return page(&OAuthError::from(e)),
     };
+    let counted = match outcome {
+        Outcome::SignedIn(_) => Some(SignIn::Ok),
+        Outcome::Failed => Some(SignIn::SecondFactorFailed),
+        Outcome::Locked(_) => Some(SignIn::Locked),
+        // A step-up strengthens a session already signed in; the others check no code.
+        Outcome::Strengthened | Outcome::Unmet(_) | Outcome::CodeNotOffered | Outcome::Restart => {
+            None
+        }
+    };
+    if let Some(counted) = counted {
+        state.metrics.events.sign_in(counted);
+    }
     let name = name.as_deref().unwrap_or(&user_id);
     let refused = |status, message: String| {
         render(status, &client, &parked, csrf, name, Some(message), offered)
@@ -300,6 +313,7 @@ async fn verify(
     let lifetime = state.settings.sessions.lifetime.as_secs() as i64;
     let master = state.master.clone();
     let webauthn_on = state.webauthn.is_some();
+    let events = state.metrics.events.clone();
     state
         .db
         .run(move |conn| {
@@ -340,6 +354,7 @@ async fn verify(
                     && factors::check_otp(conn, &master, &user.id, &otp, now)?;
                 if !right {
                     let locked = throttle::failed(conn, &reservation, now, limits)?;
+                    events.lockouts(locked.len());
                     for key in &locked {
                         tracing::info!(%key, "sign-ins locked out after repeated failures");
                     }

@@ -27,7 +27,7 @@ const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// One request a receiver got.
 #[derive(Debug, Clone)]
-struct Hit {
+pub(crate) struct Hit {
     method: String,
     path: String,
     content_type: String,
@@ -36,14 +36,14 @@ struct Hit {
 
 /// A back-channel receiver on 127.0.0.1: records each request as it arrives, holds it until
 /// released (when `hold`), then answers `status`.
-struct Receiver {
+pub(crate) struct Receiver {
     base: String,
     hits: Arc<Mutex<Vec<Hit>>>,
     release: watch::Sender<bool>,
 }
 
 impl Receiver {
-    async fn start(status: u16, hold: bool) -> Self {
+    pub(crate) async fn start(status: u16, hold: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let hits = Arc::new(Mutex::new(Vec::new()));
@@ -62,7 +62,7 @@ impl Receiver {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -75,7 +75,7 @@ impl Receiver {
     }
 
     /// Waits (bounded) until at least `n` requests have arrived.
-    async fn wait_for(&self, n: usize) -> Vec<Hit> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Hit> {
         for _ in 0..500 {
             let hits = self.hits();
             if hits.len() >= n {

@@ -42,6 +42,7 @@ mod outage;
 mod outbound_proxy;
 mod par;
 mod passkeys;
+mod prometheus;
 mod properties;
 mod races;
 mod refresh_and_userinfo;

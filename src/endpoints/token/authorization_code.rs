@@ -15,7 +15,7 @@
 use serde_json::Value;
 
 use super::{grant_until, invalid_grant, issue, replayed, Replay};
-use crate::oauth::client_metadata::Client;
+use crate::oauth::client_metadata::{Client, GrantType};
 use crate::oauth::resource_metadata::ResourceMetadata;
 use crate::oauth::{pkce, OAuthError};
 use crate::state::AppState;
@@ -174,7 +174,10 @@ pub async fn redeem_presented(
         })
         .await?;
     match outcome {
-        Redeemed::Committed => Ok(Redemption { body, grant }),
+        Redeemed::Committed => {
+            issue::count(state, GrantType::AuthorizationCode, client, &body);
+            Ok(Redemption { body, grant })
+        }
         // A concurrent redemption won: the same attack as a later replay (RFC 6749 §4.1.2).
         // The winner's tokens die with the grant; this response is thrown away.
         Redeemed::AlreadyUsed => {

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::issue::{self, Target};
 use super::respond;
-use crate::oauth::client_metadata::Client;
+use crate::oauth::client_metadata::{Client, GrantType};
 use crate::oauth::scope::Scope;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
@@ -63,5 +63,6 @@ pub async fn grant(
     if !scope_text.is_empty() {
         body["scope"] = scope_text.into();
     }
+    issue::count(state, GrantType::ClientCredentials, client, &body);
     Ok(respond(body))
 }

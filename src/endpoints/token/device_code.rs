@@ -8,7 +8,7 @@
 //! With a DPoP proof the tokens are bound to its key as for an authorization code (RFC 9449 §5).
 
 use super::{grant_until, invalid_grant, issue, replayed, respond, Replay};
-use crate::oauth::client_metadata::Client;
+use crate::oauth::client_metadata::{Client, GrantType};
 use crate::oauth::device::SLOW_DOWN_STEP;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
@@ -126,7 +126,10 @@ pub async fn grant(
         })
         .await?;
     match outcome {
-        Redeemed::Committed => Ok(respond(body)),
+        Redeemed::Committed => {
+            issue::count(state, GrantType::DeviceCode, client, &body);
+            Ok(respond(body))
+        }
         Redeemed::AlreadyUsed => Err(replayed(
             state,
             replay(),

@@ -5,6 +5,7 @@ use serde_json::{json, Map, Value};
 
 use crate::admin::resources as admin_resources;
 use crate::crypto::random;
+use crate::metrics;
 use crate::oauth::client_metadata::{Client, GrantType};
 use crate::oauth::groups;
 use crate::oauth::resource_metadata::{self, ResourceMetadata};
@@ -292,6 +293,22 @@ pub async fn response(
         body["refresh_token"] = rt.into();
     }
     Ok(body)
+}
+
+/// Counts the tokens of `body`, a response handed out for `grant`
+/// (`sigil_tokens_issued_total`): the access token in `tokens.access_token_alg`, the ID token
+/// in the client's algorithm, the refresh token (opaque).
+pub fn count(state: &AppState, grant: GrantType, client: &Client, body: &Value) {
+    let events = &state.metrics.events;
+    let access_alg = state.settings.tokens.access_token_alg.as_str();
+    events.issued(grant, metrics::Token::Access, access_alg);
+    if body.get("id_token").is_some() {
+        let id_alg = client.metadata.id_token_signed_response_alg.as_str();
+        events.issued(grant, metrics::Token::Id, id_alg);
+    }
+    if body.get("refresh_token").is_some() {
+        events.issued(grant, metrics::Token::Refresh, metrics::OPAQUE);
+    }
 }
 
 /// Checks that the grant's user may still receive tokens.

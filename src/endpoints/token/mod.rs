@@ -128,6 +128,7 @@ async fn replayed(
     grant_id: String,
     what: &'static str,
 ) -> OAuthError {
+    state.metrics.events.replay(replay.token);
     let (now, horizon) = (state.clock.now(), grant_horizon(&state.settings));
     let id = grant_id.clone();
     // The revocation and its audit event commit together, once per grant: a later replay

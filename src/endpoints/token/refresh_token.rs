@@ -11,7 +11,7 @@ use actix_web::HttpResponse;
 
 use super::grace::{self, Asked};
 use super::{grant_until, invalid_grant, issue, replayed, respond, Replay};
-use crate::oauth::client_metadata::Client;
+use crate::oauth::client_metadata::{Client, GrantType};
 use crate::oauth::resource_metadata::ResourceMetadata;
 use crate::oauth::scope::Scope;
 use crate::oauth::{ErrorCode, OAuthError};
@@ -158,7 +158,10 @@ pub async fn grant(
         })
         .await?;
     match outcome {
-        Redeemed::Committed => Ok(respond(body)),
+        Redeemed::Committed => {
+            issue::count(state, GrantType::RefreshToken, client, &body);
+            Ok(respond(body))
+        }
         // A concurrent presentation rotated it first (its transaction has committed): this
         // response is thrown away, and the token is judged as used.
         Redeemed::AlreadyUsed => {

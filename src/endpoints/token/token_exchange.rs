@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::issue::{self, Target};
 use super::respond;
 use crate::endpoints::introspection;
-use crate::oauth::client_metadata::Client;
+use crate::oauth::client_metadata::{Client, GrantType};
 use crate::oauth::dpop;
 use crate::oauth::scope::Scope;
 use crate::oauth::token_request::ACCESS_TOKEN_TYPE;
@@ -131,6 +131,7 @@ pub async fn grant(
     if !target.scope.is_empty() {
         body["scope"] = target.scope.clone().into();
     }
+    issue::count(state, GrantType::TokenExchange, client, &body);
     Ok(respond(body))
 }
 

@@ -17,6 +17,7 @@ use super::sign_in::{
 };
 use super::{finish_authentication, start_authentication, PasskeyError};
 use crate::audit;
+use crate::metrics::SignIn;
 use crate::state::AppState;
 use crate::storage::{auth_requests, users};
 use crate::web::flow::{self, Parked, Pending};
@@ -134,7 +135,7 @@ async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> Http
         .await;
     let reservation = match reserved {
         Ok(Some(Ok(reservation))) => reservation,
-        Ok(Some(Err(wait))) => return too_many(wait),
+        Ok(Some(Err(wait))) => return too_many(state, wait),
         Ok(None) => return error(StatusCode::BAD_REQUEST, "restart"),
         Err(e) => return storage_error(&e),
     };
@@ -204,6 +205,9 @@ async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> Http
         Ok(signed_in) => signed_in,
         Err(e) => return storage_error(&e),
     };
+    if signed_in.is_some() {
+        state.metrics.events.sign_in(SignIn::Ok);
+    }
     let mut response = HttpResponse::Ok();
     response.insert_header(("Cache-Control", "no-store"));
     for cookie in signed_in

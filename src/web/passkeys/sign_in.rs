@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::{finish_authentication, start_authentication, PasskeyError};
 use crate::audit;
+use crate::metrics::SignIn;
 use crate::state::AppState;
 use crate::storage::{users, StorageError};
 use crate::web::flow::{self, Parked};
@@ -94,7 +95,8 @@ pub(super) async fn held_unless_ok(state: &AppState, response: HttpResponse) -> 
 }
 
 /// 429 with `Retry-After`: a throttle key is full or locked.
-pub(super) fn too_many(wait: i64) -> HttpResponse {
+pub(super) fn too_many(state: &AppState, wait: i64) -> HttpResponse {
+    state.metrics.events.sign_in(SignIn::Locked);
     let mut response = error(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
     response
         .headers_mut()
@@ -126,6 +128,7 @@ pub(super) async fn not_passed(
         PasskeyError::Unavailable => error(StatusCode::NOT_FOUND, "passkeys_unavailable"),
         other => {
             tracing::info!(reason = %other, "passkey {what} refused");
+            let who_was_known = who.user_id.is_some();
             let failed = state
                 .db
                 .run(move |conn| {
@@ -139,8 +142,15 @@ pub(super) async fn not_passed(
                     Ok::<_, StorageError>(locked)
                 })
                 .await;
+            // A passwordless sign-in knows no user; a second step knows whose it is.
+            let counted = match who_was_known {
+                true => SignIn::SecondFactorFailed,
+                false => SignIn::PasskeyFailed,
+            };
             return match failed {
                 Ok(locked) => {
+                    state.metrics.events.sign_in(counted);
+                    state.metrics.events.lockouts(locked.len());
                     for key in locked {
                         tracing::info!(%key, "sign-ins locked out after repeated failures");
                     }
@@ -226,7 +236,7 @@ async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> Http
         .await;
     let reservation = match reserved {
         Ok(Ok(reservation)) => reservation,
-        Ok(Err(wait)) => return too_many(wait),
+        Ok(Err(wait)) => return too_many(state, wait),
         Err(e) => return storage_error(&e),
     };
     let used = match finish_authentication(state, &body.ceremony, &body.credential).await {
@@ -269,6 +279,7 @@ async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> Http
         Ok(signed_in) => signed_in,
         Err(e) => return storage_error(&e),
     };
+    state.metrics.events.sign_in(SignIn::Ok);
     let mut response = HttpResponse::Ok();
     response.insert_header(("Cache-Control", "no-store"));
     for cookie in login::signed_in_cookies(state, signed_in) {
