@@ -60,6 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => cli::keys::run(cmd, settings),
         Command::Audit(cmd) => cli::audit::run(cmd, settings),
         Command::Demo(args) => sigil::demo::main(settings.clone(), args),
+        Command::Transfer(cmd) => cli::transfer::run(cmd, settings),
     }
 }
 

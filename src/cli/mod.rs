@@ -6,6 +6,7 @@ pub mod clients;
 pub mod groups;
 pub mod keys;
 pub mod resources;
+pub mod transfer;
 pub mod users;
 
 use std::io::Read;
@@ -56,6 +57,8 @@ pub enum Command {
     Audit(audit::AuditCommand),
     /// Run Sigil with two demo relying parties on two origins and a demo user.
     Demo(crate::demo::DemoArgs),
+    #[command(flatten)]
+    Transfer(transfer::TransferCommand),
 }
 
 /// A failure the user can act on; printed without a backtrace, exit status 2.

@@ -24,6 +24,7 @@ pub mod revoked_tokens;
 pub mod schema;
 pub mod sessions;
 pub mod signing_keys;
+pub mod transfer;
 pub mod users;
 
 use std::sync::atomic::{AtomicBool, Ordering};
