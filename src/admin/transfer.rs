@@ -504,6 +504,15 @@ fn signing_keys(
             retired_at: k.retired_at,
         });
     }
+    // They replace the target's keys: each algorithm must keep a key that signs.
+    if let Some(alg) = SigningAlg::ALL
+        .into_iter()
+        .find(|a| !active.contains_key(a))
+    {
+        return Err(ImportError::Invalid(format!(
+            "the signing keys hold no active {alg} key"
+        )));
+    }
     Ok(rows)
 }
 

@@ -61,12 +61,7 @@ async fn counts(app: &TestApp) -> Vec<(&'static str, i64)> {
 }
 
 fn kids(jwks: &Value) -> BTreeSet<String> {
-    jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_string())
-        .collect()
+    crate::keys::kids(jwks).into_iter().collect()
 }
 
 fn other(backend: Backend) -> Backend {
@@ -210,6 +205,16 @@ async fn a_database_moved_to_the_other_backend_keeps_sign_ins_secrets_and_tokens
     assert_eq!(members.as_array().unwrap().len(), 1);
     assert_eq!(members[0]["username"], "alice");
     ok(&dst, &["resource", "show", API], None);
+
+    // The import is one audit event with what it carried.
+    let audit = ok(
+        &dst,
+        &["audit", "list", "--json", "--type", "data.imported"],
+        None,
+    );
+    let audit: Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
+    assert_eq!(audit[0]["details"]["users"], 3, "{audit}");
 }
 
 async fn import_refuses_a_database_in_use_and_merge_reports_every_conflict_changing_nothing(
@@ -334,6 +339,14 @@ async fn a_damaged_document_or_another_master_key_changes_nothing(backend: Backe
                 keys.push(twin);
             }),
             "twin",
+        ),
+        (
+            "no key that signs",
+            edit(&|d| {
+                let keys = d["signing_keys"].as_array_mut().unwrap();
+                keys.retain(|k| k["state"] != "active");
+            }),
+            "no active",
         ),
     ];
     for (what, body, expected) in cases {
