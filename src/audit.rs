@@ -74,6 +74,7 @@ event_types! {
     ClientUpdated => "client.updated",
     ClientSecretRotated => "client.secret_rotated",
     ClientInitialTokenIssued => "client.initial_token_issued",
+    DataImported => "data.imported",
     ResourceAdded => "resource.added",
     ResourceRemoved => "resource.removed",
     ResourceUpdated => "resource.updated",

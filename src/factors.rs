@@ -8,7 +8,8 @@ use crate::storage::factors::{self, TotpRow};
 use crate::storage::{AnyConnection, StorageError};
 use crate::web::strength::Acr;
 
-fn aad(user_id: &str) -> Vec<u8> {
+/// What a TOTP secret is sealed to: its user.
+pub fn totp_aad(user_id: &str) -> Vec<u8> {
     format!("totp:{user_id}").into_bytes()
 }
 
@@ -23,7 +24,7 @@ pub fn enrol_totp(
 ) -> Result<Vec<u8>, StorageError> {
     let secret = totp::new_secret();
     let sealed = master
-        .seal(&secret, &aad(user_id))
+        .seal(&secret, &totp_aad(user_id))
         .map_err(|e| StorageError::Corrupt(e.to_string()))?;
     factors::put_totp(
         conn,
@@ -49,7 +50,7 @@ pub fn totp_of(
         return Ok(None);
     };
     let secret = master
-        .open(&row.secret_sealed, &aad(user_id))
+        .open(&row.secret_sealed, &totp_aad(user_id))
         .map_err(|e| StorageError::Corrupt(format!("TOTP secret of a user: {e}")))?;
     Ok(Some((row, secret)))
 }

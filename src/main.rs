@@ -67,6 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(cmd) => cli::audit::run(cmd, settings),
         Command::Demo(args) => sigil::demo::main(settings.clone(), args),
         Command::Config(cmd) => cli::config::run(cmd, settings),
+        Command::Transfer(cmd) => cli::transfer::run(cmd, settings),
     }
 }
 

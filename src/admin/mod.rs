@@ -11,4 +11,5 @@ pub mod keys;
 pub mod registration;
 pub mod resources;
 pub mod sessions;
+pub mod transfer;
 pub mod users;

@@ -7,6 +7,7 @@ pub mod config;
 pub mod groups;
 pub mod keys;
 pub mod resources;
+pub mod transfer;
 pub mod users;
 
 use std::io::Read;
@@ -60,6 +61,8 @@ pub enum Command {
     /// Check the configuration.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    #[command(flatten)]
+    Transfer(transfer::TransferCommand),
 }
 
 /// A failure the user can act on; printed without a backtrace, exit status 2.

@@ -25,6 +25,7 @@ pub mod schema;
 pub mod schema_version;
 pub mod sessions;
 pub mod signing_keys;
+pub mod transfer;
 pub mod users;
 mod waits;
 

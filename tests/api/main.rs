@@ -58,5 +58,6 @@ mod slow_clients;
 mod step_up;
 mod token;
 mod token_exchange;
+mod transfer;
 mod two_nodes;
 mod upgrades;
