@@ -39,6 +39,7 @@ mod maintenance;
 mod migrations;
 mod outage;
 mod outbound_proxy;
+mod package;
 mod par;
 mod passkeys;
 mod properties;
