@@ -8,7 +8,7 @@
 # Client-library tests: Authlib (Debian's python3-authlib) and openid-client from npm, pinned
 # by tests/node/package-lock.json, with the machine's Node.js (Debian's when it has none).
 # The package test: dpkg, systemd (systemd-analyze), binutils (strip) and cargo-deb, which is
-# not in Debian and is compiled once (about 2 minutes on 2 cores).
+# not in Debian and is compiled once (about 3 CPU-minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! cargo deb --version >/dev/null 2>&1; then
