@@ -9,8 +9,14 @@
 # by tests/node/package-lock.json, with the machine's Node.js (Debian's when it has none).
 # Prometheus (with promtool): tests/api/prometheus.rs scrapes a live Sigil and checks the
 # alert rules in contrib/prometheus/.
+# The package test: dpkg, systemd (systemd-analyze), binutils (strip) and cargo-deb, which is
+# not in Debian and is compiled once (about 3 CPU-minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "== cargo install cargo-deb"
+  cargo install cargo-deb --locked --version 3.8.0
+fi
 install_node_modules() {
   if [ ! -d tests/node/node_modules/openid-client ]; then
     echo "== npm ci (tests/node: openid-client)"
@@ -18,7 +24,7 @@ install_node_modules() {
   fi
 }
 need=()
-for pkg in pkg-config libssl-dev postgresql-client postgresql chromium chromium-driver python3-jwcrypto python3-authlib python3-requests prometheus; do
+for pkg in pkg-config libssl-dev postgresql-client postgresql chromium chromium-driver python3-jwcrypto python3-authlib python3-requests prometheus systemd binutils; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v node >/dev/null || need+=(nodejs npm)

@@ -40,6 +40,7 @@ mod maintenance;
 mod migrations;
 mod outage;
 mod outbound_proxy;
+mod package;
 mod par;
 mod passkeys;
 mod prometheus;
