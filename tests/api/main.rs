@@ -37,6 +37,7 @@ mod login;
 mod logout;
 mod maintenance;
 mod migrations;
+mod nginx;
 mod outage;
 mod outbound_proxy;
 mod par;
