@@ -7,6 +7,7 @@
 # for /usr/bin/python3): the JWE tests decrypt Sigil's tokens with an implementation of its own.
 # Client-library tests: Authlib (Debian's python3-authlib) and openid-client from npm, pinned
 # by tests/node/package-lock.json, with the machine's Node.js (Debian's when it has none).
+# nginx: the proxy test runs contrib/nginx/sigil.conf in front of two nodes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 install_node_modules() {
@@ -16,7 +17,7 @@ install_node_modules() {
   fi
 }
 need=()
-for pkg in pkg-config libssl-dev postgresql-client postgresql chromium chromium-driver python3-jwcrypto python3-authlib python3-requests; do
+for pkg in pkg-config libssl-dev postgresql-client postgresql chromium chromium-driver python3-jwcrypto python3-authlib python3-requests nginx; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v node >/dev/null || need+=(nodejs npm)
