@@ -21,6 +21,7 @@
 #   PG_URL [postgres://postgres@127.0.0.1:5432/postgres] a database is created and dropped there
 #   BASE_PORT [3200]      nodes on BASE_PORT+1, +2; nginx HTTPS on +3, HTTP on +4
 #   QUIET_WAIT_S [60]     before each run wait (at most this long) for an idle machine
+#   BIN [target/release/sigil]   the sigil binary (not a SIGIL_ variable: Sigil reads those)
 #   RESULTS_DIR [WORK_DIR/results]
 set -euo pipefail
 
@@ -37,7 +38,7 @@ BASE_PORT="${BASE_PORT:-3200}"; QUIET_WAIT_S="${QUIET_WAIT_S:-60}"; ONLY=""
 PORT_A=$((BASE_PORT + 1)); PORT_B=$((BASE_PORT + 2)); HTTPS_PORT=$((BASE_PORT + 3)); HTTP_PORT=$((BASE_PORT + 4))
 WORK_DIR="$(mktemp -d -t sigil-nginx-bench-XXXXXX)"
 RESULTS_DIR="${RESULTS_DIR:-$WORK_DIR/results}"
-SIGIL="${CARGO_TARGET_DIR:-$ROOT/target}/release/sigil"
+SIGIL="${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sigil}"
 ISSUER="https://localhost:$HTTPS_PORT"
 PROXY="https://127.0.0.1:$HTTPS_PORT"       # wrk and curl connect by address (nginx listens on IPv4)
 DB="sigil_bench_$$"
@@ -181,7 +182,7 @@ import json, sys, collections
 name, w, t0, tk, tb, te, a, b, access, errors = sys.argv[1:]
 d = json.loads(w); t0, tk, tb, te = float(t0), float(tk), float(tb), float(te)
 err_lines = open(errors).read().splitlines()
-in_flight = sum(1 for l in err_lines if "while reading response header from upstream" in l and a in l)
+in_flight = sum(1 for l in err_lines if "[error]" in l and "while reading response header from upstream" in l and a in l)
 refused = sum(1 for l in err_lines if "Connection refused" in l)
 per_s = collections.OrderedDict()
 for line in open(access):
