@@ -164,15 +164,12 @@ impl Deployment {
         format!("{}{path}", self.issuer)
     }
 
-    /// The node (`127.0.0.1:PORT`) that answered the last `method path` nginx logged.
-    fn answered_last(&self, method: &str, path: &str) -> String {
-        let log = self.nginx.access_log();
-        let line = log
-            .iter()
-            .rev()
-            .find(|a| a.method == method && a.path == path)
-            .unwrap_or_else(|| panic!("no {method} {path} in nginx's log"));
-        line.node().to_string()
+    /// The node (`127.0.0.1:PORT`) that answered the first `method path` nginx logged from
+    /// line `from` on.
+    async fn answered(&self, from: usize, method: &str, path: &str) -> String {
+        let is = |a: &proxy::Access| a.method == method && a.path == path;
+        let log = self.nginx.logged(from, |l| l.iter().any(is)).await;
+        log.into_iter().find(is).unwrap().node().to_string()
     }
 }
 
@@ -307,6 +304,7 @@ async fn rotate(d: &Deployment) -> String {
 /// header a client writes changes which address it is.
 async fn throttling_sees_the_client_address(d: &Deployment, authorize: &str) {
     let (attacker_ip, user_ip) = ("127.0.0.2", "127.0.0.3");
+    let mark = d.nginx.access_log().len();
     let attacker = d.client(Some(attacker_ip.parse().unwrap()), true);
     let r = attacker.get(authorize).send().await.unwrap();
     let (request, csrf) = login_form_at(&attacker, &location(&r)).await;
@@ -337,14 +335,17 @@ async fn throttling_sees_the_client_address(d: &Deployment, authorize: &str) {
     let r = post_login(d, &user, &request, &csrf, "alice", PASSWORD, &headers).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text().await);
 
-    let log = d.nginx.access_log();
-    for (ip, status) in [(attacker_ip, 429), (user_ip, 303)] {
-        assert!(
-            log.iter()
-                .any(|a| a.client == ip && a.path == "/login" && a.status == status),
-            "nginx logged no {status} sign-in from {ip}"
-        );
-    }
+    // nginx saw both addresses.
+    d.nginx
+        .logged(mark, |log| {
+            [(attacker_ip, 429), (user_ip, 303)]
+                .iter()
+                .all(|(ip, status)| {
+                    log.iter()
+                        .any(|a| a.client == *ip && a.path == "/login" && a.status == *status)
+                })
+        })
+        .await;
     // What the nodes counted, in the shared database: the attacker's address, not nginx's
     // (127.0.0.1), not the user's, not an address a client wrote.
     let mut db = AnyConnection::establish(d.settings.database_url.expose()).unwrap();
@@ -432,6 +433,7 @@ async fn two_nodes_behind_nginx_sign_in_rotate_throttle_and_survive_a_sigkill() 
     };
     // A sign-in with the code flow: every cookie is `__Host-` and Secure.
     let browser = d.client(None, true);
+    let mark = d.nginx.access_log().len();
     let (code, set_cookies) = code_flow(&d, &browser, &authorize("s1"), "alice").await;
     assert!(
         set_cookies
@@ -449,7 +451,7 @@ async fn two_nodes_behind_nginx_sign_in_rotate_throttle_and_survive_a_sigkill() 
         assert!(attributes.contains(&"path=/".into()), "{cookie}");
         assert!(!attributes.iter().any(|a| a.starts_with("domain=")));
     }
-    let signed_in_at = d.answered_last("POST", "/login");
+    let signed_in_at = d.answered(mark, "POST", "/login").await;
     let first = redeem(&http, &token_url, rp, &code).await;
     let id_token = first["id_token"].as_str().unwrap().to_string();
     let access_token = first["access_token"].as_str().unwrap().to_string();
@@ -462,9 +464,10 @@ async fn two_nodes_behind_nginx_sign_in_rotate_throttle_and_survive_a_sigkill() 
     let new_kid = rotate(&d).await;
     assert_ne!(old_kid, new_kid);
     let cc = [("grant_type", "client_credentials")];
-    let mut in_a_row = 0;
+    let (mut in_a_row, mut asked, mark) = (0, 0, d.nginx.access_log().len());
     for _ in 0..100 {
         let t = token(&http, &token_url, svc, &cc).await;
+        asked += 1;
         let signed_by = kid(t["access_token"].as_str().unwrap());
         in_a_row = if signed_by == new_kid {
             in_a_row + 1
@@ -477,12 +480,14 @@ async fn two_nodes_behind_nginx_sign_in_rotate_throttle_and_survive_a_sigkill() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(in_a_row, 4, "the nodes did not sign with {new_kid}");
+    let is_token = |a: &proxy::Access| a.method == "POST" && a.path == "/token";
     let last_four: Vec<String> = d
         .nginx
-        .access_log()
+        .logged(mark, |l| l.iter().filter(|a| is_token(a)).count() == asked)
+        .await
         .iter()
         .rev()
-        .filter(|a| a.method == "POST" && a.path == "/token")
+        .filter(|a| is_token(a))
         .take(4)
         .map(|a| a.node().to_string())
         .collect();
@@ -525,11 +530,12 @@ async fn two_nodes_behind_nginx_sign_in_rotate_throttle_and_survive_a_sigkill() 
     let survivor = d.nodes[1 - victim].0.clone();
 
     // Single sign-on from the survivor: straight back to the client with a code.
+    let mark = d.nginx.access_log().len();
     let r = browser.get(authorize("s3")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let to = location(&r);
     assert!(to.starts_with(REDIRECT), "no single sign-on: {to}");
-    assert_eq!(d.answered_last("GET", "/authorize"), survivor);
+    assert_eq!(d.answered(mark, "GET", "/authorize").await, survivor);
     // Its code is redeemed, the refresh token from before the kill is used, and the new
     // access token reads userinfo.
     let redeemed = redeem(&http, &token_url, rp, &query(&to)["code"]).await;

@@ -243,6 +243,22 @@ impl Nginx {
         std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
     }
 
+    /// The access log's lines from line `from` on, once `done` holds for them: nginx writes a
+    /// line when it has finished with a request, which can be just after the client has the
+    /// answer.
+    pub async fn logged(&self, from: usize, done: impl Fn(&[Access]) -> bool) -> Vec<Access> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut log = self.access_log();
+            let since = log.split_off(from.min(log.len()));
+            if done(&since) {
+                return since;
+            }
+            assert!(Instant::now() < deadline, "not in nginx's log: {since:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn access_log(&self) -> Vec<Access> {
         std::fs::read_to_string(self.dir.join("access.log"))
             .unwrap_or_default()
