@@ -11,6 +11,7 @@
 # alert rules in contrib/prometheus/.
 # The package test: dpkg, systemd (systemd-analyze), binutils (strip) and cargo-deb, which is
 # not in Debian and is compiled once (about 3 CPU-minutes).
+# nginx: the proxy test runs contrib/nginx/sigil.conf in front of two nodes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! cargo deb --version >/dev/null 2>&1; then
@@ -24,7 +25,7 @@ install_node_modules() {
   fi
 }
 need=()
-for pkg in pkg-config libssl-dev postgresql-client postgresql chromium chromium-driver python3-jwcrypto python3-authlib python3-requests prometheus systemd binutils; do
+for pkg in pkg-config libssl-dev postgresql-client postgresql chromium chromium-driver python3-jwcrypto python3-authlib python3-requests prometheus systemd binutils nginx; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v node >/dev/null || need+=(nodejs npm)

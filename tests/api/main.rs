@@ -38,6 +38,7 @@ mod login;
 mod logout;
 mod maintenance;
 mod migrations;
+mod nginx;
 mod outage;
 mod outbound_proxy;
 mod package;
