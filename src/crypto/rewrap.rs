@@ -1,9 +1,11 @@
-//! Master key rotation: every private signing key and client secret re-encrypted under a new
-//! master key in one transaction. Each value is opened before it is sealed again, so a value
+//! Master key rotation: every private signing key, client secret and TOTP secret re-encrypted
+//! under a new master key in one transaction. Each value is opened before it is sealed again, so a value
 //! that opens under neither key stops the whole run and nothing changes.
 
 use super::master_key::MasterKey;
-use crate::storage::{self, clients, grants, signing_keys, AnyConnection, Database, StorageError};
+use crate::storage::{
+    self, clients, factors, grants, signing_keys, AnyConnection, Database, StorageError,
+};
 
 /// What a rewrap did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -12,6 +14,8 @@ pub struct Rewrapped {
     pub signing_keys: usize,
     /// Client secrets re-encrypted.
     pub client_secrets: usize,
+    /// Users' TOTP secrets re-encrypted (confirmed factors and enrolments waiting alike).
+    pub totp_secrets: usize,
     /// Values already sealed under the new key (a second run, or a key a node created after
     /// the first run with the new key): left as they are.
     pub already_under_new_key: usize,
@@ -37,20 +41,20 @@ impl From<diesel::result::Error> for RewrapError {
 }
 
 /// Either the value re-sealed under `new`, or `None` when it is already sealed under `new`.
-/// `aad` is what the value is bound to (a `kid`, a `client_id`).
+/// `aad` is what the value is bound to (a `kid`, a `client_id`, `totp:` and a user id).
 fn reseal(
     current: &MasterKey,
     new: &MasterKey,
     sealed: &[u8],
-    aad: &str,
+    aad: &[u8],
     what: impl FnOnce() -> String,
 ) -> Result<Option<Vec<u8>>, RewrapError> {
-    match current.open(sealed, aad.as_bytes()) {
+    match current.open(sealed, aad) {
         Ok(plain) => new
-            .seal(&plain, aad.as_bytes())
+            .seal(&plain, aad)
             .map(Some)
             .map_err(|e| RewrapError::Storage(StorageError::Corrupt(e.to_string()))),
-        Err(_) if new.open(sealed, aad.as_bytes()).is_ok() => Ok(None),
+        Err(_) if new.open(sealed, aad).is_ok() => Ok(None),
         Err(_) => Err(RewrapError::Unopenable(what())),
     }
 }
@@ -63,7 +67,7 @@ fn rewrap_signing_keys(
 ) -> Result<(), RewrapError> {
     for key in signing_keys::all(conn)? {
         let what = || format!("signing key {}", key.kid);
-        match reseal(current, new, &key.private_sealed, &key.kid, what)? {
+        match reseal(current, new, &key.private_sealed, key.kid.as_bytes(), what)? {
             Some(sealed) => {
                 signing_keys::reseal(conn, &key.kid, &sealed)?;
                 done.signing_keys += 1;
@@ -85,10 +89,30 @@ fn rewrap_client_secrets(
             continue;
         };
         let what = || format!("the secret of client {:?}", client.client_id);
-        match reseal(current, new, sealed, &client.client_id, what)? {
+        match reseal(current, new, sealed, client.client_id.as_bytes(), what)? {
             Some(sealed) => {
                 clients::reseal(conn, &client.client_id, &sealed)?;
                 done.client_secrets += 1;
+            }
+            None => done.already_under_new_key += 1,
+        }
+    }
+    Ok(())
+}
+
+fn rewrap_totp_secrets(
+    conn: &mut AnyConnection,
+    current: &MasterKey,
+    new: &MasterKey,
+    done: &mut Rewrapped,
+) -> Result<(), RewrapError> {
+    for row in factors::all_totp(conn)? {
+        let what = || format!("the TOTP secret of user {:?}", row.user_id);
+        let aad = crate::factors::totp_aad(&row.user_id);
+        match reseal(current, new, &row.secret_sealed, &aad, what)? {
+            Some(sealed) => {
+                factors::reseal_totp(conn, &row.user_id, &sealed)?;
+                done.totp_secrets += 1;
             }
             None => done.already_under_new_key += 1,
         }
@@ -113,6 +137,7 @@ pub fn rewrap(
             let mut done = Rewrapped::default();
             rewrap_signing_keys(conn, current, new, &mut done)?;
             rewrap_client_secrets(conn, current, new, &mut done)?;
+            rewrap_totp_secrets(conn, current, new, &mut done)?;
             done.refresh_answers_dropped = grants::forget_kept_answers(conn)?;
             Ok(done)
         })

@@ -25,12 +25,6 @@ pub use requests::Shard;
 use crate::endpoints::paths;
 use crate::state::AppState;
 
-/// The commit Sigil was built from, when the build said (`SIGIL_COMMIT`).
-const COMMIT: &str = match option_env!("SIGIL_COMMIT") {
-    Some(commit) => commit,
-    None => "unknown",
-};
-
 #[derive(Default)]
 pub struct Metrics {
     requests: requests::Requests,
@@ -138,7 +132,7 @@ pub fn report(state: &AppState) -> String {
         out,
         "sigil_build_info{{version=\"{}\",commit=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION"),
-        escape(COMMIT)
+        escape(crate::BUILD_COMMIT)
     );
     out
 }

@@ -29,6 +29,25 @@ pub fn totp(conn: &mut AnyConnection, user_id: &str) -> Result<Option<TotpRow>, 
         .optional()?)
 }
 
+/// Every user's TOTP factor (for `sigil keys rewrap`, which re-seals each secret).
+pub fn all_totp(conn: &mut AnyConnection) -> Result<Vec<TotpRow>, StorageError> {
+    Ok(totp_factors::table
+        .order(totp_factors::user_id)
+        .load(conn)?)
+}
+
+/// Replaces the sealed secret of the user's TOTP factor, leaving the rest as it is.
+pub fn reseal_totp(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    sealed: &[u8],
+) -> Result<(), StorageError> {
+    diesel::update(totp_factors::table.filter(totp_factors::user_id.eq(user_id)))
+        .set(totp_factors::secret_sealed.eq(sealed))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Placeholders: $1 user_id, $2 secret_sealed, $3 confirmed_at, $4 last_step, $5 created_at.
 const PUT_TOTP: &str = "\
 INSERT INTO totp_factors (user_id, secret_sealed, confirmed_at, last_step, created_at)

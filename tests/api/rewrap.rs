@@ -1,5 +1,5 @@
-//! Master key rotation: `sigil keys rewrap` re-encrypts every private key and client secret
-//! under a new master key in one transaction, and refuses a bad key file changing nothing.
+//! Master key rotation: `sigil keys rewrap` re-encrypts every private key, client secret and
+//! TOTP secret under a new master key in one transaction, and refuses a bad key file changing nothing.
 
 use serde_json::{json, Value};
 
@@ -10,7 +10,7 @@ use crate::two_nodes::start_node;
 use sigil::clock::Clock;
 use sigil::crypto::master_key::MasterKey;
 use sigil::startup::Application;
-use sigil::storage::{clients, signing_keys};
+use sigil::storage::{clients, factors, signing_keys};
 
 both_backends!(
     keys_rewrap_moves_every_secret_to_the_new_master_key,
@@ -42,10 +42,12 @@ fn rewrapped(app: &TestApp, file: &std::path::Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Every sealed value of the database, for comparing before and after.
+/// Every sealed value of the database with what it is bound to, for comparing before and
+/// after.
 async fn sealed_values(app: &TestApp) -> Vec<(String, Vec<u8>)> {
     let keys = app.state.db.run(signing_keys::all).await.unwrap();
     let clients = app.state.db.run(clients::all).await.unwrap();
+    let totp = app.state.db.run(factors::all_totp).await.unwrap();
     keys.into_iter()
         .map(|k| (k.kid, k.private_sealed))
         .chain(
@@ -53,16 +55,24 @@ async fn sealed_values(app: &TestApp) -> Vec<(String, Vec<u8>)> {
                 .into_iter()
                 .filter_map(|c| Some((c.client_id, c.secret_sealed?))),
         )
+        .chain(
+            totp.into_iter()
+                .map(|t| (format!("totp:{}", t.user_id), t.secret_sealed)),
+        )
         .collect()
 }
 
-/// `sigil keys rewrap`: afterwards every private key and client secret opens under the new
-/// master key and none under the old one; a node started with the new key signs tokens that
-/// verify, and client secrets still authenticate; a node with the old key no longer starts.
+/// `sigil keys rewrap`: afterwards every private key, client secret and TOTP secret opens
+/// under the new master key and none under the old one; a node started with the new key signs
+/// tokens that verify, and client secrets still authenticate; a node with the old key no
+/// longer starts.
 async fn keys_rewrap_moves_every_secret_to_the_new_master_key(backend: Backend) {
     let app = spawn_app(backend).await;
     let (id, secret) = app.cc_client("svc");
     app.web_client("public-rp", json!({"token_endpoint_auth_method": "none"}));
+    app.add_user("alice");
+    let added = app.sigil(&["user", "totp", "add", "alice"], None);
+    assert!(added.status.success(), "{added:?}");
     let new_key = MasterKey::generate();
     let file = app.dir.path().join("new.master.key");
     std::fs::write(&file, format!("{}\n", new_key.to_base64())).unwrap();
@@ -79,7 +89,7 @@ async fn keys_rewrap_moves_every_secret_to_the_new_master_key(backend: Backend) 
     let done: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         done,
-        json!({"signing_keys": 8, "client_secrets": 1, "already_under_new_key": 0, "refresh_answers_dropped": 0})
+        json!({"signing_keys": 8, "client_secrets": 1, "totp_secrets": 1, "already_under_new_key": 0, "refresh_answers_dropped": 0})
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("master_key_file"));
 
@@ -122,7 +132,7 @@ async fn keys_rewrap_moves_every_secret_to_the_new_master_key(backend: Backend) 
     let again = rewrapped(&app, &file);
     assert_eq!(
         again,
-        json!({"signing_keys": 0, "client_secrets": 0, "already_under_new_key": 9, "refresh_answers_dropped": 0})
+        json!({"signing_keys": 0, "client_secrets": 0, "totp_secrets": 0, "already_under_new_key": 10, "refresh_answers_dropped": 0})
     );
 }
 
