@@ -135,11 +135,16 @@ impl Settings {
             }
             None => {}
         }
-        // SIGIL_CONFIG names the file and SIGIL_TEST_* belong to the test suite: neither is a key.
+        // SIGIL_CONFIG names the file, SIGIL_COMMIT is a build input (build.rs; cargo also sets
+        // it for the processes `cargo test` runs) and SIGIL_TEST_* belong to the test suite:
+        // none of them is a key.
         let env = |ignored: Vec<String>| {
             Env::prefixed("SIGIL_").split("__").filter(move |key| {
                 let key = key.as_str().to_ascii_lowercase();
-                key != "config" && !key.starts_with("test_") && !ignored.contains(&key)
+                key != "config"
+                    && key != "commit"
+                    && !key.starts_with("test_")
+                    && !ignored.contains(&key)
             })
         };
         let given: Vec<String> = env(Vec::new())
