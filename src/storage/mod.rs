@@ -16,6 +16,7 @@ pub mod login_failures;
 pub mod maintenance;
 pub mod passkeys;
 pub mod password_links;
+mod pool;
 pub mod pushed_requests;
 pub mod registrations;
 pub mod resources;
@@ -29,6 +30,8 @@ pub mod transfer;
 pub mod users;
 mod waits;
 
+use pool::QuietErrors;
+pub use pool::{Manager, Pool};
 pub use waits::PoolReport;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +41,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{self, ManageConnection};
+use diesel::r2d2;
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
@@ -144,62 +147,6 @@ impl DatabaseUrl {
             return Err("database_url: SQLite needs a file path (sqlite://sigil.db)".into());
         }
         Ok(Self::Sqlite(path.into()))
-    }
-}
-
-/// Opens connections for the pool and sets SQLite up for concurrent use.
-#[derive(Debug)]
-pub struct Manager {
-    url: DatabaseUrl,
-    busy_timeout: Duration,
-}
-
-impl ManageConnection for Manager {
-    type Connection = AnyConnection;
-    type Error = r2d2::Error;
-
-    fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
-        match &self.url {
-            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
-                .map(AnyConnection::Postgresql)
-                .map_err(r2d2::Error::ConnectionError),
-            DatabaseUrl::Sqlite(path) => {
-                let path = path.to_string_lossy();
-                let mut conn =
-                    SqliteConnection::establish(&path).map_err(r2d2::Error::ConnectionError)?;
-                conn.batch_execute(&format!(
-                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                    self.busy_timeout.as_millis()
-                ))
-                .map_err(r2d2::Error::QueryError)?;
-                Ok(AnyConnection::Sqlite(conn))
-            }
-        }
-    }
-
-    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1")
-            .map_err(r2d2::Error::QueryError)
-    }
-
-    /// A connection left in a broken transaction (its server went away mid-transaction) is
-    /// not handed out again.
-    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        r2d2::R2D2Connection::is_broken(conn)
-    }
-}
-
-pub type Pool = r2d2::Pool<Manager>;
-
-/// r2d2 reports every failed connection attempt of its background threads (several a second
-/// while the database is down); `Database` itself says once that it is unreachable.
-#[derive(Debug)]
-struct QuietErrors;
-
-impl r2d2::HandleError<r2d2::Error> for QuietErrors {
-    fn handle_error(&self, error: r2d2::Error) {
-        tracing::debug!(%error, "database connection attempt failed");
     }
 }
 
