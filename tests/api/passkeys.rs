@@ -19,7 +19,7 @@ use sigil::web::passkeys::{self, PasskeyError};
 
 mod account;
 mod attacks;
-mod authenticator;
+pub(crate) mod authenticator;
 mod second_step;
 
 both_backends!(
@@ -30,7 +30,10 @@ both_backends!(
 
 /// An app whose issuer is `http://localhost:PORT` (WebAuthn RP IDs are domain names), and
 /// every request of the test's browsers made there.
-async fn passkey_app(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+pub(crate) async fn passkey_app(
+    backend: Backend,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let mut app = spawn_app_with(backend, |s| {
         let port = s.bind.rsplit(':').next().unwrap().to_string();
         s.issuer = url::Url::parse(&format!("http://localhost:{port}")).unwrap();
@@ -50,6 +53,11 @@ fn here() -> ClientAddress {
 
 async fn user(app: &TestApp, name: &str) -> UserRow {
     app.add_user(name);
+    existing_user(app, name).await
+}
+
+/// The stored row of the user `name`.
+pub(crate) async fn existing_user(app: &TestApp, name: &str) -> UserRow {
     let name = name.to_string();
     app.state
         .db
@@ -60,7 +68,11 @@ async fn user(app: &TestApp, name: &str) -> UserRow {
 }
 
 /// Enrols `key` for `user` as the account page will.
-async fn enrol(app: &TestApp, user: &UserRow, key: &mut SoftKey) -> passkeys::PasskeyRow {
+pub(crate) async fn enrol(
+    app: &TestApp,
+    user: &UserRow,
+    key: &mut SoftKey,
+) -> passkeys::PasskeyRow {
     let (ceremony, options) = passkeys::start_registration(&app.state, user, &here())
         .await
         .unwrap();
@@ -203,7 +215,7 @@ async fn id_token(app: &TestApp, client: &(String, String), code: &str) -> Value
 }
 
 /// Signs in with `key` at the login page of a new request and follows the flow to the code.
-async fn passwordless_code(app: &TestApp, client_id: &str, key: &mut SoftKey) -> String {
+pub(crate) async fn passwordless_code(app: &TestApp, client_id: &str, key: &mut SoftKey) -> String {
     let browser = Browser::new();
     let ids = login_page(app, &browser, client_id).await;
     let r = attempt(app, &browser, &ids, key, &Quirks::default()).await;

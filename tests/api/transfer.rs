@@ -1,5 +1,5 @@
 //! `sigil export` / `sigil import` / `sigil backup`, the real binary: a database moved to the
-//! other backend keeps its users (old passwords, TOTP), clients (old secrets), consents, groups
+//! other backend keeps its users (old passwords, TOTP, passkeys), clients (old secrets), consents, groups
 //! and resource servers, and tokens issued before the move verify against the new JWKS; an
 //! import into a database in use, a merge with conflicts, a damaged document or another master
 //! key change nothing; a backup taken while the server writes opens with the data.
@@ -16,6 +16,8 @@ use crate::flow::{location, Browser, REDIRECT, VERIFIER};
 use crate::helpers::{
     jwt_parts, sigil_command, spawn_app, spawn_app_with, verify_with_jwks, Backend, TestApp,
 };
+use crate::passkeys::authenticator::SoftKey;
+use crate::passkeys::{enrol, existing_user, passkey_app, passwordless_code};
 use crate::second_factors::{post_otp, to_second_step, tokens, totp_at};
 use sigil::storage::transfer::{row_counts, unplaced_tables};
 
@@ -73,9 +75,9 @@ fn other(backend: Backend) -> Backend {
 
 /// A database with users (alice with TOTP, bob, carol disabled), the confidential client
 /// "rp", a resource server and a group; returns the app, the client's secret and alice's TOTP
-/// secret.
+/// secret. The issuer is `http://localhost:PORT`, a domain name passkeys can be bound to.
 async fn populated(backend: Backend) -> (TestApp, String, String) {
-    let app = spawn_app(backend).await;
+    let app = passkey_app(backend, |_| {}).await;
     let (_, secret) = app.web_client("rp", json!({}));
     for user in ["alice", "bob", "carol"] {
         app.add_user(user);
@@ -113,6 +115,22 @@ async fn to_client_without_consent(
 
 async fn a_database_moved_to_the_other_backend_keeps_sign_ins_secrets_and_tokens(target: Backend) {
     let (src, secret, totp) = populated(other(target)).await;
+    // dave has a synced passkey and no other factor.
+    src.add_user("dave");
+    let mut passkey = SoftKey::new(true);
+    enrol(&src, &existing_user(&src, "dave").await, &mut passkey).await;
+    let dave_before = passwordless_code(&src, "rp", &mut passkey).await;
+    let r = src
+        .exchange("rp", &secret, &dave_before, Some(VERIFIER))
+        .await;
+    assert_eq!(r.status(), 200);
+    let dave_sub = jwt_parts(
+        r.json::<Value>().await.unwrap()["id_token"]
+            .as_str()
+            .unwrap(),
+    )
+    .1["sub"]
+        .clone();
     // alice signs in with password and TOTP and consents: tokens from the old database.
     let browser = Browser::new();
     let factor = to_second_step(&src, &browser, "rp", &[]).await;
@@ -149,16 +167,21 @@ async fn a_database_moved_to_the_other_backend_keeps_sign_ins_secrets_and_tokens
         .map(|c| c["client_id"].as_str().unwrap())
         .collect();
     assert_eq!(client_ids, ["rp"], "Sigil's own clients stay behind");
-    assert_eq!(doc["consents"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        doc["consents"].as_array().unwrap().len(),
+        2,
+        "alice's and dave's"
+    );
 
     // The target runs with the same master key; its own first keys give way to the imported
     // ones, and the running node picks them up.
-    let dst = spawn_app_with(target, |s| s.master_key = src.settings.master_key.clone()).await;
+    let dst = passkey_app(target, |s| s.master_key = src.settings.master_key.clone()).await;
     let own_kids = kids(&dst.jwks().await);
     let out = ok(&dst, &["import", file.to_str().unwrap()], None);
     let imported: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(imported["imported"]["users"], 3, "{imported}");
+    assert_eq!(imported["imported"]["users"], 4, "{imported}");
     assert_eq!(imported["imported"]["totp_factors"], 1, "{imported}");
+    assert_eq!(imported["imported"]["passkeys"], 1, "{imported}");
     let jwks = dst.wait_for_jwks(|j| kids(j) == src_kids).await;
     assert!(
         own_kids.is_disjoint(&kids(&jwks)),
@@ -193,6 +216,24 @@ async fn a_database_moved_to_the_other_backend_keeps_sign_ins_secrets_and_tokens
     let r = dst.exchange("rp", &secret, &code, Some(VERIFIER)).await;
     assert_eq!(r.status(), 200);
 
+    // dave signs in with his passkey alone, as the same subject.
+    let code = passwordless_code(&dst, "rp", &mut passkey).await;
+    let r = dst.exchange("rp", &secret, &code, Some(VERIFIER)).await;
+    assert_eq!(r.status(), 200);
+    let claims = jwt_parts(
+        r.json::<Value>().await.unwrap()["id_token"]
+            .as_str()
+            .unwrap(),
+    )
+    .1;
+    assert_eq!(claims["sub"], dave_sub);
+    assert_eq!(claims["acr"], "phr", "{claims}");
+    assert_eq!(
+        claims["amr"],
+        json!(["swk", "user", "mfa"]),
+        "synced, as before the move"
+    );
+
     // carol stays disabled; the group and the resource server came along.
     let users: Value =
         serde_json::from_slice(&ok(&dst, &["user", "list", "--json"], None).stdout).unwrap();
@@ -214,7 +255,7 @@ async fn a_database_moved_to_the_other_backend_keeps_sign_ins_secrets_and_tokens
     );
     let audit: Value = serde_json::from_slice(&audit.stdout).unwrap();
     assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
-    assert_eq!(audit[0]["details"]["users"], 3, "{audit}");
+    assert_eq!(audit[0]["details"]["users"], 4, "{audit}");
 }
 
 async fn import_refuses_a_database_in_use_and_merge_reports_every_conflict_changing_nothing(
