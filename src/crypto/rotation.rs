@@ -114,8 +114,10 @@ fn count(
 }
 
 /// At start: makes sure each algorithm has an active and a next key. Returns the new kids.
-/// Keys are generated outside the transaction (RSA takes a while); the transaction re-checks
-/// under the lock, so two nodes starting together still end with one active key each.
+/// Keys are generated outside the transaction (RSA takes a while: about 0.35 s of CPU each, one
+/// thread per key so a first start on several cores waits for the slowest only); the
+/// transaction re-checks under the lock, so two nodes starting together still end with one
+/// active key each.
 pub fn ensure_keys(db: &Database, master: &MasterKey, now: i64) -> Result<Vec<String>, KeyError> {
     let missing = db.with_conn(|conn| -> Result<_, StorageError> {
         let mut missing = Vec::new();
@@ -131,15 +133,36 @@ pub fn ensure_keys(db: &Database, master: &MasterKey, now: i64) -> Result<Vec<St
     if missing.is_empty() {
         return Ok(vec![]);
     }
-    let generated = missing
-        .iter()
-        .map(|(alg, state)| Ok((*state, generate(*alg)?)))
-        .collect::<Result<Vec<_>, KeyError>>()?;
+    let generated = std::thread::scope(|scope| {
+        let workers: Vec<_> = (missing.iter())
+            .map(|(alg, state)| scope.spawn(move || Ok((*state, generate(*alg)?))))
+            .collect();
+        (workers.into_iter())
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(KeyError::Generate("panicked".into())))
+            })
+            .collect::<Result<Vec<_>, KeyError>>()
+    })?;
+    let generated: Vec<_> = generated.iter().map(|(state, key)| (*state, key)).collect();
+    store_keys(db, master, &generated, now)
+}
+
+/// Stores keys generated beforehand, each in its state, for every algorithm that has no key in
+/// that state yet (re-checked under the rotation lock, in one transaction); the others are
+/// dropped. Returns the kids stored. [`ensure_keys`] uses it after generating what is missing;
+/// an embedding program (the tests) may hand in keys it made earlier.
+pub fn store_keys(
+    db: &Database,
+    master: &MasterKey,
+    keys: &[(KeyState, &GeneratedKey)],
+    now: i64,
+) -> Result<Vec<String>, KeyError> {
     Ok(db.with_conn(|conn| -> Result<_, StorageError> {
         crate::storage::transaction::<_, StorageError, _>(conn, |conn| {
             storage::lock(conn, LOCK, now)?;
             let mut created = Vec::new();
-            for (state, key) in &generated {
+            for (state, key) in keys {
                 if count(conn, key.alg, *state)? == 0 {
                     let row = row(key, *state, master, now)
                         .map_err(|e| StorageError::Corrupt(e.to_string()))?;
