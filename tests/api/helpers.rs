@@ -14,6 +14,8 @@ use sigil::clock::Clock;
 use sigil::config::{DurationSetting, Secret, Settings};
 use sigil::crypto::master_key::MasterKey;
 use sigil::startup::Application;
+
+use crate::key_pool::KeyLease;
 use sigil::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,7 @@ pub struct TestApp {
     pub settings: Settings,
     pub dir: tempfile::TempDir,
     _pg: Option<PgDatabase>,
+    _keys: Option<KeyLease>,
 }
 
 /// A fresh PostgreSQL database, dropped with the test.
@@ -128,11 +131,20 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut settings, pg) = test_settings(backend, dir.path());
+    let fresh_database = settings.database_url.expose().to_string();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let port = listener.local_addr().expect("local address").port();
     settings.bind = format!("127.0.0.1:{port}");
     settings.issuer = url::Url::parse(&format!("http://127.0.0.1:{port}")).expect("issuer URL");
     configure(&mut settings);
+    // A fresh database gets borrowed signing keys (see key_pool); one the test pointed at
+    // another app's database has its keys already.
+    let keys = (settings.database_url.expose() == fresh_database).then(|| {
+        let lease = KeyLease::take();
+        let core = sigil::bootstrap::Core::open_to_migrate(&settings).expect("open and migrate");
+        lease.store(&core.db, &core.master);
+        lease
+    });
     let app = Application::build_with(settings.clone(), Clock::system(), listener)
         .expect("application builds");
     let state = app.state();
@@ -147,6 +159,7 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
         settings,
         dir,
         _pg: pg,
+        _keys: keys,
     }
 }
 

@@ -4,6 +4,7 @@
 mod flow;
 mod helpers;
 mod instant;
+mod key_pool;
 mod pg_cluster;
 mod server_process;
 
