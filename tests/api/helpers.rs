@@ -61,15 +61,26 @@ pub struct PgDatabase {
 }
 
 impl PgDatabase {
+    /// An empty database.
     pub fn create() -> Self {
-        let base = std::env::var("SIGIL_TEST_POSTGRES_URL").expect(
-            "SIGIL_TEST_POSTGRES_URL is not set: the PostgreSQL tests need a server \
-             (e.g. postgres://postgres@127.0.0.1:5432/postgres)",
-        );
+        Self::create_from(None)
+    }
+
+    /// A database with Sigil's schema, copied from [`crate::pg_template`].
+    pub fn create_migrated() -> Self {
+        Self::create_from(Some(crate::pg_template::template(&admin_url())))
+    }
+
+    fn create_from(template: Option<&str>) -> Self {
+        let base = admin_url();
         let name = format!("sigil_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn =
             diesel::PgConnection::establish(&base).expect("connect to SIGIL_TEST_POSTGRES_URL");
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
+        let sql = match template {
+            Some(template) => format!("CREATE DATABASE {name} TEMPLATE {template}"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        diesel::sql_query(sql)
             .execute(&mut conn)
             .expect("create test database");
         let mut url = url::Url::parse(&base).expect("SIGIL_TEST_POSTGRES_URL is a URL");
@@ -80,6 +91,13 @@ impl PgDatabase {
             url: url.to_string(),
         }
     }
+}
+
+fn admin_url() -> String {
+    std::env::var("SIGIL_TEST_POSTGRES_URL").expect(
+        "SIGIL_TEST_POSTGRES_URL is not set: the PostgreSQL tests need a server \
+         (e.g. postgres://postgres@127.0.0.1:5432/postgres)",
+    )
 }
 
 impl Drop for PgDatabase {
@@ -94,8 +112,17 @@ impl Drop for PgDatabase {
     }
 }
 
-/// Settings for a test: port 0, a fast key refresh, a fresh database and master key.
+/// Settings for a test: port 0, a fast key refresh, a fresh empty database and master key.
 pub fn test_settings(backend: Backend, dir: &std::path::Path) -> (Settings, Option<PgDatabase>) {
+    settings_on(backend, dir, PgDatabase::create)
+}
+
+/// [`test_settings`] with a PostgreSQL database made by `create`.
+fn settings_on(
+    backend: Backend,
+    dir: &std::path::Path,
+    create: fn() -> PgDatabase,
+) -> (Settings, Option<PgDatabase>) {
     let mut s = Settings {
         master_key: Some(Secret::new(MasterKey::generate().to_base64())),
         ..Settings::default()
@@ -116,7 +143,7 @@ pub fn test_settings(backend: Backend, dir: &std::path::Path) -> (Settings, Opti
             None
         }
         Backend::Postgres => {
-            let db = PgDatabase::create();
+            let db = create();
             s.database_url = Secret::new(db.url.clone());
             Some(db)
         }
@@ -130,7 +157,8 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut settings, pg) = test_settings(backend, dir.path());
+    // Migrated already on PostgreSQL (see pg_template); the app's start finds nothing to do.
+    let (mut settings, pg) = settings_on(backend, dir.path(), PgDatabase::create_migrated);
     let fresh_database = settings.database_url.expose().to_string();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let port = listener.local_addr().expect("local address").port();

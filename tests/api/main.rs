@@ -6,6 +6,7 @@ mod helpers;
 mod instant;
 mod key_pool;
 mod pg_cluster;
+mod pg_template;
 mod server_process;
 
 mod access_log;
