@@ -140,7 +140,7 @@ pub fn ensure_keys(db: &Database, master: &MasterKey, now: i64) -> Result<Vec<St
         (workers.into_iter())
             .map(|w| {
                 w.join()
-                    .unwrap_or_else(|_| Err(KeyError::Generate("panicked".into())))
+                    .unwrap_or_else(|_| Err(KeyError::Generate("key generation panicked".into())))
             })
             .collect::<Result<Vec<_>, KeyError>>()
     })?;

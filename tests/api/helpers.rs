@@ -14,9 +14,9 @@ use sigil::clock::Clock;
 use sigil::config::{DurationSetting, Secret, Settings};
 use sigil::crypto::master_key::MasterKey;
 use sigil::startup::Application;
+use sigil::state::AppState;
 
 use crate::key_pool::KeyLease;
-use sigil::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
