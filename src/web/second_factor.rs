@@ -184,7 +184,10 @@ pub async fn submit(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    login::held_unless_onwards(&state, answer(&req, &body, &state).await).await
+    // Boxed, and the body let go before a refusal waits (see `login::held_unless_onwards`).
+    let response = Box::pin(answer(&req, &body, &state)).await;
+    drop(body);
+    login::held_unless_onwards(&state, response).await
 }
 
 enum Outcome {

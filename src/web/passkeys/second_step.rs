@@ -99,7 +99,10 @@ pub async fn finish(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    held_unless_ok(&state, finish_answer(&req, &body, &state).await).await
+    // Boxed, and the body let go before a refusal waits (see `sign_in::held_unless_ok`).
+    let response = Box::pin(finish_answer(&req, &body, &state)).await;
+    drop(body);
+    held_unless_ok(&state, response).await
 }
 
 async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> HttpResponse {

@@ -83,7 +83,8 @@ pub(super) fn ceremony_answer(
     }
 }
 
-/// Like the password form's tarpit: every answer but a success waits `login.refusal_delay`.
+/// Like the password form's tarpit: every answer but a success waits `login.refusal_delay`
+/// (callers free what worked the answer out first, as `login::held_unless_onwards` says).
 pub(super) async fn held_unless_ok(state: &AppState, response: HttpResponse) -> HttpResponse {
     if !response.status().is_success() {
         state
@@ -214,7 +215,10 @@ pub async fn finish(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    held_unless_ok(&state, finish_answer(&req, &body, &state).await).await
+    // Boxed, and the body let go before a refusal waits (see `held_unless_ok`).
+    let response = Box::pin(finish_answer(&req, &body, &state)).await;
+    drop(body);
+    held_unless_ok(&state, response).await
 }
 
 async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> HttpResponse {
