@@ -3,9 +3,9 @@
 //! `git rev-parse --short HEAD`, else `unknown`. Rebuilt when HEAD or the branch it names moves.
 //!
 //! On Linux with glibc, links the `sigil` binary with packed relative relocations (RELR,
-//! glibc 2.36 and later: Debian 12, Ubuntu 22.04): the position-independent binary's 27,000
-//! relocations take a few KiB instead of 650 KB that the loader reads on every start, 0.6 MiB
-//! of a resident set that is under 20 MiB at idle.
+//! glibc 2.36 and later: Debian 12, Ubuntu 24.04; the package depends on it): the
+//! position-independent binary's 27,000 relocations take 7.5 KB instead of the 650 KB that the
+//! loader reads on every start, 0.65 MiB of an idle server's resident set.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
