@@ -6,6 +6,12 @@
 //! glibc 2.36 and later: Debian 12, Ubuntu 24.04; the package depends on it): the
 //! position-independent binary's 27,000 relocations take 7.5 KB instead of the 650 KB that the
 //! loader reads on every start, 0.65 MiB of an idle server's resident set.
+//!
+//! Release builds linked by LLD (rustc's default linker on x86_64 Linux since 1.90) lay out
+//! Sigil's functions in the order of `contrib/symbol-order.txt` (`bench/symbol-order.sh` makes
+//! it): the code a start and an idle server run comes first, packed together. The kernel maps a
+//! binary's code a folio at a time, so an idle server then keeps a few folios of code resident
+//! instead of two thirds of it. `SIGIL_SYMBOL_ORDER=off` links in the compiler's order.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,6 +32,25 @@ fn watch(path: PathBuf) {
     }
 }
 
+/// Whether rustc links this target with LLD: its default for x86_64-unknown-linux-gnu since
+/// 1.90, unless the flags turn it off (`-C linker-features=-lld`) or name another linker.
+fn links_with_lld() -> bool {
+    if std::env::var("TARGET").as_deref() != Ok("x86_64-unknown-linux-gnu") {
+        return false;
+    }
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    if flags.contains("-lld") || flags.contains("fuse-ld=") || flags.contains("linker-flavor") {
+        return flags.contains("fuse-ld=lld");
+    }
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let version = Command::new(rustc).arg("-V").output().ok();
+    let minor = version
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
+        .and_then(|v| v.split('.').nth(1).and_then(|m| m.parse::<u32>().ok()));
+    minor.is_some_and(|m| m >= 90)
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
@@ -33,8 +58,22 @@ fn main() {
     if target_os == "linux" && target_env == "gnu" {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
-    println!("cargo:rerun-if-env-changed=SIGIL_COMMIT");
+    println!("cargo:rerun-if-env-changed=SIGIL_SYMBOL_ORDER");
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let order = root.join("contrib/symbol-order.txt");
+    let wanted = std::env::var("SIGIL_SYMBOL_ORDER").map_or(true, |v| v != "off");
+    if wanted && std::env::var("PROFILE").as_deref() == Ok("release") && links_with_lld() {
+        watch(order.clone());
+        if order.exists() {
+            // A symbol the file names that this build does not have is skipped, silently.
+            println!(
+                "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
+                order.display()
+            );
+            println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+        }
+    }
+    println!("cargo:rerun-if-env-changed=SIGIL_COMMIT");
     let commit = match std::env::var("SIGIL_COMMIT") {
         Ok(c) if !c.trim().is_empty() => c.trim().to_string(),
         _ => {
