@@ -133,6 +133,9 @@ for d in (json.loads(l) for l in open(sys.argv[1]) if l.strip()):
               + (f"; first error: {u['first_error']}" if u.get('first_error') else ""))
         i, a = d["discovery_idle"], d["discovery_attack"]
         print(f"   discovery p99: idle {i['p99_ms']} ms, under attack {a['p99_ms']} ms: {d['discovery_p99_ratio']}x (goal <= 2)")
+        if "discovery_idle_again" in d:
+            print(f"   discovery p99 idle again after the attack: {d['discovery_idle_again']['p99_ms']} ms; the two idle windows differ {d['idle_again_p99_ratio']}x;"
+                  f" under attack against both idle windows together: {d['discovery_p99_ratio_both_idle']}x")
         if "discovery_beside_hashing" in d:
             print(f"   discovery p99 beside argon2 on every core at SCHED_IDLE, no attack traffic: {d['discovery_beside_hashing']['p99_ms']} ms:"
                   f" {d['discovery_beside_hashing_p99_ratio']}x (the floor for an attack that keeps every core hashing)")

@@ -14,7 +14,10 @@
 //!    starts; goal ≤ idle + 64 MiB). The attackers run on a runtime of their own at nice 10
 //!    (see `attackers_runtime`); the discovery stream on a thread of its own. Discovery is
 //!    also measured beside argon2 alone on every core at SCHED_IDLE, with no requests: the
-//!    floor under any attack that keeps the password queue full.
+//!    floor under any attack that keeps the password queue full. After the attack, once the
+//!    machine is quiet, the idle window is measured again: the larger of the two idle p99s over
+//!    the smaller says how far two windows with no attack at all differ on this machine, and
+//!    the attack's p99 is also set against both idle windows together.
 //! 3. `ceiling`: argon2id hashes per second on every core of this machine (Sigil's parameters,
 //!    in this process, while the server idles), then SIGNIN_WORKERS browsers, each posting the
 //!    right password of its own user (`USER_PREFIX1..N`) to its login form again and again
@@ -440,8 +443,22 @@ async fn main() {
         }
         // Dropping a runtime blocks, which an async context may not do.
         attack_runtime.shutdown_background();
+        let rss_after = rss_mib(o.server_pid, "VmRSS");
+
+        // The same idle measure again once the machine is quiet: how far the p99 of one idle
+        // window is from another's on this machine, with no attack in either.
+        wait_quiet(60).await;
+        eprintln!("== idle again: discovery for {:?}", o.idle);
+        let win = Window::after(Duration::from_secs(1), o.idle);
+        let again = discovery_stream_apart(ctx.clone(), o.disc_clients, o.disc_rate, win).await;
+        let again_v = stats(&again, o.idle.as_secs_f64());
+        let again_p99 = pct(&again.lat_us, 99.0);
+        let idle_p99 = pct(&idle.lat_us, 99.0);
+        let mut both: Vec<u64> = idle.lat_us.iter().chain(&again.lat_us).copied().collect();
+        both.sort_unstable();
+
         let attempts = user.lat_us.len() as u64 + user.errors;
-        let ratio = pct(&loaded.lat_us, 99.0) / pct(&idle.lat_us, 99.0);
+        let ratio = pct(&loaded.lat_us, 99.0) / idle_p99;
         let line = json!({
             "name": "attack",
             "label": o.label,
@@ -467,8 +484,11 @@ async fn main() {
             "discovery_beside_hashing": beside_v,
             "discovery_beside_hashing_p99_ratio": r2(pct(&beside.lat_us, 99.0) / pct(&idle.lat_us, 99.0)),
             "discovery_p99_ratio": r2(ratio),
+            "discovery_idle_again": again_v,
+            "idle_again_p99_ratio": r2(again_p99.max(idle_p99) / again_p99.min(idle_p99)),
+            "discovery_p99_ratio_both_idle": r2(pct(&loaded.lat_us, 99.0) / pct(&both, 99.0)),
             "rss_before_mib": rss_before,
-            "rss_after_mib": rss_mib(o.server_pid, "VmRSS"),
+            "rss_after_mib": rss_after,
         });
         println!("{line}");
     }
