@@ -12,6 +12,8 @@
 //! it): the code a start and an idle server run comes first, packed together. The kernel maps a
 //! binary's code a folio at a time, so an idle server then keeps a few folios of code resident
 //! instead of two thirds of it. `SIGIL_SYMBOL_ORDER=off` links in the compiler's order.
+//! A file made by another rustc than the one building (its header names it) is still used, with
+//! a warning: its names' hashes have changed, so it orders little; remake it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,9 +34,17 @@ fn watch(path: PathBuf) {
     }
 }
 
+/// The compiler's version, `1.95.0` from `rustc 1.95.0 (59807616e 2026-04-14)`.
+fn rustc_version() -> Option<String> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(rustc).arg("-V").output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    text.split_whitespace().nth(1).map(str::to_owned)
+}
+
 /// Whether rustc links this target with LLD: its default for x86_64-unknown-linux-gnu since
 /// 1.90, unless the flags turn it off (`-C linker-features=-lld`) or name another linker.
-fn links_with_lld() -> bool {
+fn links_with_lld(rustc: Option<&str>) -> bool {
     if std::env::var("TARGET").as_deref() != Ok("x86_64-unknown-linux-gnu") {
         return false;
     }
@@ -42,12 +52,7 @@ fn links_with_lld() -> bool {
     if flags.contains("-lld") || flags.contains("fuse-ld=") || flags.contains("linker-flavor") {
         return flags.contains("fuse-ld=lld");
     }
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let version = Command::new(rustc).arg("-V").output().ok();
-    let minor = version
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
-        .and_then(|v| v.split('.').nth(1).and_then(|m| m.parse::<u32>().ok()));
+    let minor = rustc.and_then(|v| v.split('.').nth(1).and_then(|m| m.parse::<u32>().ok()));
     minor.is_some_and(|m| m >= 90)
 }
 
@@ -62,15 +67,26 @@ fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let order = root.join("contrib/symbol-order.txt");
     let wanted = std::env::var("SIGIL_SYMBOL_ORDER").map_or(true, |v| v != "off");
-    if wanted && std::env::var("PROFILE").as_deref() == Ok("release") && links_with_lld() {
+    let rustc = rustc_version();
+    let release = std::env::var("PROFILE").as_deref() == Ok("release");
+    if wanted && release && links_with_lld(rustc.as_deref()) {
         watch(order.clone());
-        if order.exists() {
+        if let Ok(text) = std::fs::read_to_string(&order) {
             // A symbol the file names that this build does not have is skipped, silently.
             println!(
                 "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
                 order.display()
             );
             println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+            // The names' hashes change with the compiler: a file made by another one orders
+            // little or nothing, and an idle server keeps most of its code resident again.
+            let header: String = text.lines().take_while(|l| l.starts_with('#')).collect();
+            if let Some(v) = rustc.filter(|v| !header.contains(&format!("rustc {v} "))) {
+                println!(
+                    "cargo:warning=contrib/symbol-order.txt was not made with rustc {v}: \
+                     remake it with bench/symbol-order.sh (idle memory, README)"
+                );
+            }
         }
     }
     println!("cargo:rerun-if-env-changed=SIGIL_COMMIT");
