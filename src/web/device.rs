@@ -86,7 +86,9 @@ pub async fn submit(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    login::held_unless_onwards(&state, answer(&req, &body, &state).await).await
+    // Boxed: freed when done, not kept through the wait (see `login::held_unless`).
+    let response = Box::pin(answer(&req, &body, &state)).await;
+    login::held_unless(&state, body, response, login::onwards).await
 }
 
 async fn answer(req: &HttpRequest, body: &[u8], state: &AppState) -> HttpResponse {

@@ -149,26 +149,35 @@ pub async fn submit(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    // The answer's future is boxed, freed when done, and the body let go before a refusal
-    // waits: see `held_unless_onwards`.
+    // Boxed: freed when done, not kept through the wait (see `held_unless`).
     let response = Box::pin(answer(&req, &body, &state)).await;
-    drop(body);
-    held_unless_onwards(&state, response).await
+    held_unless(&state, body, response, onwards).await
 }
 
-/// The tarpit for the sign-in forms (password and second step): every answer but one that
-/// leads on — a redirect onwards, or the second step's page after the right password (200: no
-/// refusal of these forms is a 200) — waits `login.refusal_delay` first, so a flood that waits
-/// for its answers — wrong passwords or codes, locked or busy answers, stale or forged forms
-/// alike — is slowed to one attempt per connection and delay.
+/// Whether an answer of the password, second-step and device forms leads on: a redirect
+/// onwards, or the next step's page (200: no refusal of these forms is a 200).
+pub fn onwards(status: StatusCode) -> bool {
+    matches!(status, StatusCode::SEE_OTHER | StatusCode::OK)
+}
+
+/// The tarpit for the sign-in forms (password, second step, passkeys, device code): every
+/// answer that does not `pass` waits `login.refusal_delay` first, so a flood that waits for its
+/// answers — wrong passwords or codes, locked or busy answers, stale or forged forms alike — is
+/// slowed to one attempt per connection and delay.
 ///
-/// A held refusal keeps its connection, its request and its answer, and should keep nothing
-/// else: callers box the future that works the answer out (freed once done, where inline it
-/// would stay part of the handler's future through the wait) and drop the request body (actix
-/// reads a body into at least 8 KiB) before calling this. Each saves about 6–8 KiB per waiting
+/// A held refusal keeps its connection, its request and its answer, and nothing else: the
+/// request `body` is dropped here before the wait (actix reads a body into at least 8 KiB), and
+/// callers box the future that worked the answer out (freed once done, where inline it would
+/// stay part of the handler's future through the wait). Each saves about 6–8 KiB per waiting
 /// refusal, some 7 MiB of the memory a flood of 500 connections holds.
-pub async fn held_unless_onwards(state: &AppState, response: HttpResponse) -> HttpResponse {
-    if !matches!(response.status(), StatusCode::SEE_OTHER | StatusCode::OK) {
+pub async fn held_unless(
+    state: &AppState,
+    body: web::Bytes,
+    response: HttpResponse,
+    pass: fn(StatusCode) -> bool,
+) -> HttpResponse {
+    drop(body);
+    if !pass(response.status()) {
         state
             .tarpit
             .hold(state.settings.login.refusal_delay.0)

@@ -184,10 +184,9 @@ pub async fn submit(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    // Boxed, and the body let go before a refusal waits (see `login::held_unless_onwards`).
+    // Boxed: freed when done, not kept through the wait (see `login::held_unless`).
     let response = Box::pin(answer(&req, &body, &state)).await;
-    drop(body);
-    login::held_unless_onwards(&state, response).await
+    login::held_unless(&state, body, response, login::onwards).await
 }
 
 enum Outcome {

@@ -12,8 +12,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::sign_in::{
-    answer, ceremony_answer, checked, error, held_unless_ok, not_passed, storage_error, too_many,
-    Failing, FinishBody, OptionsBody,
+    answer, ceremony_answer, checked, error, not_passed, storage_error, too_many, Failing,
+    FinishBody, OptionsBody,
 };
 use super::{finish_authentication, start_authentication, PasskeyError};
 use crate::audit;
@@ -99,10 +99,10 @@ pub async fn finish(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    // Boxed, and the body let go before a refusal waits (see `sign_in::held_unless_ok`).
+    // Boxed: freed when done, not kept through the wait (see `login::held_unless`); every
+    // answer but a success waits, like the password form's refusals.
     let response = Box::pin(finish_answer(&req, &body, &state)).await;
-    drop(body);
-    held_unless_ok(&state, response).await
+    login::held_unless(&state, body, response, |s| s.is_success()).await
 }
 
 async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> HttpResponse {

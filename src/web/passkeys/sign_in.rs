@@ -83,18 +83,6 @@ pub(super) fn ceremony_answer(
     }
 }
 
-/// Like the password form's tarpit: every answer but a success waits `login.refusal_delay`
-/// (callers free what worked the answer out first, as `login::held_unless_onwards` says).
-pub(super) async fn held_unless_ok(state: &AppState, response: HttpResponse) -> HttpResponse {
-    if !response.status().is_success() {
-        state
-            .tarpit
-            .hold(state.settings.login.refusal_delay.0)
-            .await;
-    }
-    response
-}
-
 /// 429 with `Retry-After`: a throttle key is full or locked.
 pub(super) fn too_many(state: &AppState, wait: i64) -> HttpResponse {
     state.metrics.events.sign_in(SignIn::Locked);
@@ -215,10 +203,10 @@ pub async fn finish(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    // Boxed, and the body let go before a refusal waits (see `held_unless_ok`).
+    // Boxed: freed when done, not kept through the wait (see `login::held_unless`); every
+    // answer but a success waits, like the password form's refusals.
     let response = Box::pin(finish_answer(&req, &body, &state)).await;
-    drop(body);
-    held_unless_ok(&state, response).await
+    login::held_unless(&state, body, response, |s| s.is_success()).await
 }
 
 async fn finish_answer(req: &HttpRequest, body: &[u8], state: &AppState) -> HttpResponse {
